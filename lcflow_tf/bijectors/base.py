@@ -1,0 +1,213 @@
+"""Shared machinery of the image bijectors: per-element log-det maps.
+
+Every bijector in this package maps images NHWC with event rank 3 and follows TFP's
+direction convention (`forward`: latent -> image, `inverse`: image -> latent). Beyond TFP's
+scalar log-det, each one can also report its log-det *per element* of the latent-side tensor
+(`inverse_log_det_map`) and move an already carried map the way it moves the data
+(squeezes and permutations). These maps are what the likelihood-contribution (LC) split is
+built on (see `lcflow_tf.lc`).
+
+The per-element rule of each bijector is documented in its module. The invariant, tested for
+every bijector: `reduce_sum(inverse_log_det_map(y)) == inverse_log_det_jacobian(y)`.
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+EVENT_NDIMS = 3
+
+# tfb.Chain(...) / tfb.Invert(...) return the private non-composite-tensor base classes when
+# their parts hold variables; match those bases.
+_CHAIN_TYPE = next(c for c in tfb.Chain.__mro__ if c.__name__ == "_Chain")
+_INVERT_TYPE = next(c for c in tfb.Invert.__mro__ if c.__name__ == "_Invert")
+
+
+class _UncachedCalls:
+  """Stands in for TFP's input/output cache: every call recomputes.
+
+  TFP's cache keys on the input tensor and on the bijector's parameters. Our bijectors hold
+  variables that change during training, so a cached result could be stale, and two
+  instances with equal constructor arguments would share entries. Recomputing is cheap next
+  to that risk; the fused `inverse_and_log_det_map` path runs each network once anyway.
+  """
+
+  def __init__(self, bijector):
+    self._bijector = bijector
+
+  def forward(self, x, **kwargs):
+    return self._bijector._forward(x, **kwargs)  # pylint: disable=protected-access
+
+  def inverse(self, y, **kwargs):
+    return self._bijector._inverse(y, **kwargs)  # pylint: disable=protected-access
+
+  def forward_attributes(self, x, **kwargs):
+    del x, kwargs
+    return {}
+
+  def inverse_attributes(self, y, **kwargs):
+    del y, kwargs
+    return {}
+
+
+class _NoCacheDescriptor:
+
+  def __get__(self, bijector, owner):
+    return _UncachedCalls(bijector)
+
+
+
+class ImageBijector(tfb.Bijector):
+  """Base class for the package's bijectors over images [..., H, W, C].
+
+  Subclasses implement `_inverse_and_log_det_map(y)` returning the inverse image and the
+  per-element inverse log-det map (shaped like the inverse image), and, when they move
+  elements around, `_transport_inverse(a)` / `_transport_forward(a)`. The scalar TFP hooks
+  `_inverse_log_det_jacobian` is derived from the map, so both always agree.
+  """
+
+  _cache = _NoCacheDescriptor()
+
+  def __init__(self, validate_args=False, parameters=None, name=None, is_constant_jacobian=False,
+               dtype=None):
+    super().__init__(
+        forward_min_event_ndims=EVENT_NDIMS,
+        inverse_min_event_ndims=EVENT_NDIMS,
+        is_constant_jacobian=is_constant_jacobian,
+        dtype=dtype,
+        validate_args=validate_args,
+        parameters=parameters,
+        name=name)
+
+  def _get_parameterization(self):
+    # Instances are never interchangeable: each holds its own variables.
+    return id(self)
+
+  # --- per-element log-det protocol -------------------------------------------------------
+  def _inverse_and_log_det_map(self, y):
+    raise NotImplementedError
+
+  def _transport_inverse(self, a):
+    """Moves a map given in image-side coordinates to latent-side coordinates."""
+    return a
+
+  def _transport_forward(self, a):
+    """Moves a map given in latent-side coordinates to image-side coordinates."""
+    return a
+
+  def inverse_and_log_det_map(self, y):
+    """Returns `(x, a)`: `x = inverse(y)` and the per-element inverse log-det map `a`.
+
+    `a` has the shape of `x`; `reduce_sum(a, [-3, -2, -1])` equals
+    `inverse_log_det_jacobian(y, event_ndims=3)`. The network of a coupling runs once.
+    """
+    with tf.name_scope(self.name):
+      y = tf.convert_to_tensor(y, dtype_hint=self.dtype or tf.float32)
+      return self._inverse_and_log_det_map(y)
+
+  def _inverse_with_carried_map(self, y, carried, recorder):
+    """Inverse of `y` with `carried` (a map in `y`'s coordinates) moved along and own terms added.
+
+    Composite bijectors (the factor-out junction) override this to recurse and to report to
+    `recorder`; elementwise ones need not.
+    """
+    del recorder
+    x, own = self._inverse_and_log_det_map(y)
+    return x, self._transport_inverse(carried) + own
+
+  def inverse_log_det_map(self, y):
+    """Per-element inverse log-det map (shaped like `inverse(y)`)."""
+    return self.inverse_and_log_det_map(y)[1]
+
+  # --- TFP hooks derived from the map ------------------------------------------------------
+  def _inverse_log_det_jacobian(self, y):
+    return tf.reduce_sum(self._inverse_and_log_det_map(y)[1], axis=[-3, -2, -1])
+
+
+def flatten_batch(x):
+  """Reshapes [..., H, W, C] to [N, H, W, C]; returns the tensor and the batch shape."""
+  batch_shape = tf.shape(x)[:-3]
+  flat = tf.reshape(x, tf.concat([[-1], tf.shape(x)[-3:]], axis=0))
+  return flat, batch_shape
+
+
+def unflatten_batch(x, batch_shape):
+  """Inverse of `flatten_batch`."""
+  return tf.reshape(x, tf.concat([batch_shape, tf.shape(x)[1:]], axis=0))
+
+
+def check_image(x, name, expected_shape=None, channels=None):
+  """Raises ValueError unless `x` is a floating tensor of rank >= 3 with the right event shape.
+
+  Args:
+    x: the tensor a bijector received.
+    name: name of the bijector, for the message.
+    expected_shape: optional (H, W, C) the event must have (None entries are free).
+    channels: optional required channel count.
+  """
+  x = tf.convert_to_tensor(x)
+  if not x.dtype.is_floating:
+    raise ValueError(
+        f"{name}: expected floating images (float32/float64 intensities in [0, 1)), got dtype "
+        f"{x.dtype.name}; convert integer images with lcflow_tf.data.dequantize first.")
+  if x.shape.rank is not None and x.shape.rank < 3:
+    raise ValueError(
+        f"{name}: expected images of shape [..., H, W, C] (rank >= 3), got shape {x.shape}.")
+  if expected_shape is not None and x.shape.rank is not None:
+    got = tuple(x.shape[-3:])
+    for e, g in zip(expected_shape, got):
+      if e is not None and g is not None and e != g:
+        raise ValueError(f"{name}: expected event shape [H, W, C] = {list(expected_shape)}, "
+                         f"got {list(got)} (full shape {x.shape}).")
+  if channels is not None and x.shape.rank is not None and x.shape[-1] is not None:
+    if x.shape[-1] != channels:
+      raise ValueError(f"{name}: expected {channels} channels, got {x.shape[-1]} "
+                       f"(shape {x.shape}).")
+  return x
+
+
+
+def inverse_with_log_det_map(bijector, y, carried=None, recorder=None):
+  """Image -> latent through any composition of this package's bijectors, keeping the map.
+
+  Walks `tfb.Chain`, `tfb.Invert` (of our non-composite bijectors), `tfb.Identity` and every
+  `ImageBijector`, so hand-built TFP chains work as well as `build_flow`'s.
+
+  Args:
+    bijector: the bijector whose `inverse` maps images to latents.
+    y: images [..., H, W, C].
+    carried: optional per-element log-det map already accumulated, shaped like `y`
+      (default zeros).
+    recorder: optional object with methods `at_split(junction, h, a)` (the tensor reaching a
+      factor-out junction and its carried map) and `leaving(junction, z, a)` (the factored
+      elements after their prior transform and their map). See `lcflow_tf.lc`.
+
+  Returns:
+    `(x, a)`: `bijector.inverse(y)` and the per-element map, shaped like `x`, whose sum over
+    the event equals `bijector.inverse_log_det_jacobian(y, event_ndims=3)` plus the sum of
+    `carried`.
+
+  Raises:
+    TypeError: for a bijector that has no per-element log-det rule.
+  """
+  if carried is None:
+    carried = tf.zeros_like(y)
+  if isinstance(bijector, _CHAIN_TYPE):
+    # Chain([b1, ..., bn]).inverse applies b1.inverse first.
+    for part in bijector.bijectors:
+      y, carried = inverse_with_log_det_map(part, y, carried, recorder)
+    return y, carried
+  if isinstance(bijector, tfb.Identity):
+    return y, carried
+  if isinstance(bijector, _INVERT_TYPE) and isinstance(bijector.bijector, ImageBijector):
+    inner = bijector.bijector
+    x = inner.forward(y)
+    # inner's own inverse map at x lives in y's coordinates (inner's latent side).
+    return x, inner._transport_forward(carried - inner.inverse_log_det_map(x))  # pylint: disable=protected-access
+  if isinstance(bijector, ImageBijector):
+    return bijector._inverse_with_carried_map(y, carried, recorder)  # pylint: disable=protected-access
+  raise TypeError(
+      f"inverse_with_log_det_map: no per-element log-det rule for {type(bijector).__name__} "
+      f"({bijector.name!r}); allowed: lcflow_tf.bijectors.*, tfb.Chain, tfb.Invert of an "
+      "lcflow_tf bijector, tfb.Identity.")

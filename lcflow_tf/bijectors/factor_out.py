@@ -1,0 +1,149 @@
+"""The multi-scale junction: half of the channels leave, the other half go deeper."""
+
+import tensorflow as tf
+
+from lcflow_tf.bijectors import base
+
+PRIORS = ("standard", "conditional")
+
+
+class FactorOut(base.ImageBijector):
+  """Factors out half of the channels of an [H, W, C] tensor (RealNVP sec. 3.6; Glow sec. 3).
+
+  `inverse` (image -> latent), for an input `h`:
+    1. `h = permutation.inverse(h)` if a `ChannelPermutation` is given (this is where the
+       likelihood-contribution split chooses which channels stay, see `lcflow_tf.lc`);
+    2. `kept, out = h[..., :C/2], h[..., C/2:]`;
+    3. the factored part gets its prior as an affine map to a standard Normal:
+       `"standard"` (RealNVP): `z_out = out`;
+       `"conditional"` (Glow's learned prior): `(mean, log_sigma) = prior_network(kept)`,
+       `z_out = (out - mean) * exp(-log_sigma)`;
+    4. `z_kept = inner.inverse(kept)` (the deeper levels, any shape-preserving bijector);
+    5. returns `concat([z_kept, z_out], -1)`, shaped like `h`.
+  `forward` undoes the steps in reverse order. With this, a whole multi-scale flow is one
+  bijector over a standard Normal base of the image's shape.
+
+  Per-element inverse log-det: `-log_sigma` on the factored elements, plus whatever `inner`
+  reports for the kept ones; the permutation moves the map like the data.
+
+  Args:
+    inner: bijector on [H, W, C/2] (what the kept half goes through).
+    event_shape: (H, W, C) of the input; C must be even.
+    prior: `"standard"` or `"conditional"`.
+    prior_network: for `"conditional"`, a callable [N, H, W, C/2] -> [N, H, W, C]
+      (mean and log_sigma, concatenated), last layer zero-initialised.
+    permutation: optional `ChannelPermutation` of `event_shape` applied first.
+    dtype: dtype of the images.
+    validate_args: unused beyond TFP's checks.
+    name: name of the bijector.
+
+  Raises:
+    ValueError: for an odd channel count, an unknown prior, a missing prior network, or a
+      permutation of another shape.
+  """
+
+  def __init__(self, inner, event_shape, prior="conditional", prior_network=None,
+               permutation=None, dtype=tf.float32, validate_args=False, name="factor_out"):
+    parameters = dict(locals())
+    event_shape = tuple(event_shape)
+    if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
+      raise ValueError("FactorOut: event_shape must be three positive ints (H, W, C), got "
+                       f"{event_shape!r}.")
+    if event_shape[-1] % 2:
+      raise ValueError(f"FactorOut: cannot split an odd channel count in half; event shape "
+                       f"{list(event_shape)} has C={event_shape[-1]}.")
+    if prior not in PRIORS:
+      raise ValueError(f"FactorOut: prior must be one of {PRIORS}, got {prior!r}.")
+    if prior == "conditional" and not callable(prior_network):
+      raise ValueError("FactorOut: prior='conditional' needs a callable prior_network, got "
+                       f"{prior_network!r}.")
+    if permutation is not None and tuple(permutation.event_shape) != event_shape:
+      raise ValueError(f"FactorOut: permutation has event shape {permutation.event_shape}, "
+                       f"expected {event_shape}.")
+    super().__init__(validate_args=validate_args, parameters=parameters, name=name, dtype=dtype)
+    self._inner = inner
+    self._event_shape = event_shape
+    self._prior = prior
+    self._prior_network = prior_network if prior == "conditional" else None
+    self._permutation = permutation
+
+  @property
+  def inner(self):
+    return self._inner
+
+  @property
+  def permutation(self):
+    return self._permutation
+
+  @property
+  def event_shape(self):
+    return self._event_shape
+
+  @property
+  def network_variables(self):
+    return list(getattr(self._prior_network, "trainable_variables", []))
+
+  def _prior_params(self, kept):
+    flat, batch_shape = base.flatten_batch(kept)
+    out = base.unflatten_batch(tf.cast(self._prior_network(flat), kept.dtype), batch_shape)
+    mean, log_sigma = tf.split(out, 2, axis=-1)
+    return mean, log_sigma
+
+  def _halves(self, t):
+    c = self._event_shape[-1] // 2
+    return t[..., :c], t[..., c:]
+
+  def _inverse_with_carried_map(self, y, carried, recorder):
+    y = base.check_image(y, self.name, expected_shape=self._event_shape)
+    if recorder is not None:
+      recorder.at_split(self, y, carried)
+    if self._permutation is not None:
+      y = self._permutation.inverse(y)
+      carried = self._permutation.inverse(carried)
+    kept, out = self._halves(y)
+    a_kept, a_out = self._halves(carried)
+    if self._prior == "conditional":
+      mean, log_sigma = self._prior_params(kept)
+      out = (out - mean) * tf.exp(-log_sigma)
+      a_out = a_out - log_sigma
+    if recorder is not None:
+      recorder.leaving(self, out, a_out)
+    z_kept, a_kept = base.inverse_with_log_det_map(self._inner, kept, a_kept, recorder)
+    if recorder is not None:
+      recorder.reached_top(self, z_kept, a_kept)
+    return tf.concat([z_kept, out], -1), tf.concat([a_kept, a_out], -1)
+
+  def _inverse_and_log_det_map(self, y):
+    return self._inverse_with_carried_map(y, tf.zeros_like(y), None)
+
+  def _inverse(self, y):
+    y = base.check_image(y, self.name, expected_shape=self._event_shape)
+    if self._permutation is not None:
+      y = self._permutation.inverse(y)
+    kept, out = self._halves(y)
+    if self._prior == "conditional":
+      mean, log_sigma = self._prior_params(kept)
+      out = (out - mean) * tf.exp(-log_sigma)
+    return tf.concat([self._inner.inverse(kept), out], -1)
+
+  def _forward(self, x):
+    x = base.check_image(x, self.name, expected_shape=self._event_shape)
+    z_kept, z_out = self._halves(x)
+    kept = self._inner.forward(z_kept)
+    out = z_out
+    if self._prior == "conditional":
+      mean, log_sigma = self._prior_params(kept)
+      out = z_out * tf.exp(log_sigma) + mean
+    h = tf.concat([kept, out], -1)
+    if self._permutation is not None:
+      h = self._permutation.forward(h)
+    return h
+
+  def _forward_log_det_jacobian(self, x):
+    z_kept, _ = self._halves(x)
+    kept = self._inner.forward(z_kept)
+    fldj = self._inner.forward_log_det_jacobian(z_kept, event_ndims=3)
+    if self._prior == "conditional":
+      _, log_sigma = self._prior_params(kept)
+      fldj = fldj + tf.reduce_sum(log_sigma, axis=[-3, -2, -1])
+    return fldj

@@ -1,0 +1,382 @@
+"""Multi-scale image flows: `build_flow` and the `Flow` object it returns.
+
+Layout of the bijector (image -> latent, i.e. `inverse`), one level at a time:
+  Glow (arXiv 1807.03039): squeeze -> K x [ActNorm -> InvertibleConv1x1 -> AffineCoupling]
+      -> FactorOut(learned conditional prior; next levels) -> unsqueeze.
+  RealNVP (arXiv 1605.08803): K x [ActNorm -> checkerboard coupling] -> squeeze
+      -> K x [ActNorm -> channel coupling] -> FactorOut(standard Normal; next levels)
+      -> unsqueeze; the last level is K + 1 checkerboard couplings.
+    ActNorm stands in for RealNVP's batch normalisation.
+Every level maps [H, W, C] to [H, W, C], so the whole model is one bijector over a standard
+Normal base of the image's shape, and the latent of an image is shaped like the image.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from lcflow_tf import bijectors as lcb
+from lcflow_tf import lc
+from lcflow_tf import networks
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+ARCHITECTURES = ("glow", "realnvp")
+COUPLINGS = ("affine", "additive")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowConfig:
+  """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model."""
+  image_shape: tuple
+  architecture: str = "glow"
+  levels: int = 3
+  steps_per_level: int = 32
+  hidden_channels: int = 512
+  coupling: str = "affine"
+  split: str = "static"
+  conv1x1: str = "lu"
+  split_prior: str | None = None   # None: "conditional" for glow, "standard" for realnvp
+  scale_fn: str | None = None      # None: "sigmoid" for glow, "tanh" for realnvp
+  resnet_blocks: int = 2
+  seed: int = 0
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    _validate(self)
+
+  @property
+  def resolved_split_prior(self):
+    if self.split_prior is not None:
+      return self.split_prior
+    return "conditional" if self.architecture == "glow" else "standard"
+
+  @property
+  def resolved_scale_fn(self):
+    if self.scale_fn is not None:
+      return self.scale_fn
+    return "sigmoid" if self.architecture == "glow" else "tanh"
+
+  @property
+  def num_squeezes(self):
+    return self.levels if self.architecture == "glow" else self.levels - 1
+
+
+def _choice(name, value, allowed):
+  if value not in allowed:
+    raise ValueError(f"build_flow: {name} must be one of {tuple(allowed)}, got {value!r}.")
+
+
+def _positive_int(name, value, minimum=1):
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"build_flow: {name} must be an int >= {minimum}, got {value!r}.")
+
+
+def _validate(cfg):
+  shape = cfg.image_shape
+  if (not isinstance(shape, tuple) or len(shape) != 3
+      or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+    raise ValueError("build_flow: image_shape must be three positive ints (H, W, C), got "
+                     f"{shape!r}.")
+  _choice("architecture", cfg.architecture, ARCHITECTURES)
+  _choice("coupling", cfg.coupling, COUPLINGS)
+  _choice("split", cfg.split, lc.SPLITS)
+  _choice("conv1x1", cfg.conv1x1, lcb.invertible_conv1x1.PARAMETRIZATIONS)
+  _choice("split_prior", cfg.split_prior, (None,) + lcb.factor_out.PRIORS)
+  _choice("scale_fn", cfg.scale_fn, (None,) + lcb.affine_coupling.SCALE_FNS)
+  _choice("dtype", cfg.dtype, ("float32", "float64"))
+  _positive_int("levels", cfg.levels)
+  _positive_int("steps_per_level", cfg.steps_per_level)
+  _positive_int("hidden_channels", cfg.hidden_channels)
+  _positive_int("resnet_blocks", cfg.resnet_blocks, minimum=0)
+  factor = 2 ** cfg.num_squeezes
+  h, w, _ = shape
+  if h % factor or w % factor:
+    raise ValueError(
+        f"build_flow: {cfg.architecture} with levels={cfg.levels} squeezes {cfg.num_squeezes} "
+        f"times, so H and W must be divisible by {factor}; got image_shape {shape}.")
+
+
+def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
+               hidden_channels=512, coupling="affine", split="static", **kwargs):
+  """Builds a multi-scale RealNVP or Glow flow over images of `image_shape`.
+
+  Args:
+    image_shape: (H, W, C) of the images.
+    architecture: `"glow"` or `"realnvp"` (layout in this module's docstring).
+    levels: number of levels L (L - 1 factor-out junctions).
+    steps_per_level: K, flow steps per level (RealNVP: K checkerboard + K channel couplings).
+    hidden_channels: width of the conditioner networks.
+    coupling: `"affine"` or `"additive"`.
+    split: how each junction chooses the channels that stay: `"static"`, `"random"`, `"lc"`,
+      `"lc_reverse"` or `"variance"` (see `lcflow_tf.lc`).
+    **kwargs: the other fields of `FlowConfig` (conv1x1, split_prior, scale_fn,
+      resnet_blocks, seed, dtype).
+
+  Returns:
+    A `Flow`.
+
+  Raises:
+    ValueError: for any argument outside its allowed values (the message names it), or H/W
+      not divisible by 2**(number of squeezes).
+  """
+  return Flow(FlowConfig(image_shape=tuple(image_shape), architecture=architecture,
+                         levels=levels, steps_per_level=steps_per_level,
+                         hidden_channels=hidden_channels, coupling=coupling, split=split,
+                         **kwargs))
+
+
+class Flow(tf.Module):
+  """A multi-scale flow over images in [0, 1) (dequantised intensities `(k + u) / bins`).
+
+  Attributes:
+    config: the `FlowConfig` it was built from.
+    bijector: the whole model, a `tfb.Chain` (forward: latent -> image).
+    distribution: `tfd.TransformedDistribution` of a standard Normal of the image's shape.
+    junctions: the `FactorOut` bijectors, outermost level first.
+    lc_statistics: running statistics at every junction (`lcflow_tf.lc.LCStatistics`).
+  """
+
+  def __init__(self, config):
+    super().__init__(name=f"{config.architecture}_flow")
+    self.config = config
+    self.image_shape = tuple(config.image_shape)
+    self.dtype = tf.as_dtype(config.dtype)
+    self._seed_counter = 0
+    self.junctions = []
+    with self.name_scope:
+      self.bijector = self._build_level(0, self.image_shape)
+      self.distribution = tfd.TransformedDistribution(
+          tfd.Sample(tfd.Normal(tf.constant(0.0, self.dtype), tf.constant(1.0, self.dtype)),
+                     sample_shape=self.image_shape),
+          self.bijector)
+      self.lc_statistics = lc.LCStatistics([j.event_shape for j in self.junctions],
+                                           dtype=self.dtype)
+      self.split_fixed = tf.Variable(config.split in ("static", "random"), trainable=False,
+                                     name="split_fixed")
+    if config.split == "random":
+      lc.set_random_split(self, seed=config.seed)
+
+  # --- construction ------------------------------------------------------------------------
+  def _next_seed(self):
+    self._seed_counter += 1
+    return self.config.seed * 100003 + self._seed_counter
+
+  def _coupling(self, shape, mask, parity, name):
+    cfg = self.config
+    n_in, n_out = lcb.conditioner_channels(shape[-1], mask, cfg.coupling)
+    if cfg.architecture == "glow":
+      net = networks.glow_network(n_in, n_out, cfg.hidden_channels, dtype=cfg.dtype)
+    else:
+      net = networks.resnet_network(n_in, n_out, cfg.hidden_channels,
+                                    num_blocks=cfg.resnet_blocks, dtype=cfg.dtype)
+    return lcb.AffineCoupling(net, shape, mask=mask, parity=parity, kind=cfg.coupling,
+                              scale_fn=cfg.resolved_scale_fn, dtype=self.dtype, name=name)
+
+  def _glow_steps(self, shape, level):
+    steps = []
+    for k in range(self.config.steps_per_level):
+      prefix = f"level{level}_step{k}"
+      steps += [
+          lcb.ActNorm(shape[-1], dtype=self.dtype, name=f"{prefix}_actnorm"),
+          lcb.InvertibleConv1x1(shape[-1], parametrization=self.config.conv1x1,
+                                seed=self._next_seed(), dtype=self.dtype,
+                                name=f"{prefix}_conv1x1"),
+          self._coupling(shape, "channel", 0, f"{prefix}_coupling"),
+      ]
+    return steps
+
+  def _realnvp_steps(self, shape, level, mask, count):
+    steps = []
+    for k in range(count):
+      prefix = f"level{level}_{mask}{k}"
+      steps += [lcb.ActNorm(shape[-1], dtype=self.dtype, name=f"{prefix}_actnorm"),
+                self._coupling(shape, mask, k % 2, f"{prefix}_coupling")]
+    return steps
+
+  def _build_level(self, level, shape):
+    """Bijector of levels `level..L-1` on [H, W, C] (shape-preserving)."""
+    cfg = self.config
+    last = level == cfg.levels - 1
+    h, w, c = shape
+    squeezed = (h // 2, w // 2, 4 * c)
+    if cfg.architecture == "glow":
+      parts = [lcb.Squeeze(name=f"level{level}_squeeze")] + self._glow_steps(squeezed, level)
+    elif last:
+      return tfb.Chain(self._realnvp_steps(shape, level, "checkerboard",
+                                           cfg.steps_per_level + 1), name=f"level{level}")
+    else:
+      parts = (self._realnvp_steps(shape, level, "checkerboard", cfg.steps_per_level)
+               + [lcb.Squeeze(name=f"level{level}_squeeze")]
+               + self._realnvp_steps(squeezed, level, "channel", cfg.steps_per_level))
+    if not last:
+      parts.append(self._junction(level, squeezed))
+    parts.append(tfb.Invert(lcb.Squeeze(name=f"level{level}_unsqueeze_inner")))
+    # tfb.Chain([b1, ..., bn]).inverse applies b1.inverse first: list in image -> latent order.
+    return tfb.Chain(parts, name=f"level{level}")
+
+  def _junction(self, level, shape):
+    h, w, c = shape
+    prior = self.config.resolved_split_prior
+    net = (networks.prior_network(c // 2, c, dtype=self.config.dtype)
+           if prior == "conditional" else None)
+    permutation = lcb.ChannelPermutation(shape, dtype=self.dtype, name=f"level{level}_split_perm")
+    inner = self._build_level(level + 1, (h, w, c // 2))
+    junction = lcb.FactorOut(inner, shape, prior=prior, prior_network=net,
+                             permutation=permutation, dtype=self.dtype,
+                             name=f"level{level}_factor_out")
+    # Outer junctions first: insert before the ones the inner levels appended.
+    self.junctions.insert(0, junction)
+    return junction
+
+  # --- variables and state -----------------------------------------------------------------
+  @property
+  def trainable_variables(self):
+    """Every trainable variable: the bijectors' own and their Keras networks'."""
+    found, seen = [], set()
+    candidates = list(self.bijector.trainable_variables)
+    for module in self.bijector.submodules:
+      candidates += getattr(module, "network_variables", [])
+    for v in candidates:
+      if id(v) not in seen:
+        seen.add(id(v))
+        found.append(v)
+    return tuple(found)
+
+  @property
+  def actnorms(self):
+    return [m for m in self.bijector.submodules if isinstance(m, lcb.ActNorm)]
+
+  def is_initialized(self):
+    return all(bool(a.initialized.numpy()) for a in self.actnorms)
+
+  def initialize(self, images, force=False):
+    """Data-dependent ActNorm initialisation from a batch of model inputs (eager).
+
+    Each ActNorm is initialised on the activations that reach it, in order, so the whole
+    batch leaves every ActNorm with zero mean and unit variance per channel. Without
+    `force`, already initialised layers are kept (a restored model is never re-initialised).
+    """
+    x = self._check_input(images)
+    if force:
+      for a in self.actnorms:
+        a.initialized.assign(False)
+    lcb.inverse_with_log_det_map(self.bijector, x)
+
+  # --- densities ---------------------------------------------------------------------------
+  def _check_input(self, x):
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+      raise ValueError(
+          f"Flow: expected float images in [0, 1) of shape [N, {', '.join(map(str, self.image_shape))}],"
+          f" got dtype {x.dtype.name}; use bits_per_dim() for integer images or "
+          "lcflow_tf.data.dequantize to convert them.")
+    if x.shape.rank is not None and (x.shape.rank < 3 or
+                                     tuple(x.shape[-3:]) != self.image_shape):
+      raise ValueError(f"Flow: expected images of shape [..., {', '.join(map(str, self.image_shape))}],"
+                       f" got shape {x.shape.as_list() if x.shape.rank is not None else x.shape}.")
+    return tf.cast(x, self.dtype)
+
+  def _maybe_initialize(self, x):
+    if tf.executing_eagerly() and not self.is_initialized():
+      self.initialize(x)
+
+  def encode_with_log_det_map(self, x, recorder=None):
+    """(latent z, per-element inverse log-det map A), both shaped like `x`."""
+    x = self._check_input(x)
+    self._maybe_initialize(x)
+    return lcb.inverse_with_log_det_map(self.bijector, x, recorder=recorder)
+
+  def log_prob(self, x):
+    """log p(x) in nats per image, for float images in [0, 1) (one pass through the flow)."""
+    z, a = self.encode_with_log_det_map(x)
+    return tf.reduce_sum(standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
+
+  def log_prob_and_lc_batch(self, x):
+    """log p(x) and the batch sums of the LC statistics, from the same single pass.
+
+    Used by the training step: `lc_statistics.update` takes the second value.
+    """
+    recorder = lc.SplitRecorder()
+    z, a = self.encode_with_log_det_map(x, recorder=recorder)
+    log_prob = tf.reduce_sum(standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
+    return log_prob, recorder.batch_sums()
+
+  def bits_per_dim(self, images, n_bits=None, num_bins=None, seed=None):
+    """Bits per dimension of integer images under uniform dequantisation (one noise sample).
+
+    `-(log p(x) - D log(bins)) / (D log 2)` with `x = (k + u) / bins`, `u ~ U[0, 1)`, which
+    upper-bounds the discrete model's code length. Give exactly one of `n_bits`
+    (bins = 2**n_bits) or `num_bins`.
+
+    Returns:
+      bits/dim per image, shape [N].
+    """
+    bins = _resolve_bins(n_bits, num_bins)
+    images = tf.convert_to_tensor(images)
+    if images.dtype.is_floating:
+      raise ValueError(f"bits_per_dim: expected integer images in [0, {bins}), got dtype "
+                       f"{images.dtype.name}; call log_prob for float inputs.")
+    k = tf.cast(images, self.dtype)
+    shape = tf.shape(k)
+    u = (tf.random.stateless_uniform(shape, seed=[seed, 0], dtype=self.dtype)
+         if seed is not None else tf.random.uniform(shape, dtype=self.dtype))
+    x = (k + u) / bins
+    return log_prob_to_bits_per_dim(self.log_prob(x), self.image_shape, bins)
+
+  # --- sampling and coding -----------------------------------------------------------------
+  def sample(self, n, temperature=1.0, seed=None):
+    """`n` images in model space: latents ~ N(0, temperature^2) through `forward`."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+      raise ValueError(f"sample: n must be an int >= 0, got {n!r}.")
+    if not temperature >= 0:
+      raise ValueError(f"sample: temperature must be >= 0, got {temperature!r}.")
+    shape = (n,) + self.image_shape
+    z = (tf.random.stateless_normal(shape, seed=[seed, 1], dtype=self.dtype)
+         if seed is not None else tf.random.normal(shape, dtype=self.dtype))
+    return self.decode(z * tf.cast(temperature, self.dtype))
+
+  def encode(self, x):
+    """Image -> latent (shaped like the image)."""
+    return self.encode_with_log_det_map(x)[0]
+
+  def decode(self, z):
+    """Latent -> image."""
+    z = tf.convert_to_tensor(z)
+    return self.bijector.forward(self._check_input(z))
+
+  # --- likelihood contributions (lcflow_tf.lc) ---------------------------------------------
+  def likelihood_contributions(self, x):
+    """See `lcflow_tf.lc.likelihood_contributions`."""
+    return lc.likelihood_contributions(self, x)
+
+  def fix_split(self, rule=None):
+    """Fixes every junction's permutation from the statistics (see `lcflow_tf.lc.fix_split`)."""
+    return lc.fix_split(self, rule)
+
+
+def standard_normal_log_prob(z):
+  return -0.5 * tf.square(z) - 0.5 * math.log(2.0 * math.pi)
+
+
+def _resolve_bins(n_bits, num_bins):
+  if (n_bits is None) == (num_bins is None):
+    raise ValueError(f"bits_per_dim: give exactly one of n_bits or num_bins, got n_bits={n_bits!r},"
+                     f" num_bins={num_bins!r}.")
+  if n_bits is not None:
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 16:
+      raise ValueError(f"bits_per_dim: n_bits must be an int in 1..16, got {n_bits!r}.")
+    return 2 ** n_bits
+  if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
+    raise ValueError(f"bits_per_dim: num_bins must be an int >= 2, got {num_bins!r}.")
+  return int(num_bins)
+
+
+def log_prob_to_bits_per_dim(log_prob, image_shape, num_bins):
+  """Converts log p(x) of `(k + u) / num_bins` to bits/dim of the integer image."""
+  dims = float(np.prod(image_shape))
+  return -(log_prob - dims * math.log(num_bins)) / (dims * math.log(2.0))

@@ -1,0 +1,273 @@
+"""Likelihood contributions and the data-dependent split (LCMA, arXiv 1908.01686).
+
+This module is "the paper" in lcflow_tf. A flow maps an image x to a latent z with
+log p(x) = sum_d [log N(z_d; 0, 1) + A_d], where A is the per-element log-det map that every
+bijector of `lcflow_tf.bijectors` reports and that is carried from the image to the latent
+(`lcflow_tf.bijectors.inverse_with_log_det_map`):
+  * couplings add log|scale| on the transformed elements, 0 on the conditioning ones;
+  * ActNorm adds log_scale[c] on channel c;
+  * squeezes and permutations move A exactly like the data;
+  * an invertible 1x1 convolution has only a per-location log|det W|: it is spread evenly over
+    the location's C channels (each element gets log|det W| / C), keeping the location's total;
+  * the learned split prior adds -log sigma on the factored elements.
+
+At a split (factor-out junction) l, for every element d of the tensor h_l [H_l, W_l, C_l]
+reaching it, the likelihood contribution (ranking score) is
+    LC_l[d] = log N(h_l[d]; 0, 1) + A_l[d].
+`LCStatistics` keeps its running mean (and the mean and mean square of h_l, for the variance
+rule) in non-trainable variables, updated from the training step's own pass.
+
+Split rules (`SPLITS`), each a per-location channel permutation applied before the junction
+keeps the first C_l / 2 channels:
+  * `static`: identity (RealNVP/Glow channel halves);
+  * `random`: a fixed random permutation per location (seeded);
+  * `lc`: channels with the highest mean LC stay, the rest are factored out;
+  * `lc_reverse`: the lowest mean LC stay;
+  * `variance`: the highest data variance (of h_l) stays.
+Statistics are recorded before the junction's permutation, so they do not change meaning
+when the split is fixed, and fixing twice gives the same permutation. Deeper junctions'
+statistics were gathered under the split upstream of them at the time (the static split
+during a pilot): all levels are fixed at once from the pilot, as specified.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+SPLITS = ("static", "random", "lc", "lc_reverse", "variance")
+DATA_DEPENDENT_SPLITS = ("lc", "lc_reverse", "variance")
+
+
+def _log_normal(t):
+  return -0.5 * tf.square(t) - 0.5 * math.log(2.0 * math.pi)
+
+
+class SplitRecorder:
+  """Collects, during one pass, what the junctions report (see `inverse_with_log_det_map`)."""
+
+  def __init__(self):
+    self.scores = []          # LC score maps at each junction, outer first
+    self.inputs = []          # the tensors reaching the junctions
+    self.factored_terms = []  # log N(z_out) + A_out of the elements that leave
+    self.kept = []            # log N(z) + A of each junction's kept part, innermost first
+
+  def at_split(self, junction, h, a):
+    del junction
+    self.inputs.append(h)
+    self.scores.append(_log_normal(h) + a)
+
+  def leaving(self, junction, z, a):
+    del junction
+    self.factored_terms.append(_log_normal(z) + a)
+
+  def reached_top(self, junction, z, a):
+    del junction
+    self.kept.append(_log_normal(z) + a)
+
+  def batch_sums(self):
+    """Per junction: (sum of LC, sum of h, sum of h^2) over the batch, and the batch size."""
+    sums = []
+    for score, h in zip(self.scores, self.inputs):
+      axes = list(range(score.shape.rank - 3))
+      n = tf.cast(tf.reduce_prod(tf.shape(score)[:-3]), score.dtype)
+      sums.append((tf.reduce_sum(score, axes), tf.reduce_sum(h, axes),
+                   tf.reduce_sum(tf.square(h), axes), n))
+    return sums
+
+
+class LCStatistics(tf.Module):
+  """Running means of the LC score, h and h^2 at every junction (non-trainable variables).
+
+  `decay=None` keeps the exact mean over every image seen; a float in (0, 1) keeps an
+  exponential moving average (`mean <- decay * mean + (1 - decay) * batch_mean`) instead.
+  Under `tf.distribute`, sum the replicas' `batch_sums` (e.g. `strategy.reduce(SUM)`) and
+  call `update` in cross-replica context: the result equals one device on the global batch.
+
+  Args:
+    event_shapes: (H_l, W_l, C_l) of each junction's input, outermost first.
+    decay: None or a float in (0, 1).
+    dtype: dtype of the statistics.
+  """
+
+  def __init__(self, event_shapes, decay=None, dtype=tf.float32, name="lc_statistics"):
+    super().__init__(name=name)
+    if decay is not None and not 0.0 < decay < 1.0:
+      raise ValueError(f"LCStatistics: decay must be None or in (0, 1), got {decay!r}.")
+    self.event_shapes = [tuple(s) for s in event_shapes]
+    self.decay = decay
+    with self.name_scope:
+      self.mean_lc = [tf.Variable(tf.zeros(s, dtype), trainable=False, name=f"mean_lc_{i}")
+                      for i, s in enumerate(self.event_shapes)]
+      self.mean_h = [tf.Variable(tf.zeros(s, dtype), trainable=False, name=f"mean_h_{i}")
+                     for i, s in enumerate(self.event_shapes)]
+      self.mean_h2 = [tf.Variable(tf.zeros(s, dtype), trainable=False, name=f"mean_h2_{i}")
+                      for i, s in enumerate(self.event_shapes)]
+      self.count = tf.Variable(tf.zeros([], tf.float64), trainable=False, name="count")
+
+  def update(self, batch_sums):
+    """Folds one (global) batch into the running means; returns the update op."""
+    if len(batch_sums) != len(self.event_shapes):
+      raise ValueError(f"LCStatistics.update: got statistics for {len(batch_sums)} junctions, "
+                       f"the model has {len(self.event_shapes)}.")
+    ops = []
+    n = batch_sums[0][3] if batch_sums else tf.constant(0.0)
+    count = self.count
+    new_count = count + tf.cast(n, tf.float64)
+    if self.decay is None:
+      weight = tf.cast(tf.cast(n, tf.float64) / tf.maximum(new_count, 1.0), self.mean_lc[0].dtype
+                       if self.mean_lc else tf.float32)
+    else:
+      weight = tf.where(count > 0, 1.0 - self.decay, 1.0)
+    for i, (s_lc, s_h, s_h2, n_i) in enumerate(batch_sums):
+      if tuple(s_lc.shape) != self.event_shapes[i]:
+        raise ValueError(f"LCStatistics.update: junction {i} statistics have shape "
+                         f"{list(s_lc.shape)}, the model expects {list(self.event_shapes[i])}.")
+      for var, total in ((self.mean_lc[i], s_lc), (self.mean_h[i], s_h), (self.mean_h2[i], s_h2)):
+        w = tf.cast(weight, var.dtype)
+        ops.append(var.assign(var + w * (total / tf.cast(n_i, var.dtype) - var)))
+    with tf.control_dependencies(ops):
+      return self.count.assign(new_count)
+
+  def has_data(self):
+    return bool(self.count.numpy() > 0)
+
+  def reset(self):
+    for var in self.mean_lc + self.mean_h + self.mean_h2:
+      var.assign(tf.zeros_like(var))
+    self.count.assign(0.0)
+
+  def variance(self, i):
+    return self.mean_h2[i] - tf.square(self.mean_h[i])
+
+
+@dataclasses.dataclass(frozen=True)
+class LikelihoodContributions:
+  """What `likelihood_contributions` returns (all tensors, batch first).
+
+  Attributes:
+    scores: per junction, the LC score map [B, H_l, W_l, C_l] of the elements reaching it.
+    factored_terms: per junction, [B, H_l, W_l, C_l / 2], log N(z) + A of the elements that
+      leave there (after the junction's permutation and prior).
+    top_terms: log N(z) + A of the elements that reach the top (the last level's output).
+    log_prob: [B], equal to the sum of all factored and top terms.
+  """
+  scores: list
+  factored_terms: list
+  top_terms: tf.Tensor
+  log_prob: tf.Tensor
+
+
+def likelihood_contributions(flow, x):
+  """Per-element decomposition of log p(x) and the LC maps at every split of `flow`."""
+  recorder = SplitRecorder()
+  z, a = flow.encode_with_log_det_map(x, recorder=recorder)
+  terms = _log_normal(z) + a
+  top = recorder.kept[0] if recorder.kept else terms  # innermost junction's kept part
+  return LikelihoodContributions(scores=recorder.scores, factored_terms=recorder.factored_terms,
+                                 top_terms=top,
+                                 log_prob=tf.reduce_sum(terms, axis=[-3, -2, -1]))
+
+
+def split_permutation(score, rule):
+  """Per-location channel order [H, W, C]: the first C/2 channels stay."""
+  score = np.asarray(score)
+  if rule == "lc_reverse":
+    return np.argsort(score, axis=-1, kind="stable")
+  return np.argsort(-score, axis=-1, kind="stable")
+
+
+def fix_split(flow, rule=None):
+  """Sets every junction's permutation of `flow` from its statistics (eager).
+
+  Args:
+    flow: a `lcflow_tf.flows.Flow`.
+    rule: one of `SPLITS`; default `flow.config.split`.
+
+  Returns:
+    The list of permutations [H_l, W_l, C_l] that were set, outermost first.
+
+  Raises:
+    ValueError: for an unknown rule, or a data-dependent rule before any statistics were
+      collected, or statistics whose shapes do not match the junctions.
+  """
+  rule = flow.config.split if rule is None else rule
+  if rule not in SPLITS:
+    raise ValueError(f"fix_split: rule must be one of {SPLITS}, got {rule!r}.")
+  stats = flow.lc_statistics
+  if rule in DATA_DEPENDENT_SPLITS and not stats.has_data():
+    raise ValueError(f"fix_split: split rule {rule!r} needs likelihood-contribution statistics, "
+                     "but none were collected yet; train with statistics collection first "
+                     "(e.g. lc_pilot_steps > 0).")
+  if rule == "random":
+    return set_random_split(flow, flow.config.seed)
+  chosen = []
+  for i, junction in enumerate(flow.junctions):
+    shape = junction.event_shape
+    if tuple(stats.event_shapes[i]) != tuple(shape):
+      raise ValueError(f"fix_split: statistics of junction {i} have shape "
+                       f"{list(stats.event_shapes[i])}, the junction expects {list(shape)}.")
+    if rule == "static":
+      order = np.broadcast_to(np.arange(shape[-1]), shape)
+    elif rule == "variance":
+      order = split_permutation(stats.variance(i).numpy(), "variance")
+    else:
+      order = split_permutation(stats.mean_lc[i].numpy(), rule)
+    junction.permutation.set_indices(order)
+    chosen.append(np.asarray(order))
+  flow.split_fixed.assign(True)
+  return chosen
+
+
+def set_random_split(flow, seed):
+  """Fixes a random channel permutation at every location of every junction."""
+  chosen = []
+  for i, junction in enumerate(flow.junctions):
+    rng = np.random.default_rng([seed, i])
+    shape = junction.event_shape
+    order = rng.permuted(np.broadcast_to(np.arange(shape[-1]), shape).copy(), axis=-1)
+    junction.permutation.set_indices(order)
+    chosen.append(order)
+  flow.split_fixed.assign(True)
+  return chosen
+
+
+def keep_masks(flow):
+  """Per junction, 1.0 where the channel stays and 0.0 where it is factored out, [H_l, W_l, C_l]."""
+  masks = []
+  for junction in flow.junctions:
+    order = junction.permutation.indices.numpy()
+    c = order.shape[-1]
+    mask = np.zeros(order.shape, np.float32)
+    np.put_along_axis(mask, order[..., : c // 2], 1.0, axis=-1)
+    masks.append(mask)
+  return masks
+
+
+def to_image_coordinates(flow, level, values):
+  """Maps a junction-`level` map [H_l, W_l, C_l] back to image coordinates [H, W, C].
+
+  Undoes the squeezes (depth-to-space) and, above the level, scatters each level's kept
+  channels back to where the upstream junction's permutation took them from; positions
+  factored out upstream (never reaching `level`) are NaN. Exact for the element layout;
+  note that 1x1 convolutions and couplings mix values across the channels of a location, so
+  a channel's image position is its place in the squeeze, not a single pixel's value.
+  """
+  values = np.asarray(values, np.float64)
+  for l in range(level, -1, -1):
+    values = _depth_to_space(values)
+    if l == 0:
+      return values
+    order = flow.junctions[l - 1].permutation.indices.numpy()
+    full = np.full(order.shape, np.nan)
+    c = order.shape[-1]
+    np.put_along_axis(full, order[..., : c // 2], values, axis=-1)
+    values = full
+  return values
+
+
+def _depth_to_space(t):
+  h, w, c = t.shape
+  t = t.reshape(h, w, 2, 2, c // 4).transpose(0, 2, 1, 3, 4)
+  return t.reshape(2 * h, 2 * w, c // 4)
