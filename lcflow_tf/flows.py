@@ -147,9 +147,10 @@ class Flow(tf.Module):
     self.image_shape = tuple(config.image_shape)
     self.dtype = tf.as_dtype(config.dtype)
     self._seed_counter = 0
-    self.junctions = []
+    junctions = []  # filled innermost first while the levels are built
     with self.name_scope:
-      self.bijector = self._build_level(0, self.image_shape)
+      self.bijector = self._build_level(0, self.image_shape, junctions)
+      self.junctions = list(reversed(junctions))
       self.distribution = tfd.TransformedDistribution(
           tfd.Sample(tfd.Normal(tf.constant(0.0, self.dtype), tf.constant(1.0, self.dtype)),
                      sample_shape=self.image_shape),
@@ -198,7 +199,7 @@ class Flow(tf.Module):
                 self._coupling(shape, mask, k % 2, f"{prefix}_coupling")]
     return steps
 
-  def _build_level(self, level, shape):
+  def _build_level(self, level, shape, junctions):
     """Bijector of levels `level..L-1` on [H, W, C] (shape-preserving)."""
     cfg = self.config
     last = level == cfg.levels - 1
@@ -214,23 +215,22 @@ class Flow(tf.Module):
                + [lcb.Squeeze(name=f"level{level}_squeeze")]
                + self._realnvp_steps(squeezed, level, "channel", cfg.steps_per_level))
     if not last:
-      parts.append(self._junction(level, squeezed))
+      parts.append(self._junction(level, squeezed, junctions))
     parts.append(tfb.Invert(lcb.Squeeze(name=f"level{level}_unsqueeze_inner")))
     # tfb.Chain([b1, ..., bn]).inverse applies b1.inverse first: list in image -> latent order.
     return tfb.Chain(parts, name=f"level{level}")
 
-  def _junction(self, level, shape):
+  def _junction(self, level, shape, junctions):
     h, w, c = shape
     prior = self.config.resolved_split_prior
     net = (networks.prior_network(c // 2, c, dtype=self.config.dtype)
            if prior == "conditional" else None)
     permutation = lcb.ChannelPermutation(shape, dtype=self.dtype, name=f"level{level}_split_perm")
-    inner = self._build_level(level + 1, (h, w, c // 2))
+    inner = self._build_level(level + 1, (h, w, c // 2), junctions)
     junction = lcb.FactorOut(inner, shape, prior=prior, prior_network=net,
                              permutation=permutation, dtype=self.dtype,
                              name=f"level{level}_factor_out")
-    # Outer junctions first: insert before the ones the inner levels appended.
-    self.junctions.insert(0, junction)
+    junctions.append(junction)
     return junction
 
   # --- variables and state -----------------------------------------------------------------
