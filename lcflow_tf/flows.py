@@ -237,15 +237,7 @@ class Flow(tf.Module):
   @property
   def trainable_variables(self):
     """Every trainable variable: the bijectors' own and their Keras networks'."""
-    found, seen = [], set()
-    candidates = list(self.bijector.trainable_variables)
-    for module in self.bijector.submodules:
-      candidates += getattr(module, "network_variables", [])
-    for v in candidates:
-      if id(v) not in seen:
-        seen.add(id(v))
-        found.append(v)
-    return tuple(found)
+    return lcb.collect_trainable_variables(self.bijector)
 
   @property
   def actnorms(self):

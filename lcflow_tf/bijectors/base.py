@@ -211,3 +211,21 @@ def inverse_with_log_det_map(bijector, y, carried=None, recorder=None):
       f"inverse_with_log_det_map: no per-element log-det rule for {type(bijector).__name__} "
       f"({bijector.name!r}); allowed: lcflow_tf.bijectors.*, tfb.Chain, tfb.Invert of an "
       "lcflow_tf bijector, tfb.Identity.")
+
+
+def collect_trainable_variables(bijector):
+  """Every trainable variable of a bijector and of the networks its parts hold.
+
+  `tf.Module.trainable_variables` does not see the variables of Keras 3 layers held by a
+  bijector, so this adds each part's `network_variables` (couplings, learned priors).
+  Duplicates are dropped; order is stable.
+  """
+  candidates = list(bijector.trainable_variables)
+  for module in (bijector,) + tuple(bijector.submodules):
+    candidates += getattr(module, "network_variables", [])
+  found, seen = [], set()
+  for v in candidates:
+    if id(v) not in seen:
+      seen.add(id(v))
+      found.append(v)
+  return tuple(found)
