@@ -1,0 +1,51 @@
+"""Writing benchmark results: one JSON and one Markdown table per benchmark, in docs/results/."""
+
+import datetime
+import json
+import os
+import platform
+
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, "docs", "results")
+
+
+def machine():
+  """Where and when a measurement was taken."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    cpu = names[0] if names else cpu
+  except OSError:
+    pass
+  gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+  return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
+          "gpus": gpus, "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+def write(name, command, rows, columns, notes=""):
+  """Writes docs/results/<name>.json and .md; returns the Markdown text."""
+  os.makedirs(RESULTS_DIR, exist_ok=True)
+  info = machine()
+  with open(os.path.join(RESULTS_DIR, f"{name}.json"), "w") as f:
+    json.dump({"command": command, "machine": info, "rows": rows, "notes": notes}, f, indent=2)
+  lines = [f"Command: `{command}`  ",
+           f"Machine: {info['cpu']}, {info['cores']} cores, GPUs: {info['gpus'] or 'none'}, "
+           f"TensorFlow {info['tensorflow']}; date {info['date']}.", "",
+           "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  for row in rows:
+    lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+  if notes:
+    lines += ["", notes]
+  text = "\n".join(lines) + "\n"
+  with open(os.path.join(RESULTS_DIR, f"{name}.md"), "w") as f:
+    f.write(text)
+  return text
+
+
+def _fmt(v):
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
