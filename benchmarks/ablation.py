@@ -1,0 +1,171 @@
+"""The paper's claim: the LC split against the static and other splits, same budget.
+
+For each architecture (Glow, RealNVP), split rule (static, random, lc, lc_reverse, variance)
+and seed, trains one model with `lcflow_tf.training` (same architecture and total step budget;
+the pilot of the data-dependent splits counts against it) and reports held-out bits/dim on
+the whole test split. `lc` runs under both protocols: continue from the pilot weights
+(`lc`) and re-initialise after the pilot (`lc+reinit`). Each run is its own subprocess; a
+finished run's result is reused when the script is rerun (delete --workdir to start over).
+
+Writes docs/results/ablation_<dataset>[_quick].{json,md} (mean +- std per split, per-seed
+values, wall time) and LC heatmaps of the seed-0 `lc` runs under docs/results/figures/.
+
+  python benchmarks/ablation.py --dataset digits              # full digits ablation
+  python benchmarks/ablation.py --dataset fashion_mnist       # full Fashion-MNIST ablation
+  python benchmarks/ablation.py --quick                       # digits, 1 seed, short (~15 min)
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+SPLITS = ("static", "random", "lc", "lc_reverse", "variance")
+
+# Fixed sizes per dataset (chosen for the CPU budget, never tuned on test results).
+SIZES = {
+    "digits": dict(levels=2, steps_per_level=4, hidden_channels=64, train_steps=2000,
+                   lc_pilot_steps=300, batch_size=64, learning_rate=1e-3, warmup_steps=200),
+    "fashion_mnist": dict(levels=2, steps_per_level=4, hidden_channels=64, train_steps=2000,
+                          lc_pilot_steps=300, batch_size=64, learning_rate=1e-3,
+                          warmup_steps=200),
+}
+QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
+
+
+def run_worker(spec_path):
+  """Trains and evaluates one configuration; writes result.json beside its checkpoints."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import evaluation
+  from lcflow_tf import training
+  from lcflow_tf import viz
+
+  with open(spec_path) as f:
+    spec = json.load(f)
+  cfg = config_lib.TrainConfig(**spec["config"])
+  start = time.time()
+  trainer = training.Trainer(cfg, spec["model_dir"])
+  result = trainer.train()
+  train_seconds = time.time() - start
+  held_out = evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
+                                              trainer.num_bins, dequant_samples=1, seed=1234)
+  if spec.get("figures_dir"):
+    os.makedirs(spec["figures_dir"], exist_ok=True)
+    for path in viz.write_lc_heatmaps(trainer.flow, spec["figures_dir"]):
+      os.replace(path, os.path.join(spec["figures_dir"],
+                                    f"{spec['figure_prefix']}_{os.path.basename(path)}"))
+  out = {"test_bits_per_dim": held_out["bits_per_dim"],
+         "test_bits_per_dim_stderr": held_out["bits_per_dim_stderr"],
+         "num_test_images": held_out["num_images"],
+         "final_train_bits_per_dim": float(np.mean(list(result.bits_per_dim.values())[-50:])),
+         "train_seconds": train_seconds, "images_per_sec": result.images_per_sec,
+         "nonfinite_steps": result.nonfinite_steps}
+  with open(os.path.join(spec["model_dir"], "result.json"), "w") as f:
+    json.dump(out, f, indent=2)
+
+
+def variants(splits):
+  for split in splits:
+    yield split, split, False
+    if split == "lc":
+      yield "lc+reinit", split, True
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dataset", default="digits", choices=sorted(SIZES))
+  parser.add_argument("--architectures", default="glow,realnvp")
+  parser.add_argument("--splits", default=",".join(SPLITS))
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--quick", action="store_true",
+                      help="digits-sized budget: 600 steps (100 pilot), seed 0 only")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "ablation"))
+  parser.add_argument("--results_dir", default=None, help="default docs/results")
+  parser.add_argument("--train_steps", type=int, default=None, help="override (smoke tests)")
+  parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    return run_worker(args.worker)
+
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  results_dir = args.results_dir or results.RESULTS_DIR
+  sizes = dict(SIZES[args.dataset])
+  seeds = [int(s) for s in args.seeds.split(",")]
+  if args.quick:
+    sizes.update(QUICK)
+    seeds = seeds[:1] if args.seeds == "0,1,2" else seeds
+  if args.train_steps:
+    sizes.update(train_steps=args.train_steps,
+                 lc_pilot_steps=max(1, min(sizes["lc_pilot_steps"], args.train_steps // 3)),
+                 warmup_steps=min(sizes["warmup_steps"], args.train_steps))
+  splits = [s for s in args.splits.split(",") if s]
+  unknown = [s for s in splits if s not in SPLITS]
+  if unknown:
+    parser.error(f"--splits: unknown {unknown}; allowed: {', '.join(SPLITS)}")
+  name = f"ablation_{args.dataset}" + ("_quick" if args.quick else "")
+  workdir = os.path.join(args.workdir, name)
+  rows, per_run = [], []
+  for arch in args.architectures.split(","):
+    for label, split, reinit in variants(splits):
+      values, seconds = [], []
+      for seed in seeds:
+        model_dir = os.path.join(workdir, f"{arch}_{label.replace('+', '_')}_seed{seed}")
+        result_path = os.path.join(model_dir, "result.json")
+        if not os.path.exists(result_path):
+          cfg = dict(sizes, dataset=args.dataset, architecture=arch, split=split,
+                     lc_reinit=reinit, seed=seed, log_every=max(1, sizes["train_steps"] // 4),
+                     checkpoint_every=sizes["train_steps"], images_every=10 ** 9)
+          if split not in ("lc", "lc_reverse", "variance"):
+            cfg["lc_pilot_steps"] = 0
+          os.makedirs(model_dir, exist_ok=True)
+          spec = {"config": cfg, "model_dir": model_dir}
+          if seed == seeds[0] and split == "lc":
+            spec.update(figures_dir=os.path.join(results_dir, "figures"),
+                        figure_prefix=f"{name}_{arch}_{label.replace('+', '_')}")
+          spec_path = os.path.join(model_dir, "spec.json")
+          with open(spec_path, "w") as f:
+            json.dump(spec, f)
+          print(f"[{arch} {label} seed {seed}] training {cfg['train_steps']} steps ...",
+                flush=True)
+          proc = subprocess.run([sys.executable, __file__, "--worker", spec_path],
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                                capture_output=True, text=True)
+          if proc.returncode:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"run {model_dir} failed (exit {proc.returncode})")
+        with open(result_path) as f:
+          res = json.load(f)
+        values.append(res["test_bits_per_dim"])
+        seconds.append(res["train_seconds"])
+        per_run.append(dict(architecture=arch, split=label, seed=seed, **res))
+        print(f"[{arch} {label} seed {seed}] test bits/dim {res['test_bits_per_dim']:.4f}",
+              flush=True)
+      rows.append({
+          "architecture": arch, "split": label,
+          "test bpd mean": statistics.mean(values),
+          "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+          "per seed": ", ".join(f"{v:.4f}" for v in values),
+          "train s/run": statistics.mean(seconds)})
+  command = "python benchmarks/ablation.py --dataset " + args.dataset + (
+      " --quick" if args.quick else "")
+  notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}; seeds "
+           f"{seeds}; test bits/dim over the whole held-out split, one dequantisation sample. "
+           "`lc+reinit` re-initialises the weights after the pilot (the budget includes the "
+           "pilot either way).")
+  text = results.write(name, command, rows,
+                       ["architecture", "split", "test bpd mean", "std", "per seed",
+                        "train s/run"], notes=notes, results_dir=results_dir)
+  with open(os.path.join(results_dir, f"{name}_runs.json"), "w") as f:
+    json.dump(per_run, f, indent=2)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
