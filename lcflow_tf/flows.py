@@ -328,6 +328,8 @@ class Flow(tf.Module):
     if not temperature >= 0:
       raise ValueError(f"sample: temperature must be >= 0, got {temperature!r}.")
     shape = (n,) + self.image_shape
+    if n == 0:  # TF's CPU conv2d mishandles an empty batch (wrong channel count).
+      return tf.zeros(shape, self.dtype)
     z = (tf.random.stateless_normal(shape, seed=[seed, 1], dtype=self.dtype)
          if seed is not None else tf.random.normal(shape, dtype=self.dtype))
     return self.decode(z * tf.cast(temperature, self.dtype))

@@ -43,7 +43,7 @@ def test_log_det_and_inverse_match_float64(parametrization, channels):
 
 
 def test_matrix_log_det_stays_accurate_when_ill_conditioned():
-  """A badly conditioned plain matrix: slogdet in float64 keeps the log-det accurate.
+  """A badly conditioned plain matrix: QR in float64 keeps the log-det accurate.
 
   (The LU parametrisation needs no such test: log|det W| = sum(log_s) exactly.)
   """

@@ -25,8 +25,8 @@ class Squeeze(base.ImageBijector):
     name: name of the bijector.
 
   Raises:
-    ValueError: when an input's H or W is odd (inverse) or its C is not divisible by 4
-      (forward).
+    ValueError: when an input is not a floating tensor of rank >= 3, its H or W is odd
+      (inverse) or its C is not divisible by 4 (forward).
   """
 
   def __init__(self, validate_args=False, name="squeeze"):
@@ -60,10 +60,12 @@ class Squeeze(base.ImageBijector):
     return base.unflatten_batch(tf.nn.depth_to_space(flat, 2), batch_shape)
 
   def _forward(self, x):
+    x = base.check_image(x, self.name)
     self._check_latent_side(x.shape)
     return self._depth_to_space(x)
 
   def _inverse(self, y):
+    y = base.check_image(y, self.name)
     self._check_image_side(y.shape)
     return self._space_to_depth(y)
 
