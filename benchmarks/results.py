@@ -25,12 +25,20 @@ def machine():
           "gpus": gpus, "tensorflow": tf.__version__, "python": platform.python_version()}
 
 
-def write(name, command, rows, columns, notes=""):
-  """Writes docs/results/<name>.json and .md; returns the Markdown text."""
-  os.makedirs(RESULTS_DIR, exist_ok=True)
+def write(name, command, rows, columns, notes="", results_dir=None, details=None):
+  """Writes <results_dir>/<name>.json and .md; returns the Markdown text.
+
+  `results_dir` defaults to docs/results/ of this repository; `details` (JSON-serialisable)
+  goes into the JSON only.
+  """
+  results_dir = RESULTS_DIR if results_dir is None else results_dir
+  os.makedirs(results_dir, exist_ok=True)
   info = machine()
-  with open(os.path.join(RESULTS_DIR, f"{name}.json"), "w") as f:
-    json.dump({"command": command, "machine": info, "rows": rows, "notes": notes}, f, indent=2)
+  with open(os.path.join(results_dir, f"{name}.json"), "w") as f:
+    record = {"command": command, "machine": info, "rows": rows, "notes": notes}
+    if details is not None:
+      record["details"] = details
+    json.dump(record, f, indent=2)
   lines = [f"Command: `{command}`  ",
            f"Machine: {info['cpu']}, {info['cores']} cores, GPUs: {info['gpus'] or 'none'}, "
            f"TensorFlow {info['tensorflow']}; date {info['date']}.", "",
@@ -40,7 +48,7 @@ def write(name, command, rows, columns, notes=""):
   if notes:
     lines += ["", notes]
   text = "\n".join(lines) + "\n"
-  with open(os.path.join(RESULTS_DIR, f"{name}.md"), "w") as f:
+  with open(os.path.join(results_dir, f"{name}.md"), "w") as f:
     f.write(text)
   return text
 

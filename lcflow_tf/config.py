@@ -1,0 +1,293 @@
+"""Frozen run configurations: what `train.py` and `eval.py` build from their flags.
+
+`TrainConfig` holds everything a training run depends on. It is saved as `config.json` in the
+run's model directory; a later run in the same directory must agree on every field except the
+`RESUMABLE_FIELDS` (run length, logging, hardware), so that a resumed run continues the same
+experiment. `EvalConfig` holds the settings of an evaluation.
+
+Both validate their fields on construction and raise `ValueError` naming the field, the bad
+value and what is allowed.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+
+from lcflow_tf import data
+from lcflow_tf import flows
+from lcflow_tf import lc
+from lcflow_tf.bijectors import affine_coupling
+from lcflow_tf.bijectors import factor_out
+from lcflow_tf.bijectors import invertible_conv1x1
+
+CONFIG_FILE = "config.json"
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+
+# Fields that may change when a run is resumed: they do not change what is being trained.
+RESUMABLE_FIELDS = frozenset({
+    "train_steps", "data_dir", "log_every", "checkpoint_every", "images_every",
+    "keep_checkpoints", "strategy", "cpu_replicas", "jit", "mixed_precision",
+    "max_nonfinite_steps", "max_nonfinite_restores", "nonfinite_lr_factor",
+})
+
+
+def _check_int(name, value, minimum):
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_float(name, value, low, high=math.inf, low_open=True, high_open=False):
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+      float(value)):
+    raise ValueError(f"{name} must be a finite number, got {value!r}.")
+  too_low = value <= low if low_open else value < low
+  too_high = value >= high if high_open else value > high
+  if too_low or too_high:
+    interval = (("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]"))
+    raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+
+
+def _check_choice(name, value, allowed):
+  if value not in allowed:
+    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
+
+
+def _check_bool(name, value):
+  if not isinstance(value, bool):
+    raise ValueError(f"{name} must be True or False, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run (see `train.py --help` for the meaning of each field).
+
+  The defaults train a small Glow with the likelihood-contribution split on scikit-learn's
+  8x8 digits in a few minutes on two CPU cores.
+  """
+  # data
+  dataset: str = "digits"
+  data_dir: str | None = None
+  n_bits: int | None = None
+  # model (passed to `lcflow_tf.flows.build_flow`)
+  architecture: str = "glow"
+  levels: int = 2
+  steps_per_level: int = 4
+  hidden_channels: int = 64
+  coupling: str = "affine"
+  split: str = "lc"
+  conv1x1: str = "lu"
+  split_prior: str | None = None
+  scale_fn: str | None = None
+  resnet_blocks: int = 2
+  # likelihood-contribution protocol
+  lc_pilot_steps: int = 300
+  lc_reinit: bool = False
+  # optimisation
+  train_steps: int = 2000
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  warmup_steps: int = 200
+  grad_clip_norm: float = 1000.0
+  seed: int = 0
+  shuffle_buffer: int = 10000
+  # runtime (may change on resume)
+  strategy: str = "auto"
+  cpu_replicas: int = 1
+  jit: bool = False
+  mixed_precision: bool = False
+  log_every: int = 100
+  checkpoint_every: int = 500
+  images_every: int = 500
+  keep_checkpoints: int = 3
+  max_nonfinite_steps: int = 20
+  max_nonfinite_restores: int = 3
+  nonfinite_lr_factor: float = 0.5
+
+  def __post_init__(self):
+    _check_choice("dataset", self.dataset, data.DATASETS)
+    if self.data_dir is not None and not isinstance(self.data_dir, str):
+      raise ValueError(f"data_dir must be a path or None, got {self.data_dir!r}.")
+    if self.n_bits is not None:
+      if self.dataset == "digits":
+        raise ValueError(f"n_bits must be unset for dataset 'digits' (17 native levels), got "
+                         f"{self.n_bits!r}.")
+      _check_int("n_bits", self.n_bits, 1)
+      if self.n_bits > 8:
+        raise ValueError(f"n_bits must be in 1..8, got {self.n_bits!r}.")
+    _check_choice("architecture", self.architecture, flows.ARCHITECTURES)
+    _check_int("levels", self.levels, 1)
+    _check_int("steps_per_level", self.steps_per_level, 1)
+    _check_int("hidden_channels", self.hidden_channels, 1)
+    _check_choice("coupling", self.coupling, flows.COUPLINGS)
+    _check_choice("split", self.split, lc.SPLITS)
+    _check_choice("conv1x1", self.conv1x1, invertible_conv1x1.PARAMETRIZATIONS)
+    _check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
+    _check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
+    _check_int("resnet_blocks", self.resnet_blocks, 0)
+    _check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
+    _check_bool("lc_reinit", self.lc_reinit)
+    _check_int("train_steps", self.train_steps, 1)
+    _check_int("batch_size", self.batch_size, 1)
+    _check_float("learning_rate", self.learning_rate, 0.0)
+    _check_int("warmup_steps", self.warmup_steps, 0)
+    _check_float("grad_clip_norm", self.grad_clip_norm, 0.0)
+    _check_int("seed", self.seed, 0)
+    _check_int("shuffle_buffer", self.shuffle_buffer, 1)
+    _check_choice("strategy", self.strategy, STRATEGIES)
+    _check_int("cpu_replicas", self.cpu_replicas, 1)
+    _check_bool("jit", self.jit)
+    _check_bool("mixed_precision", self.mixed_precision)
+    for name in ("log_every", "checkpoint_every", "images_every", "keep_checkpoints",
+                 "max_nonfinite_steps"):
+      _check_int(name, getattr(self, name), 1)
+    _check_int("max_nonfinite_restores", self.max_nonfinite_restores, 0)
+    _check_float("nonfinite_lr_factor", self.nonfinite_lr_factor, 0.0, 1.0, high_open=True)
+    if self.split in lc.DATA_DEPENDENT_SPLITS:
+      if self.lc_pilot_steps < 1:
+        raise ValueError(f"lc_pilot_steps must be >= 1 for split {self.split!r} (the split is "
+                         "fixed from statistics collected during the pilot), got "
+                         f"{self.lc_pilot_steps!r}.")
+      if self.lc_pilot_steps >= self.train_steps:
+        raise ValueError(f"lc_pilot_steps must be smaller than train_steps (the step budget "
+                         f"counts the pilot), got lc_pilot_steps={self.lc_pilot_steps} and "
+                         f"train_steps={self.train_steps}.")
+
+  @property
+  def uses_pilot(self):
+    """Whether the run has a pilot phase (a data-dependent split)."""
+    return self.split in lc.DATA_DEPENDENT_SPLITS
+
+  def flow_config(self, image_shape):
+    """The `FlowConfig` of this run for images of `image_shape` (validates divisibility)."""
+    return flows.FlowConfig(
+        image_shape=tuple(int(d) for d in image_shape), architecture=self.architecture,
+        levels=self.levels, steps_per_level=self.steps_per_level,
+        hidden_channels=self.hidden_channels, coupling=self.coupling, split=self.split,
+        conv1x1=self.conv1x1, split_prior=self.split_prior, scale_fn=self.scale_fn,
+        resnet_blocks=self.resnet_blocks, seed=self.seed)
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values):
+    """Builds a config from `to_dict()` output; unknown keys are an error."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(known)}.")
+    return cls(**values)
+
+  def differences(self, other, ignore=RESUMABLE_FIELDS):
+    """[(field, self's value, other's value)] for the fields that differ, except `ignore`."""
+    return [(f.name, getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Settings of an evaluation (see `eval.py --help`).
+
+  Attributes:
+    dequant_samples: K, dequantisation noise samples per test image.
+    batch_size: images per evaluation batch.
+    temperatures: sampling temperatures of the sample grids.
+    num_samples: images per sample grid.
+    reconstruction_images: test images used for the encode/decode error (0: none).
+    seed: seed of the dequantisation noise and of the samples.
+  """
+  dequant_samples: int = 4
+  batch_size: int = 256
+  temperatures: tuple = (0.0, 0.5, 0.7, 0.8, 1.0)
+  num_samples: int = 64
+  reconstruction_images: int = 256
+  seed: int = 1234
+
+  def __post_init__(self):
+    _check_int("dequant_samples", self.dequant_samples, 1)
+    _check_int("batch_size", self.batch_size, 1)
+    _check_int("num_samples", self.num_samples, 1)
+    _check_int("reconstruction_images", self.reconstruction_images, 0)
+    _check_int("seed", self.seed, 0)
+    if not isinstance(self.temperatures, tuple) or not self.temperatures:
+      raise ValueError(f"temperatures must be a non-empty tuple of numbers >= 0, got "
+                       f"{self.temperatures!r}.")
+    for t in self.temperatures:
+      _check_float("temperatures", t, 0.0, low_open=False)
+
+
+def default_file_mode():
+  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+def write_json_atomic(path, values):
+  """Writes `values` as JSON to `path` through a temporary file and `os.replace`."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(values, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, default_file_mode())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def read_train_config(model_dir):
+  """The `TrainConfig` saved in `model_dir`, or None if it has no `config.json`.
+
+  Raises:
+    ValueError: if the file is not a valid saved config.
+  """
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      values = json.load(f)
+    return TrainConfig.from_dict(values["train"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a valid lcflow_tf run config ({type(e).__name__}: {e}); "
+                     "use another --model_dir.") from None
+
+
+def write_train_config(model_dir, config):
+  """Writes `config` as `model_dir/config.json` (atomically)."""
+  write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
+
+
+def check_resumable(model_dir, config):
+  """Checks that `model_dir` is empty of runs or holds a run of the same configuration.
+
+  Returns:
+    The saved config (None for a new run).
+
+  Raises:
+    ValueError: naming every differing field, when `model_dir` holds a different run; or
+      when it holds checkpoints but no `config.json`.
+  """
+  saved = read_train_config(model_dir)
+  if saved is None:
+    if os.path.exists(os.path.join(model_dir, "checkpoint")):
+      raise ValueError(f"model_dir {model_dir} holds checkpoints but no {CONFIG_FILE}; it was "
+                       "not written by train.py. Use another --model_dir.")
+    return None
+  diffs = saved.differences(config)
+  if diffs:
+    listed = ", ".join(f"{name}={old!r} there but {new!r} now" for name, old, new in diffs)
+    raise ValueError(f"model_dir {model_dir} holds a run with a different configuration "
+                     f"({listed}); pass the same flags to resume it, or use another "
+                     "--model_dir.")
+  return saved

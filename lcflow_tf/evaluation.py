@@ -1,0 +1,191 @@
+"""Evaluation of a trained run: test bits/dim, samples, reconstructions, LC heatmaps.
+
+`evaluate_model_dir(model_dir, eval_config, output_dir)` rebuilds the flow from the run's
+`config.json`, restores a checkpoint (the latest, or a given one) and writes into
+`output_dir`:
+  * `results.json`: every number below, the checkpoint and its step;
+  * `samples_t{T}.png`: a grid of samples per temperature;
+  * `lc_level{l}.png`, `lc_overview.png`: LC heatmaps and the split (see `lcflow_tf.viz`).
+
+Test bits/dim: every held-out image is dequantised K times (`x = (k + u) / bins`, the noise
+of each pass seeded by `seed + pass`), each time giving the per-image bound
+`-(log p(x) - D log bins) / (D log 2)`. Reported: the mean over images and passes, and its
+standard error over images (of each image's K-pass mean); also the importance-weighted bound
+`-(log mean_k p(x_k) - D log bins) / (D log 2)` with the same K samples, which is tighter.
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from lcflow_tf import config as config_lib
+from lcflow_tf import data
+from lcflow_tf import flows
+from lcflow_tf import viz
+
+RESULTS_FILE = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+  """A run restored from its model directory."""
+  flow: flows.Flow
+  train_config: config_lib.TrainConfig
+  dataset: data.ImageDataset
+  checkpoint: str
+  step: int
+
+
+def load_run(model_dir, checkpoint=None, dataset=None):
+  """Rebuilds the flow of `model_dir` and restores `checkpoint` (default: the latest).
+
+  Args:
+    model_dir: a directory written by `lcflow_tf.training`.
+    checkpoint: a checkpoint prefix (e.g. `model_dir/ckpt-2000`), or None for the latest.
+    dataset: an `ImageDataset` to evaluate on (default: the run's dataset).
+
+  Raises:
+    ValueError: when `model_dir` has no `config.json`, no checkpoint, or the checkpoint does
+      not match the model.
+  """
+  train_config = config_lib.read_train_config(model_dir)
+  if train_config is None:
+    raise ValueError(f"model_dir {model_dir} has no {config_lib.CONFIG_FILE}; it is not a "
+                     "training run directory (train.py --model_dir=...).")
+  if checkpoint is None:
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    if checkpoint is None:
+      raise ValueError(f"model_dir {model_dir} has no checkpoint yet.")
+  elif not tf.io.gfile.exists(checkpoint + ".index"):
+    raise ValueError(f"checkpoint {checkpoint!r} does not exist (expected {checkpoint}.index); "
+                     "pass a prefix such as MODEL_DIR/ckpt-1000.")
+  dataset = dataset or data.load_dataset(train_config.dataset, train_config.data_dir,
+                                         train_config.n_bits)
+  flow = flows.Flow(train_config.flow_config(dataset.image_shape))
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  status = tf.train.Checkpoint(flow=flow, step=step).restore(checkpoint)
+  try:
+    status.assert_existing_objects_matched()
+  except AssertionError as e:
+    raise ValueError(f"checkpoint {checkpoint} does not match the model of "
+                     f"{model_dir}/{config_lib.CONFIG_FILE}: {e}") from None
+  status.expect_partial()  # the optimizer is not needed here
+  if not flow.is_initialized():
+    raise ValueError(f"checkpoint {checkpoint} holds an uninitialised model.")
+  return LoadedRun(flow=flow, train_config=train_config, dataset=dataset, checkpoint=checkpoint,
+                   step=int(step.numpy()))
+
+
+def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=256, seed=0):
+  """Bits/dim of every image of `images` over `dequant_samples` dequantisation passes.
+
+  Args:
+    flow: the model.
+    images: unbatched integer images `tf.data.Dataset` (e.g. `ImageDataset.test()`).
+    num_bins: integer levels of the images.
+    dequant_samples: K passes.
+    batch_size: images per batch.
+    seed: pass k uses the noise seed `seed + k`.
+
+  Returns:
+    dict with `bits_per_dim` (mean), `bits_per_dim_stderr`, `bits_per_dim_iw`
+    (importance-weighted K-sample bound), `num_images`, `dequant_samples`, and
+    `per_image` [N] (each image's mean over the passes, numpy).
+  """
+  log_prob = tf.function(flow.log_prob)
+  passes = []
+  for k in range(dequant_samples):
+    values = [log_prob(x).numpy()
+              for x in data.make_eval_pipeline(images, batch_size, num_bins, seed + k)]
+    passes.append(np.concatenate(values).astype(np.float64))
+  log_probs = np.stack(passes)  # [K, N]
+  dims = float(np.prod(flow.image_shape))
+
+  def to_bpd(lp):
+    return -(lp - dims * math.log(num_bins)) / (dims * math.log(2.0))
+
+  per_image = to_bpd(log_probs).mean(axis=0)
+  n = per_image.size
+  iw = np.logaddexp.reduce(log_probs, axis=0) - math.log(dequant_samples)
+  return {
+      "bits_per_dim": float(per_image.mean()),
+      "bits_per_dim_stderr": float(per_image.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+      "bits_per_dim_iw": float(to_bpd(iw).mean()),
+      "num_images": int(n),
+      "dequant_samples": int(dequant_samples),
+      "per_image": per_image,
+  }
+
+
+def reconstruction_error(flow, images, num_bins, num_images=256, seed=0):
+  """max |decode(encode(x)) - x| over the first `num_images` dequantised images."""
+  x = next(iter(data.make_eval_pipeline(images.take(num_images), num_images, num_bins, seed)))
+  x_rec = flow.decode(flow.encode(x))
+  return float(tf.reduce_max(tf.abs(tf.cast(x_rec, tf.float64) - tf.cast(x, tf.float64))))
+
+
+def evaluate(flow, dataset, eval_config, output_dir):
+  """Evaluates `flow` on `dataset`'s held-out split; writes PNGs and returns the numbers.
+
+  Returns:
+    dict of the numbers and file names (without `results.json` itself; see
+    `evaluate_model_dir`).
+  """
+  c = eval_config
+  t0 = time.time()
+  os.makedirs(output_dir, exist_ok=True)
+  bpd = held_out_bits_per_dim(flow, dataset.test(), dataset.num_bins, c.dequant_samples,
+                          c.batch_size, c.seed)
+  bpd.pop("per_image")
+  results = {"test_" + k if k.startswith("bits") else k: v for k, v in bpd.items()}
+  if c.reconstruction_images:
+    results["reconstruction_max_abs_error"] = reconstruction_error(
+        flow, dataset.test(), dataset.num_bins, c.reconstruction_images, c.seed)
+    results["reconstruction_images"] = min(
+        c.reconstruction_images, dataset.num_test or c.reconstruction_images)
+  results["samples"], results["samples_nonfinite_fraction"] = {}, {}
+  for t in c.temperatures:
+    x = flow.sample(c.num_samples, temperature=float(t), seed=c.seed).numpy()
+    path = viz.save_png(viz.samples_to_grid(x, dataset.num_bins),
+                        os.path.join(output_dir, viz.sample_png_name(t)))
+    results["samples"][f"{t:g}"] = os.path.basename(path)
+    results["samples_nonfinite_fraction"][f"{t:g}"] = float(np.mean(~np.isfinite(x)))
+  heatmaps = viz.write_lc_heatmaps(flow, output_dir) if flow.lc_statistics.has_data() else []
+  results["lc_heatmaps"] = [os.path.basename(p) for p in heatmaps]
+  results["split"] = flow.config.split
+  results["split_fixed"] = bool(flow.split_fixed.numpy())
+  results["lc_statistics_images"] = int(flow.lc_statistics.count.numpy())
+  results["dataset"] = dataset.name
+  results["num_bins"] = int(dataset.num_bins)
+  results["eval_config"] = {**dataclasses.asdict(c), "temperatures": list(c.temperatures)}
+  results["eval_seconds"] = time.time() - t0
+  return results
+
+
+def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=None,
+                       dataset=None):
+  """Loads a run (see `load_run`), evaluates it (see `evaluate`), writes `results.json`.
+
+  Args:
+    model_dir: the run's directory.
+    eval_config: an `EvalConfig` (default settings when None).
+    output_dir: where the files go (default `model_dir/eval`).
+    checkpoint: a checkpoint prefix, or None for the latest.
+    dataset: an `ImageDataset` (default: the run's dataset).
+
+  Returns:
+    (results dict, path of results.json).
+  """
+  eval_config = eval_config or config_lib.EvalConfig()
+  run = load_run(model_dir, checkpoint, dataset)
+  output_dir = output_dir or os.path.join(model_dir, "eval")
+  results = evaluate(run.flow, run.dataset, eval_config, output_dir)
+  results["checkpoint"] = os.path.abspath(run.checkpoint)
+  results["step"] = run.step
+  path = os.path.join(output_dir, RESULTS_FILE)
+  config_lib.write_json_atomic(path, results)
+  return results, path

@@ -1,0 +1,112 @@
+"""The benchmark scripts run end to end (`--smoke`) and their results hold together."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import harness
+from benchmarks import peer_tfp_glow
+from benchmarks import scaling
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_smoke(script, results_dir):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", script), "--smoke", "--results_dir",
+       str(results_dir)], env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def load(results_dir, name):
+  with open(os.path.join(results_dir, name + ".json")) as f:
+    record = json.load(f)
+  assert os.path.isfile(os.path.join(results_dir, name + ".md"))
+  return record
+
+
+@pytest.mark.slow
+def test_peer_tfp_glow_smoke(tmp_path):
+  run_smoke("peer_tfp_glow.py", tmp_path)
+  record = load(tmp_path, "peer_tfp_glow_smoke")
+  rows = {r["metric"].split(" (")[0].split(",")[0]: r for r in record["rows"]}
+  for row in record["rows"]:
+    if isinstance(row["ratio ours/TFP"], float):
+      assert row["ours"] > 0 and row["TFP"] > 0 and math.isfinite(row["ours"]), row
+      assert row["ratio ours/TFP"] == pytest.approx(row["ours"] / row["TFP"], rel=1e-9)
+  assert record["details"]["same_data"]
+  # Matched architecture: parameter counts within 10% of each other.
+  assert rows["trainable parameters"]["ratio ours/TFP"] == pytest.approx(1.0, abs=0.1)
+  for model in ("ours", "TFP"):
+    assert 0 < rows["test bits/dim"][model] < 40
+    assert rows["peak RSS of the process"][model] >= rows["RSS after imports"][model]
+  details = record["details"]["evaluation"]
+  assert details["ours"]["n_all"] == details["tfp"]["n_all"] == 297  # all digits test images
+  assert details["ours"]["finite"] == details["tfp"]["finite"] == 1.0
+
+  profile = load(tmp_path, "profile_train_step_smoke")
+  parts = [r for r in profile["rows"] if not r["part"].startswith(("=", "wall", "no op",
+                                                                   "waiting", "data"))]
+  assert sum(r["% of op time"] for r in parts) == pytest.approx(100.0, abs=1e-6)
+  for r in parts:
+    assert r["total ms/step"] == pytest.approx(r["forward ms/step"] + r["backward ms/step"])
+  names = {r["part"] for r in parts}
+  assert any(n.startswith("coupling networks") for n in names), names
+  assert any(n.startswith("1x1 conv") for n in names), names
+  families = profile["details"]["families"]
+  assert sum(f["% of op time"] for f in families) == pytest.approx(100.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_scaling_smoke(tmp_path):
+  run_smoke("scaling.py", tmp_path)
+  record = load(tmp_path, "scaling_smoke")
+  (row,) = record["rows"]
+  assert row["image"] == "8x8x3" and row["K"] == 1 and row["finite loss"]
+  assert row["conv GFLOP/step (profiler)"] == pytest.approx(row["conv GFLOP/step (analytic)"],
+                                                            rel=1e-9)
+  assert row["conv GFLOP/step (profiler)"] < row["GFLOP/step"]
+  assert row["GFLOP/s"] == pytest.approx(row["GFLOP/step"] / (row["ms/step"] / 1000.0))
+  assert 0 < row["% of matmul FLOP/s"] < 100
+  assert row["peak RSS MB"] > row["peak above start MB"] > 0
+  assert row["peak RSS incl. FLOP count MB"] >= row["peak RSS MB"]
+
+
+def test_analytic_conv_flops_by_hand():
+  # 8x8x3, L=2, K=1, width 8, batch 2. Level 0: 4x4 maps, c=12: coupling 6->8 (3x3),
+  # 8->8 (1x1), 8->12 (3x3); prior 6->12 (3x3). Level 1: 2x2 maps, c=24: 12->8, 8->8, 8->24.
+  level0 = (9 * 6 * 8 + 8 * 8 + 9 * 8 * 12 + 9 * 6 * 12) * 16
+  level1 = (9 * 12 * 8 + 8 * 8 + 9 * 8 * 24) * 4
+  assert scaling.analytic_conv_flops(8, 3, 2, 1, 8, 2) == 2 * 2 * (level0 + level1)
+
+
+def test_linear_warmup_schedule():
+  schedule = harness.LinearWarmup(1e-3, 200)
+  assert float(schedule(0)) == pytest.approx(1e-3 / 200)
+  assert float(schedule(99)) == pytest.approx(0.5e-3)
+  assert float(schedule(199)) == pytest.approx(1e-3)
+  assert float(schedule(5000)) == pytest.approx(1e-3)
+  with pytest.raises(ValueError, match="warmup_steps"):
+    harness.LinearWarmup(1e-3, 0)
+
+
+def test_union_length_of_overlapping_intervals():
+  union_length = peer_tfp_glow._union_length  # pylint: disable=protected-access
+  assert union_length([]) == 0
+  assert union_length([(0, 4), (2, 6), (8, 9), (8, 9)]) == 7
+
+
+def test_peer_arguments_are_checked():
+  _, config = peer_tfp_glow.parse_args(["--quick"])
+  assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch) == (
+      200, 2, 8, 128, 64)
+  with pytest.raises(SystemExit):
+    peer_tfp_glow.parse_args(["--steps", "10", "--warmup_steps", "10"])
+  with pytest.raises(SystemExit):
+    scaling.parse_args(["--sizes", "12", "--levels", "3"])

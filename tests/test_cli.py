@@ -1,0 +1,169 @@
+"""train.py and eval.py as a user runs them (subprocesses, tiny models)."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from lcflow_tf import config as config_lib
+from lcflow_tf import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
+              "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
+              "--images_every=2"]
+# TensorFlow's C++ start-up lines (absl log format, e.g. "E0000 00:00:..." about CUDA).
+_TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before)")
+
+
+def run(script, *args, timeout=300):
+  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def user_lines(stderr):
+  """stderr without TensorFlow's C++ start-up log lines."""
+  return [line for line in stderr.splitlines() if line.strip() and not _TF_LOG_LINE.match(line)]
+
+
+def checkpoint_value(path, name):
+  return tf.train.load_checkpoint(path).get_tensor(name)
+
+
+ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def test_train_resume_then_eval(tmp_path):
+  model_dir = str(tmp_path / "run")
+  first = run("train.py", f"--model_dir={model_dir}", "--train_steps=4", "--noeval_at_end",
+              *TINY_FLAGS)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "Traceback" not in first.stderr
+  assert re.search(r"step 4/4 +train [\d.]+ bits/dim +\d+ images/s +lr [\d.e+-]+ .*ETA 0:00:00",
+                   first.stderr)
+  assert "Pilot finished at step 2" in first.stderr
+  ckpt4 = os.path.join(model_dir, "ckpt-4")
+  assert checkpoint_value(ckpt4, ITERATIONS) == 4
+  slot = "optimizer/_variables/1/.ATTRIBUTES/VARIABLE_VALUE"  # an Adam moment
+  saved = config_lib.read_train_config(model_dir)
+  assert saved.train_steps == 4 and saved.hidden_channels == 8 and saved.split == "lc"
+
+  # The optimizer state in the checkpoint is what a resumed Trainer starts from.
+  trainer = training.Trainer(saved, model_dir)
+  assert trainer.step == 4 and int(trainer.optimizer.iterations.numpy()) == 4
+  np.testing.assert_array_equal(trainer.optimizer.variables[1].numpy(),
+                                checkpoint_value(ckpt4, slot))
+  assert np.any(checkpoint_value(ckpt4, slot))
+  del trainer
+
+  second = run("train.py", f"--model_dir={model_dir}", "--train_steps=6", *TINY_FLAGS)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "Resuming from step 4" in second.stderr
+  assert "step 5/6" not in second.stderr and re.search(r"step 6/6 ", second.stderr)
+  assert "Pilot finished" not in second.stderr  # the split was fixed in the first run
+  ckpt6 = os.path.join(model_dir, "ckpt-6")
+  assert checkpoint_value(ckpt6, ITERATIONS) == 6  # continued, not restarted at 0
+  assert not np.array_equal(checkpoint_value(ckpt6, slot), checkpoint_value(ckpt4, slot))
+  assert f"{model_dir}/eval/results.json" in second.stdout
+  tags = set()
+  for name in os.listdir(f"{model_dir}/train"):
+    for event in tf.compat.v1.train.summary_iterator(f"{model_dir}/train/{name}"):
+      tags |= {(v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value}
+  assert {("train/bits_per_dim", "scalars"), ("train/images_per_sec", "scalars"),
+          ("train/learning_rate", "scalars"), ("train/grad_norm", "scalars"),
+          ("samples/temperature_0.7", "images"), ("lc/heatmaps", "images")} <= tags
+
+  out_dir = str(tmp_path / "eval")
+  evaluated = run("eval.py", f"--model_dir={model_dir}", f"--output_dir={out_dir}",
+                  "--dequant_samples=2", "--temperatures=0,0.7,1", "--num_samples=16")
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  assert "Traceback" not in evaluated.stderr
+  with open(os.path.join(out_dir, "results.json")) as f:
+    results = json.load(f)
+  assert results["step"] == 6 and results["checkpoint"].endswith("ckpt-6")
+  assert results["num_images"] == 297 and results["dequant_samples"] == 2
+  # Six steps of a tiny model: better than nothing, worse than a trained model; uniform
+  # over 17 levels would be log2(17) = 4.09 bits/dim.
+  assert 2.0 < results["test_bits_per_dim"] < 8.0
+  assert 0.0 < results["test_bits_per_dim_stderr"] < 0.5
+  assert results["test_bits_per_dim_iw"] <= results["test_bits_per_dim"] + 1e-9
+  assert 0.0 <= results["reconstruction_max_abs_error"] < 1e-3
+  assert results["split"] == "lc" and results["split_fixed"] is True
+  assert all(math.isfinite(results[k]) for k in ("test_bits_per_dim", "test_bits_per_dim_iw"))
+  assert sorted(results["samples"]) == ["0", "0.7", "1"]
+  for name in list(results["samples"].values()) + results["lc_heatmaps"]:
+    with Image.open(os.path.join(out_dir, name)) as image:
+      assert image.width >= 64 and image.height >= 64
+  assert results["lc_heatmaps"] == ["lc_level0.png", "lc_overview.png"]
+  assert f"step 6: test bits/dim {results['test_bits_per_dim']:.4f}" in evaluated.stdout
+
+
+def _other_config_dir(tmp_path):
+  model_dir = tmp_path / "other"
+  config_lib.write_train_config(str(model_dir), config_lib.TrainConfig(batch_size=32))
+  return model_dir
+
+
+BAD_TRAIN_FLAGS = [
+    (["--dataset=cifar100"], r"flag --dataset=cifar100: value should be one of"),
+    (["--batch_size=0"], r"flag --batch_size=0: 0 is not"),
+    (["--levels=-1"], r"flag --levels=-1: -1 is not"),
+    (["--learning_rate=-1"], r"^error: learning_rate must be in \(0.0, inf\], got -1.0\.$"),
+    (["--levels=4"], r"^error: .*H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
+    (["--lc_pilot_steps=2000"], r"^error: lc_pilot_steps must be smaller than train_steps"),
+    (["--cpu_replicas=2", "--batch_size=15"],
+     r"^error: batch_size=15 is not divisible by the 2 replicas of the MirroredStrategy"),
+    ("OTHER_CONFIG", r"^error: model_dir .* holds a run with a different configuration "
+                     r"\(batch_size=32 there but 64 now\)"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_TRAIN_FLAGS,
+                         ids=[" ".join(f) if isinstance(f, list) else f
+                              for f, _ in BAD_TRAIN_FLAGS])
+def test_invalid_train_flags(tmp_path, flags, message):
+  if flags == "OTHER_CONFIG":
+    model_dir = _other_config_dir(tmp_path)
+    before = (model_dir / "config.json").read_bytes()
+    flags = []
+  else:
+    model_dir = tmp_path / "run"
+  result = run("train.py", f"--model_dir={model_dir}", *flags, timeout=120)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  errors = [line for line in user_lines(result.stderr) if "error" in line.lower()]
+  assert len(errors) == 1, result.stderr
+  assert re.search(message, errors[0]), errors[0]
+  if flags == []:  # the other run's directory is left exactly as it was
+    assert os.listdir(model_dir) == ["config.json"]
+    assert (model_dir / "config.json").read_bytes() == before
+  else:
+    assert not model_dir.exists()  # nothing written
+
+
+BAD_EVAL_FLAGS = [
+    (["--model_dir=MISSING"], r"^error: model_dir MISSING has no config.json"),
+    (["--temperatures=a,b"], r"^error: temperatures must be comma-separated numbers"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_EVAL_FLAGS,
+                         ids=[" ".join(f) for f, _ in BAD_EVAL_FLAGS])
+def test_invalid_eval_flags(tmp_path, flags, message):
+  flags = [f.replace("MISSING", str(tmp_path / "missing")) for f in flags]
+  message = message.replace("MISSING", re.escape(str(tmp_path / "missing")))
+  result = run("eval.py", *flags, timeout=120)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  errors = [line for line in user_lines(result.stderr) if "error" in line.lower()]
+  assert len(errors) == 1, result.stderr
+  assert re.search(message, errors[0]), errors[0]
+  assert not (tmp_path / "missing").exists()

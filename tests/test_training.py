@@ -1,0 +1,343 @@
+"""Training library (issue 4 and the LC pilot protocol of issue 3), in-process, tiny models."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from lcflow_tf import config as config_lib
+from lcflow_tf import data
+from lcflow_tf import flows
+from lcflow_tf import lc
+from lcflow_tf import training
+
+TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
+            lc_pilot_steps=3, warmup_steps=2, log_every=2, checkpoint_every=3, images_every=100,
+            shuffle_buffer=256)
+
+
+def tiny(**overrides):
+  return config_lib.TrainConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def straight(digits, tmp_path_factory):
+  """The tiny LC run (3 pilot steps + 3), trained in one go on one device."""
+  model_dir = tmp_path_factory.mktemp("straight")
+  trainer = training.Trainer(tiny(), str(model_dir), dataset=digits)
+  return trainer, trainer.train()
+
+
+def values(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def permutations(flow):
+  return [j.permutation.indices.numpy().copy() for j in flow.junctions]
+
+
+def assert_all_close(a, b, **kwargs):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, **kwargs)
+
+
+# --- distribution --------------------------------------------------------------------------
+def test_mirrored_two_replicas_match_one_device(digits, straight, tmp_path):
+  """Same global batch: 2 replicas on 2 logical CPUs follow the single-device trajectory.
+
+  Tolerance: losses rtol 1e-4 (measured ~1e-6: only the summation order differs), LC
+  statistics rtol/atol 1e-4, the permutations fixed from them exactly equal.
+  """
+  def state(trainer, result):
+    stats = trainer.flow.lc_statistics
+    return (result, [m.numpy() for m in stats.mean_lc + stats.mean_h + stats.mean_h2],
+            float(stats.count.numpy()), permutations(trainer.flow),
+            int(trainer.optimizer.iterations.numpy()))
+
+  two = training.Trainer(tiny(), str(tmp_path / "two"), dataset=digits,
+                         strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  assert two.strategy.num_replicas_in_sync == 2
+  (r1, s1, n1, p1, i1), (r2, s2, n2, p2, i2) = state(*straight), state(two, two.train())
+  assert sorted(r1.losses) == sorted(r2.losses) == list(range(1, 7))
+  np.testing.assert_allclose([r2.losses[k] for k in range(1, 7)],
+                             [r1.losses[k] for k in range(1, 7)], rtol=1e-4)
+  np.testing.assert_allclose(r2.losses[1], r1.losses[1], rtol=1e-5)  # same ActNorm init
+  assert n1 == n2 == 3 * 16  # statistics of the pilot's global batches only
+  assert_all_close(s2, s1, rtol=1e-4, atol=1e-4)
+  for a, b in zip(p1, p2):
+    np.testing.assert_array_equal(a, b)
+  assert i1 == i2 == 6
+
+
+def test_jit_matches_graph_mode(digits, straight, tmp_path):
+  """--jit (XLA-compiled forward/backward) follows the same trajectory (rtol 1e-4)."""
+  result = training.Trainer(tiny(jit=True), str(tmp_path / "jit"), dataset=digits).train()
+  np.testing.assert_allclose([result.losses[k] for k in range(1, 7)],
+                             [straight[1].losses[k] for k in range(1, 7)], rtol=1e-4)
+
+
+def test_batch_not_divisible_by_replicas_is_rejected_before_writing(digits, tmp_path):
+  model_dir = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"batch_size=15 is not divisible by the 2 replicas"):
+    training.Trainer(tiny(batch_size=15), str(model_dir),
+                     strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+                     dataset=digits)
+  assert not model_dir.exists()
+
+
+def test_image_size_not_divisible_is_rejected_before_writing(digits, tmp_path):
+  model_dir = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"divisible by 16"):
+    training.Trainer(tiny(levels=4), str(model_dir), dataset=digits)
+  assert not model_dir.exists()
+
+
+def test_mixed_precision_refused_without_gpu(digits, tmp_path):
+  if tf.config.list_logical_devices("GPU"):
+    pytest.skip("a GPU is visible")
+  with pytest.raises(ValueError, match=r"mixed_precision needs a GPU"):
+    training.Trainer(tiny(mixed_precision=True), str(tmp_path / "run"), dataset=digits)
+  assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_policy_keeps_densities_close():
+  x = tf.random.stateless_uniform([8, 8, 8, 1], seed=[0, 1])
+  flow = flows.build_flow((8, 8, 1), levels=2, steps_per_level=1, hidden_channels=8)
+  flow.initialize(x)
+  rng = np.random.default_rng(0)
+  for v in flow.trainable_variables:  # non-trivial networks
+    v.assign(v + 0.05 * rng.standard_normal(v.shape).astype(np.float32))
+  reference = flow.log_prob(x).numpy()
+  assert training.apply_mixed_precision(flow) == 6  # 2 couplings x 3 convs
+  with tf.GradientTape() as tape:
+    mixed = flow.log_prob(x)
+  grads = tape.gradient(mixed, flow.trainable_variables)
+  assert mixed.dtype == tf.float32
+  np.testing.assert_allclose(mixed.numpy(), reference, rtol=2e-2)
+  assert all(np.isfinite(g.numpy()).all() for g in grads)
+
+
+# --- resume and checkpoints ----------------------------------------------------------------
+def test_resume_continues_exactly(digits, straight, tmp_path):
+  """Pilot to 3, fix the split, train to 4; a resumed run to 6 == 6 steps in one go."""
+  straight_trainer, _ = straight
+  first = training.Trainer(tiny(train_steps=4), str(tmp_path / "resumed"), dataset=digits)
+  first.train(until_step=3)
+  assert first.step == 3 and first.pilot_pending
+  weights, slots = values(first.flow.trainable_variables), values(first.optimizer.variables)
+  first.finish_pilot()  # continuing (lc_reinit=False) keeps weights and optimizer state
+  assert not first.pilot_pending
+  assert_all_close(values(first.flow.trainable_variables), weights, rtol=0, atol=0)
+  assert_all_close(values(first.optimizer.variables), slots, rtol=0, atol=0)
+  assert first.train().step == 4
+  resumed = training.Trainer(tiny(), str(tmp_path / "resumed"), dataset=digits)
+  assert resumed.step == 4
+  assert int(resumed.optimizer.iterations.numpy()) == 4
+  assert_all_close(values(resumed.optimizer.variables), values(first.optimizer.variables),
+                   rtol=0, atol=0)
+  result = resumed.train()
+  assert result.resumed_from == 4 and result.step == 6 and sorted(result.losses) == [5, 6]
+  assert_all_close(values(resumed.flow.trainable_variables),
+                   values(straight_trainer.flow.trainable_variables), rtol=1e-6, atol=1e-7)
+  assert_all_close(values(resumed.optimizer.variables),
+                   values(straight_trainer.optimizer.variables), rtol=1e-6, atol=1e-9)
+  for a, b in zip(permutations(resumed.flow), permutations(straight_trainer.flow)):
+    np.testing.assert_array_equal(a, b)
+  # The config saved with the run now says 6 steps (train_steps may change on resume).
+  assert config_lib.read_train_config(str(tmp_path / "resumed")).train_steps == 6
+
+
+def test_checkpoint_holds_the_whole_state(straight):
+  model_dir = straight[0].model_dir
+  reader = tf.train.load_checkpoint(model_dir)
+  names = set(reader.get_variable_to_shape_map())
+  assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+  assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 6
+  assert reader.get_tensor("flow/split_fixed/.ATTRIBUTES/VARIABLE_VALUE")
+  assert reader.get_tensor("flow/lc_statistics/count/.ATTRIBUTES/VARIABLE_VALUE") == 48
+  assert any("permutation/indices" in n for n in names)
+  assert any("initialized" in n for n in names)
+  slots = [n for n in names if n.startswith("optimizer/_variables/")]
+  assert len(slots) == 2 * len(straight[0].flow.trainable_variables)  # Adam's m and v
+  # Checkpoints at the pilot's end (3) and the last step (6); no temporary files left.
+  listing = os.listdir(model_dir)
+  assert {"ckpt-3.index", "ckpt-6.index", "checkpoint", "config.json"} <= set(listing)
+  assert not [f for f in listing if "tmp" in f.lower()]
+
+
+# --- the pilot protocol --------------------------------------------------------------------
+def test_pilot_fixes_split_from_statistics_and_counts_steps(straight):
+  trainer, result = straight
+  flow = trainer.flow
+  assert result.step == 6 and trainer.step == 6  # the budget includes the 3 pilot steps
+  assert bool(flow.split_fixed.numpy())
+  assert float(flow.lc_statistics.count.numpy()) == 3 * 16  # collected during the pilot only
+  for i, order in enumerate(permutations(flow)):
+    expected = lc.split_permutation(flow.lc_statistics.mean_lc[i].numpy(), "lc")
+    np.testing.assert_array_equal(order, expected)
+    assert (order != np.arange(order.shape[-1])).any()  # not the static split
+  # The kept channels really have the higher mean LC at every location.
+  mean_lc = flow.lc_statistics.mean_lc[0].numpy()
+  kept = lc.keep_masks(flow)[0].astype(bool)
+  half = mean_lc.shape[:2] + (mean_lc.shape[-1] // 2,)
+  assert (mean_lc[kept].reshape(half).min(-1) >= mean_lc[~kept].reshape(half).max(-1)).all()
+
+
+
+def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
+  config = tiny(lc_reinit=True)
+  trainer = training.Trainer(config, str(tmp_path / "run"), dataset=digits)
+  trainer.train(until_step=3)
+  flow = trainer.flow
+  pilot = values(flow.trainable_variables)
+  stats_before = values(flow.lc_statistics.mean_lc) + [flow.lc_statistics.count.numpy()]
+  chosen = trainer.finish_pilot()
+  training.seed_initializers(config.seed)
+  fresh = flows.Flow(trainer.flow_config)
+  actnorm_ids = {id(v) for a in flow.actnorms for v in (a.loc, a.log_scale)}
+  changed = 0
+  for var, fresh_var, old in zip(flow.trainable_variables, fresh.trainable_variables, pilot):
+    if id(var) in actnorm_ids:  # re-initialised from data with the fixed split
+      assert not np.allclose(var.numpy(), 0.0)
+      continue
+    np.testing.assert_array_equal(var.numpy(), fresh_var.numpy())
+    changed += not np.array_equal(var.numpy(), old)
+  assert changed >= len(pilot) // 2  # the pilot's weights are really gone
+  assert all(bool(a.initialized.numpy()) for a in flow.actnorms)
+  for order, kept in zip(permutations(flow), chosen):
+    np.testing.assert_array_equal(order, kept)
+  assert_all_close(values(flow.lc_statistics.mean_lc) + [flow.lc_statistics.count.numpy()],
+                   stats_before, rtol=0, atol=0)
+  assert all(not np.any(v) for v in values(trainer.optimizer.variables))  # moments, iterations
+  result = trainer.train()
+  assert result.step == 6 and int(trainer.optimizer.iterations.numpy()) == 3
+  assert bool(flow.split_fixed.numpy())
+  for order, kept in zip(permutations(flow), chosen):
+    np.testing.assert_array_equal(order, kept)
+
+
+# --- static split, non-finite steps ---------------------------------------------------------
+def test_static_split_collects_statistics_and_nonfinite_steps_are_handled(digits, tmp_path):
+  config = tiny(split="static", train_steps=20, checkpoint_every=2, max_nonfinite_steps=2,
+                max_nonfinite_restores=1)
+  trainer = training.Trainer(config, str(tmp_path / "run"), dataset=digits)
+  trainer.train(until_step=2)  # checkpoint at step 2
+  # static: the identity split, statistics collected at every step (for the heatmaps)
+  assert float(trainer.flow.lc_statistics.count.numpy()) == 2 * 16
+  for order in permutations(trainer.flow):
+    np.testing.assert_array_equal(order, np.broadcast_to(np.arange(order.shape[-1]), order.shape))
+
+  # A non-finite step is spent but not applied.
+  weights, slots = values(trainer.flow.trainable_variables), values(trainer.optimizer.variables)
+  nan_batch = tf.fill([16, 8, 8, 1], float("nan"))
+  loss, _, finite, _ = trainer.train_step(nan_batch)
+  assert not finite and not np.isfinite(loss)
+  assert trainer.step == 3
+  assert_all_close(values(trainer.flow.trainable_variables), weights, rtol=0, atol=0)
+  assert_all_close(values(trainer.optimizer.variables), slots, rtol=0, atol=0)
+  assert float(trainer.flow.lc_statistics.count.numpy()) == 2 * 16
+
+  # max_nonfinite_steps in a row: restore the checkpoint and halve the learning rate; when
+  # that happened max_nonfinite_restores times already: stop with TrainingError.
+  real_step = trainer.train_step
+  trainer.train_step = lambda batch: real_step(nan_batch)
+  with pytest.raises(training.TrainingError, match=r"diverged: 2 consecutive non-finite steps"):
+    trainer.train()
+  assert trainer.learning_rate_scale == pytest.approx(0.5)  # one restore, lr halved
+  assert trainer.step == 4  # back at the checkpoint of step 2, then 2 more failed steps
+  assert_all_close(values(trainer.flow.trainable_variables), weights, rtol=0, atol=0)
+
+
+def test_recover_without_checkpoint_is_an_error(digits, tmp_path):
+  trainer = training.Trainer(tiny(split="static"), str(tmp_path / "run"), dataset=digits)
+  with pytest.raises(training.TrainingError, match=r"before the first checkpoint"):
+    trainer.recover_from_nonfinite()
+
+
+# --- model_dir and config ------------------------------------------------------------------
+def test_model_dir_with_another_config_is_refused_untouched(digits, tmp_path):
+  model_dir = tmp_path / "run"
+  config_lib.write_train_config(str(model_dir), tiny(split="static"))
+  before = (model_dir / "config.json").read_bytes()
+  with pytest.raises(ValueError, match=r"different configuration \(split='static' there but "
+                     r"'lc' now, batch_size=16 there but 8 now\)"):
+    training.Trainer(tiny(batch_size=8), str(model_dir), dataset=digits)
+  assert os.listdir(model_dir) == ["config.json"]
+  assert (model_dir / "config.json").read_bytes() == before
+
+
+def test_model_dir_with_foreign_checkpoints_is_refused(digits, tmp_path):
+  (tmp_path / "checkpoint").write_text('model_checkpoint_path: "x"\n')
+  with pytest.raises(ValueError, match=r"holds checkpoints but no config.json"):
+    training.Trainer(tiny(), str(tmp_path), dataset=digits)
+
+
+def test_train_config_validation():
+  with pytest.raises(ValueError, match=r"lc_pilot_steps must be smaller than train_steps"):
+    tiny(lc_pilot_steps=6)
+  with pytest.raises(ValueError, match=r"lc_pilot_steps must be >= 1 for split 'lc'"):
+    tiny(lc_pilot_steps=0)
+  tiny(split="static", lc_pilot_steps=0)  # no pilot needed
+  with pytest.raises(ValueError, match=r"n_bits must be unset for dataset 'digits'"):
+    tiny(n_bits=4)
+  with pytest.raises(ValueError, match=r"learning_rate must be in \(0.0, inf\], got -1"):
+    tiny(learning_rate=-1.0)
+  with pytest.raises(ValueError, match=r"split must be one of .*'lc'.*got 'lcc'"):
+    tiny(split="lcc")
+  with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got 0"):
+    tiny(batch_size=0)
+  config = tiny()
+  assert config_lib.TrainConfig.from_dict(config.to_dict()) == config
+  assert config.differences(tiny(train_steps=9, log_every=5)) == []
+  assert config.differences(tiny(seed=3)) == [("seed", 0, 3)]
+
+
+def test_make_strategy():
+  assert training.make_strategy("default") is tf.distribute.get_strategy()
+  assert training.make_strategy("auto").num_replicas_in_sync == 1  # no GPU, 1 CPU replica
+  assert training.make_strategy("auto", cpu_replicas=2).num_replicas_in_sync == 2
+  assert training.make_strategy("mirrored", cpu_replicas=2).num_replicas_in_sync == 2
+  with pytest.raises(ValueError, match=r"strategy must be one of"):
+    training.make_strategy("tpu")
+
+
+def test_warmup_schedule():
+  scale = tf.Variable(1.0)
+  schedule = training.WarmupSchedule(1e-3, 4, scale)
+  np.testing.assert_allclose([float(schedule(s)) for s in range(6)],
+                             [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-6)
+  scale.assign(0.5)
+  np.testing.assert_allclose(float(schedule(10)), 5e-4, rtol=1e-6)
+
+
+# --- other data sources --------------------------------------------------------------------
+def test_tfds_mnist_mock_trains(tmp_path):
+  config = tiny(dataset="mnist", data_dir=str(tmp_path / "tfds"), split="static",
+                train_steps=2, batch_size=8)
+  with tfds.testing.mock_data(num_examples=16):
+    trainer = training.Trainer(config, str(tmp_path / "run"))
+    assert trainer.flow.image_shape == (28, 28, 1) and trainer.num_bins == 256
+    result = trainer.train()
+  assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
+  assert set(result.losses) == {1, 2}
+
+
+@pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DEBIAN_DIR),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_fashion_mnist_idx_trains(tmp_path):
+  config = tiny(dataset="fashion_mnist", split="static", train_steps=2, batch_size=8,
+                shuffle_buffer=64)
+  trainer = training.Trainer(config, str(tmp_path / "run"))
+  assert trainer.dataset.num_train == 60000 and trainer.num_bins == 256
+  result = trainer.train()
+  assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
+  # A fresh model on 8-bit images starts near 8 bits/dim, not at a scale error.
+  assert 3.0 < result.bits_per_dim[1] < 12.0

@@ -1,0 +1,154 @@
+"""Trains a multi-scale flow (Glow/RealNVP) with the likelihood-contribution split.
+
+With no flags: a small Glow with the LC split on scikit-learn's 8x8 digits (a few minutes on
+two CPU cores), then an evaluation of the final checkpoint (test bits/dim, sample grids,
+LC heatmaps) in MODEL_DIR/eval.
+
+  python train.py                                    # digits, runs/digits_glow_lc
+  python train.py --dataset=fashion_mnist --model_dir=runs/fmnist --levels=2 \\
+      --steps_per_level=8 --hidden_channels=128 --train_steps=20000 --lc_pilot_steps=2000
+
+Rerunning with the same --model_dir resumes from the latest checkpoint (a larger
+--train_steps continues training). Bad flag values end with a one-line `error: ...` and
+exit status 1, before anything is written.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from lcflow_tf import config as config_lib
+from lcflow_tf import data
+from lcflow_tf import evaluation
+from lcflow_tf import flows
+from lcflow_tf import lc
+from lcflow_tf import training
+from lcflow_tf.bijectors import affine_coupling
+from lcflow_tf.bijectors import factor_out
+from lcflow_tf.bijectors import invertible_conv1x1
+
+_D = config_lib.TrainConfig()
+
+flags.DEFINE_string("model_dir", "runs/digits_glow_lc",
+                    "Directory of checkpoints, config.json, TensorBoard summaries (train/) and "
+                    "the final evaluation (eval/). An existing run there is resumed.")
+# data
+flags.DEFINE_enum("dataset", _D.dataset, data.DATASETS, "Training data.")
+flags.DEFINE_string("data_dir", None, "fashion_mnist: directory of the IDX files (default: "
+                    "the Debian package's); TFDS datasets: the TFDS data directory.")
+flags.DEFINE_integer("n_bits", None, "Keep the n most significant bits of 8-bit images "
+                     "(1..8; default 8). Not for digits.", lower_bound=1, upper_bound=8)
+# model
+flags.DEFINE_enum("architecture", _D.architecture, flows.ARCHITECTURES, "Flow architecture.")
+flags.DEFINE_integer("levels", _D.levels, "Levels L (L-1 splits); H and W must be divisible "
+                     "by 2**L (glow) or 2**(L-1) (realnvp).", lower_bound=1)
+flags.DEFINE_integer("steps_per_level", _D.steps_per_level, "Flow steps K per level.",
+                     lower_bound=1)
+flags.DEFINE_integer("hidden_channels", _D.hidden_channels,
+                     "Width of the coupling networks.", lower_bound=1)
+flags.DEFINE_enum("coupling", _D.coupling, flows.COUPLINGS, "Coupling layer type.")
+flags.DEFINE_enum("split", _D.split, lc.SPLITS,
+                  "Which channels continue at each split: static (channel halves), random, "
+                  "lc (highest likelihood contribution stays), lc_reverse, variance.")
+flags.DEFINE_enum("conv1x1", _D.conv1x1, invertible_conv1x1.PARAMETRIZATIONS,
+                  "Parametrisation of the invertible 1x1 convolutions (glow).")
+flags.DEFINE_enum("split_prior", None, factor_out.PRIORS,
+                  "Prior of the factored-out half (default: conditional for glow, standard "
+                  "for realnvp).")
+flags.DEFINE_enum("scale_fn", None, affine_coupling.SCALE_FNS,
+                  "Scale function of affine couplings (default: sigmoid for glow, tanh for "
+                  "realnvp).")
+flags.DEFINE_integer("resnet_blocks", _D.resnet_blocks,
+                     "Residual blocks of the realnvp coupling networks.", lower_bound=0)
+# LC protocol
+flags.DEFINE_integer("lc_pilot_steps", _D.lc_pilot_steps,
+                     "Steps of the pilot phase (static split, statistics collected) before a "
+                     "data-dependent split (lc, lc_reverse, variance) is fixed; counted in "
+                     "train_steps. Ignored by static/random.", lower_bound=0)
+flags.DEFINE_boolean("lc_reinit", _D.lc_reinit,
+                     "After the pilot, restart from fresh weights (and optimizer state) with "
+                     "the fixed split instead of continuing from the pilot weights.")
+# optimisation
+flags.DEFINE_integer("train_steps", _D.train_steps,
+                     "Total training steps (including the pilot).", lower_bound=1)
+flags.DEFINE_integer("batch_size", _D.batch_size,
+                     "Global batch size (split evenly over the replicas).", lower_bound=1)
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak Adam learning rate.")
+flags.DEFINE_integer("warmup_steps", _D.warmup_steps, "Linear learning-rate warm-up steps.",
+                     lower_bound=0)
+flags.DEFINE_float("grad_clip_norm", _D.grad_clip_norm,
+                   "Clip the gradient (of the mean loss in nats per image) to this global norm.")
+flags.DEFINE_integer("seed", _D.seed, "Seed of the weights, the data order and the "
+                     "dequantisation noise.", lower_bound=0)
+flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Shuffle buffer (images).",
+                     lower_bound=1)
+# runtime
+flags.DEFINE_enum("strategy", _D.strategy, config_lib.STRATEGIES,
+                  "auto: MirroredStrategy over all visible GPUs (or over --cpu_replicas "
+                  "logical CPUs), else the default strategy; multi_worker reads TF_CONFIG.")
+flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas,
+                     "Without GPUs, split the CPU into this many logical devices, one replica "
+                     "each (to try distributed training on a CPU).", lower_bound=1)
+flags.DEFINE_boolean("jit", _D.jit, "XLA-compile the forward/backward pass.")
+flags.DEFINE_boolean("mixed_precision", _D.mixed_precision,
+                     "Run the coupling networks in bfloat16 (Keras mixed_bfloat16 policy); "
+                     "GPU only.")
+flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines and scalar "
+                     "summaries.", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between checkpoints "
+                     "(one is always written at the end).", lower_bound=1)
+flags.DEFINE_integer("images_every", _D.images_every, "Steps between TensorBoard sample "
+                     "grids and LC heatmaps.", lower_bound=1)
+flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Checkpoints kept.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_nonfinite_steps", _D.max_nonfinite_steps,
+                     "After this many consecutive non-finite steps (updates skipped), restore "
+                     "the last checkpoint and lower the learning rate.", lower_bound=1)
+flags.DEFINE_integer("max_nonfinite_restores", _D.max_nonfinite_restores,
+                     "Give up after this many such restores.", lower_bound=0)
+flags.DEFINE_float("nonfinite_lr_factor", _D.nonfinite_lr_factor,
+                   "Learning-rate factor applied at each restore, in (0, 1).")
+flags.DEFINE_boolean("eval_at_end", True, "Evaluate the final checkpoint (eval.py's defaults) "
+                     "into MODEL_DIR/eval.")
+
+FLAGS = flags.FLAGS
+
+
+def fail(message):
+  """Prints a one-line error and exits with status 1."""
+  print("error: " + " ".join(str(message).split()), file=sys.stderr)
+  sys.exit(1)
+
+
+def main(argv):
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}; all settings are --flags (see --helpshort).")
+  try:
+    config = config_lib.TrainConfig(**{name: FLAGS[name].value
+                                       for name in config_lib.TrainConfig.__dataclass_fields__})
+    training.configure_cpu_replicas(config.cpu_replicas)
+    trainer = training.Trainer(config, FLAGS.model_dir)
+  except ValueError as e:
+    fail(e)
+  try:
+    result = trainer.train()
+  except training.TrainingError as e:
+    fail(e)
+  logging.info("Training finished at step %d (%.0f images/s); checkpoint %s", result.step,
+               result.images_per_sec, result.checkpoint)
+  if FLAGS.eval_at_end and trainer.is_chief:
+    results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, dataset=trainer.dataset)
+    print(f"test bits/dim {results['test_bits_per_dim']:.4f} "
+          f"+- {results['test_bits_per_dim_stderr']:.4f} (K={results['dequant_samples']}, "
+          f"{results['num_images']} images); importance-weighted "
+          f"{results['test_bits_per_dim_iw']:.4f}")
+    print(f"evaluation: {path}")
+    print(f"samples and LC heatmaps (PNG): {FLAGS.model_dir}/eval/")
+  print(f"checkpoints and config.json: {FLAGS.model_dir}; TensorBoard: "
+        f"tensorboard --logdir {FLAGS.model_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)
