@@ -235,7 +235,10 @@ def make_train_pipeline(dataset: tf.data.Dataset,
     `reshuffle_each_iteration=True`, whose state lives in the dataset object).
     The stream is deterministic given `seed` and TF's global seed: `tf.data`
     shuffling mixes in the latter when `tf.random.set_seed` was called, so a
-    resumed run must set the same global seed (or none) as the original.
+    resumed run must set the same global seed (or none) as the original. Build
+    the pipeline with the global seed unset (as `lcflow_tf.training` does): with
+    `tf.random.set_seed(0)` TensorFlow's own seed handling fails on the per-epoch
+    tensor seed (`OperatorNotAllowedInGraphError`), a TensorFlow limitation.
 
     Args:
       dataset: Unbatched integer images `[H, W, C]`, e.g. `ImageDataset.train()`.
