@@ -9,7 +9,8 @@ LC heatmaps) in MODEL_DIR/eval.
       --steps_per_level=8 --hidden_channels=128 --train_steps=20000 --lc_pilot_steps=2000
 
 Rerunning with the same --model_dir resumes from the latest checkpoint (a larger
---train_steps continues training). Bad flag values end with a one-line `error: ...` and
+--train_steps continues training). --export_dir=DIR also writes a SavedModel of the final
+checkpoint (see export.py). Bad flag values end with a one-line `error: ...` and
 exit status 1, before anything is written.
 """
 
@@ -22,6 +23,7 @@ from absl import logging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import evaluation
+from lcflow_tf import export
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import training
@@ -112,6 +114,9 @@ flags.DEFINE_float("nonfinite_lr_factor", _D.nonfinite_lr_factor,
                    "Learning-rate factor applied at each restore, in (0, 1).")
 flags.DEFINE_boolean("eval_at_end", True, "Evaluate the final checkpoint (eval.py's defaults) "
                      "into MODEL_DIR/eval.")
+flags.DEFINE_string("export_dir", None, "After training, export the final checkpoint as a "
+                    "SavedModel with serving signatures here (as export.py does).")
+flags.DEFINE_boolean("overwrite_export", False, "Replace an existing --export_dir.")
 
 FLAGS = flags.FLAGS
 
@@ -128,6 +133,9 @@ def main(argv):
   try:
     config = config_lib.TrainConfig(**{name: FLAGS[name].value
                                        for name in config_lib.TrainConfig.__dataclass_fields__})
+    if FLAGS.export_dir is not None:  # refused before training, not after it
+      export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite_export,
+                              protect=[FLAGS.model_dir])
     training.configure_cpu_replicas(config.cpu_replicas)
     trainer = training.Trainer(config, FLAGS.model_dir)
   except ValueError as e:
@@ -146,6 +154,14 @@ def main(argv):
           f"{results['test_bits_per_dim_iw']:.4f}")
     print(f"evaluation: {path}")
     print(f"samples and LC heatmaps (PNG): {FLAGS.model_dir}/eval/")
+  if FLAGS.export_dir is not None and trainer.is_chief:
+    try:
+      run = evaluation.load_run(FLAGS.model_dir, dataset=trainer.dataset)
+      path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
+                                       overwrite=FLAGS.overwrite_export)
+    except ValueError as e:
+      fail(e)
+    print(f"SavedModel (step {run.step}): {path}")
   print(f"checkpoints and config.json: {FLAGS.model_dir}; TensorBoard: "
         f"tensorboard --logdir {FLAGS.model_dir}")
 

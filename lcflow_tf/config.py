@@ -219,6 +219,27 @@ class EvalConfig:
       _check_float("temperatures", t, 0.0, low_open=False)
 
 
+def check_creatable_dir(path, what):
+  """Checks, before anything is written, that `path` is or can become a writable directory.
+
+  Raises:
+    ValueError: naming `what` (e.g. "model_dir") when `path` is empty, is an existing
+      non-directory, lies under a regular file, or its first existing ancestor is not writable.
+  """
+  if not path:
+    raise ValueError(f"{what} must be a non-empty path.")
+  path = os.path.abspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f"{what} {path} exists and is not a directory.")
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"{what} {path} cannot be created: {existing} is a file, not a directory.")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"{what} {path} is not writable (no write permission on {existing}).")
+
+
 def default_file_mode():
   """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
   umask = os.umask(0)

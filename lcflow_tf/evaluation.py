@@ -25,6 +25,7 @@ import tensorflow as tf
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import flows
+from lcflow_tf import training
 from lcflow_tf import viz
 
 RESULTS_FILE = "results.json"
@@ -49,8 +50,8 @@ def load_run(model_dir, checkpoint=None, dataset=None):
     dataset: an `ImageDataset` to evaluate on (default: the run's dataset).
 
   Raises:
-    ValueError: when `model_dir` has no `config.json`, no checkpoint, or the checkpoint does
-      not match the model.
+    ValueError: when `model_dir` has no `config.json`, no checkpoint, the checkpoint files
+      are unreadable (corrupted, truncated), or the checkpoint does not match the model.
   """
   train_config = config_lib.read_train_config(model_dir)
   if train_config is None:
@@ -67,12 +68,16 @@ def load_run(model_dir, checkpoint=None, dataset=None):
                                          train_config.n_bits)
   flow = flows.Flow(train_config.flow_config(dataset.image_shape))
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
-  status = tf.train.Checkpoint(flow=flow, step=step).restore(checkpoint)
   try:
+    status = tf.train.Checkpoint(flow=flow, step=step).restore(checkpoint)
     status.assert_existing_objects_matched()
-  except AssertionError as e:
+  except (AssertionError, ValueError) as e:
     raise ValueError(f"checkpoint {checkpoint} does not match the model of "
-                     f"{model_dir}/{config_lib.CONFIG_FILE}: {e}") from None
+                     f"{model_dir}/{config_lib.CONFIG_FILE}: "
+                     f"{training.describe_restore_error(e)}") from None
+  except (tf.errors.OpError, IndexError) as e:
+    raise ValueError(f"cannot restore checkpoint {checkpoint}: "
+                     f"{training.describe_restore_error(e)}") from None
   status.expect_partial()  # the optimizer is not needed here
   if not flow.is_initialized():
     raise ValueError(f"checkpoint {checkpoint} holds an uninitialised model.")
@@ -181,6 +186,8 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
     (results dict, path of results.json).
   """
   eval_config = eval_config or config_lib.EvalConfig()
+  if output_dir is not None:
+    config_lib.check_creatable_dir(output_dir, "output_dir")
   run = load_run(model_dir, checkpoint, dataset)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   results = evaluate(run.flow, run.dataset, eval_config, output_dir)

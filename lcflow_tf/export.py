@@ -22,6 +22,8 @@ import tempfile
 
 import tensorflow as tf
 
+from lcflow_tf import config as config_lib
+
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
 
 
@@ -92,6 +94,39 @@ class _Serving(tf.Module):
     self.decode = decode
 
 
+def check_export_dir(export_dir, overwrite=False, protect=()):
+  """Checks, before anything is written, that `export_dir` may be (re)written.
+
+  Args:
+    export_dir: the destination.
+    overwrite: whether an existing `export_dir` may be replaced.
+    protect: directories (e.g. the run's model_dir) that `export_dir` must neither be nor
+      contain, so that `overwrite` can never delete them.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    ValueError: if `export_dir` is empty, is or contains a `protect` directory, exists and
+      `overwrite` is False, is not a directory, or cannot be created (e.g. it lies under a
+      regular file).
+  """
+  if not export_dir:
+    raise ValueError("export_saved_model: export_dir must be a non-empty path.")
+  export_dir = os.path.abspath(export_dir)
+  for path in protect:
+    path = os.path.abspath(path)
+    if path == export_dir or path.startswith(export_dir.rstrip(os.sep) + os.sep):
+      raise ValueError(f"export_saved_model: export_dir {export_dir} is or contains the run's "
+                       f"model_dir {path}; choose another export_dir.")
+  if os.path.exists(export_dir) and not overwrite:
+    raise ValueError(f"export_saved_model: export_dir {export_dir} already exists; pass "
+                     "overwrite=True (export.py --overwrite, train.py --overwrite_export) to "
+                     "replace it.")
+  config_lib.check_creatable_dir(export_dir, "export_saved_model: export_dir")
+  return export_dir
+
+
 def export_saved_model(flow, export_dir, num_bins, overwrite=False):
   """Writes `flow` as a self-contained SavedModel at `export_dir`, atomically.
 
@@ -108,14 +143,11 @@ def export_saved_model(flow, export_dir, num_bins, overwrite=False):
     `export_dir`.
 
   Raises:
-    ValueError: if `export_dir` exists and `overwrite` is False, or `num_bins` < 2.
+    ValueError: if `num_bins` < 2, or `export_dir` fails `check_export_dir`.
   """
   if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
     raise ValueError(f"export_saved_model: num_bins must be an int >= 2, got {num_bins!r}.")
-  export_dir = os.path.abspath(export_dir)
-  if os.path.exists(export_dir) and not overwrite:
-    raise ValueError(f"export_saved_model: export_dir {export_dir} already exists; pass "
-                     "overwrite=True (--overwrite) to replace it.")
+  export_dir = check_export_dir(export_dir, overwrite)
   parent = os.path.dirname(export_dir)
   os.makedirs(parent, exist_ok=True)
   serving = _Serving(flow, num_bins)

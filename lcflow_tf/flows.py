@@ -307,12 +307,27 @@ class Flow(tf.Module):
 
     Returns:
       bits/dim per image, shape [N].
+
+    Raises:
+      ValueError: float images, or (eagerly) values outside [0, bins); inside a
+        `tf.function` out-of-range values fail with `InvalidArgumentError` instead.
     """
     bins = _resolve_bins(n_bits, num_bins)
     images = tf.convert_to_tensor(images)
     if images.dtype.is_floating:
       raise ValueError(f"bits_per_dim: expected integer images in [0, {bins}), got dtype "
                        f"{images.dtype.name}; call log_prob for float inputs.")
+    message = f"bits_per_dim: image values must be integers in [0, {bins}) (bins={bins})"
+    wide = tf.cast(images, tf.int64)
+    if tf.executing_eagerly():
+      if tf.size(wide) and not 0 <= int(tf.reduce_min(wide)) <= int(tf.reduce_max(wide)) < bins:
+        raise ValueError(f"{message}; got values in [{int(tf.reduce_min(wide))}, "
+                         f"{int(tf.reduce_max(wide))}].")
+    else:
+      with tf.control_dependencies([
+          tf.debugging.assert_non_negative(wide, message=message),
+          tf.debugging.assert_less(wide, tf.constant(bins, tf.int64), message=message)]):
+        images = tf.identity(images)
     k = tf.cast(images, self.dtype)
     shape = tf.shape(k)
     u = (tf.random.stateless_uniform(shape, seed=[seed, 0], dtype=self.dtype)

@@ -7,9 +7,11 @@
   inside `strategy.scope()`.
 * Input: `strategy.distribute_datasets_from_function` over `data.make_train_pipeline` with
   per-replica batches of `batch_size / num_replicas`; each input pipeline skips the batches
-  of the steps already taken, so a resumed run sees the batches it would have seen. On one
-  worker, global step s consumes exactly the images of global batch s of the single-device
-  stream, so 1 and N replicas train on the same data.
+  of the steps already taken, so a resumed run sees the batches it would have seen. Global
+  step s consumes exactly the images (and dequantisation noise) of global batch s of the
+  single-device stream, so 1 and N replicas, on one worker or on several, train on the same
+  data: with several workers every worker builds the global stream and keeps its own
+  contiguous slice of each global batch (see `Trainer._dataset_fn`).
 * Step: per replica, `loss = sum(-log p(x)) / global_batch_size`; the gradients are summed
   over replicas (`all_reduce`), so they equal the gradient of the global-batch mean; they
   are clipped by their global norm; when the loss or the norm is not finite the update is
@@ -35,7 +37,13 @@
   learning-rate scale. A run resumes from the latest one ("Resuming from step N"). TF writes
   a checkpoint's shards under `<prefix>_temp/`, merges them into `<prefix>.index/.data-*`,
   and only then replaces the `checkpoint` index file atomically, so a crash never leaves a
-  partial checkpoint as the latest.
+  partial checkpoint as the latest. Rewriting an existing prefix is not atomic (the merge
+  renames the data file over the old one, then rewrites the `.index` in place), so the
+  trainer never saves over the newest checkpoint: when the pilot ends at a step that already
+  has one (written before the split was fixed), the fixed split is saved with the next
+  checkpoint; a run resumed from that checkpoint fixes the same split again from the same
+  saved statistics. Non-chief workers (`multi_worker`) write their checkpoints into a
+  temporary directory that is removed at the end, never into `model_dir`.
 * Non-finite steps: no periodic checkpoint is written during a streak of them; after
   `max_nonfinite_steps` consecutive ones, the latest checkpoint is restored and the learning
   rate is multiplied by `nonfinite_lr_factor` (kept in later checkpoints); after
@@ -112,21 +120,31 @@ def make_strategy(name, cpu_replicas=1):
       `configure_cpu_replicas`, which must have been called before).
 
   Raises:
-    ValueError: for an unknown name, or `multi_worker` without `TF_CONFIG`.
+    ValueError: for an unknown name, or `multi_worker` without a valid `TF_CONFIG` or after
+      TensorFlow initialised its devices.
   """
   if name not in config_lib.STRATEGIES:
     raise ValueError(f"strategy must be one of {list(config_lib.STRATEGIES)}, got {name!r}.")
+  if name == "multi_worker":  # before anything initialises TensorFlow's devices
+    if not os.environ.get("TF_CONFIG"):
+      raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
+                       "environment variable, which is not set.")
+    try:
+      return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as e:  # "Collective ops must be configured at program startup"
+      raise ValueError("strategy 'multi_worker' must be created before TensorFlow "
+                       f"initialises its devices (at program start): {e}") from None
+    except (ValueError, KeyError, TypeError) as e:  # e.g. TF_CONFIG is not JSON
+      raise ValueError(f"strategy 'multi_worker': TF_CONFIG is not a valid cluster "
+                       f"description ({type(e).__name__}: {e}); expected JSON such as "
+                       '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                       '"task": {"type": "worker", "index": 0}}.') from None
   gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
   cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)]
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else cpus[0])
-  if name == "multi_worker":
-    if not os.environ.get("TF_CONFIG"):
-      raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
-                       "environment variable, which is not set.")
-    return tf.distribute.MultiWorkerMirroredStrategy()
   if gpus:
     return tf.distribute.MirroredStrategy(gpus)
   if name == "mirrored" or len(cpus) > 1:
@@ -242,10 +260,11 @@ class Trainer:
   """Trains one `TrainConfig` in `model_dir` (see the module docstring).
 
   Construction validates everything that can be checked before training (model_dir config,
-  batch divisibility, image-size divisibility, hardware) and raises `ValueError` with a
-  one-line message before writing anything; then it writes `config.json`, builds the flow
-  and optimizer inside `strategy.scope()`, and restores the latest checkpoint (or initialises
-  the ActNorms from the first global batch).
+  batch divisibility, image-size divisibility, hardware, a writable model_dir) and raises
+  `ValueError` with a one-line message before writing anything; then it builds the flow and
+  optimizer inside `strategy.scope()`, restores the latest checkpoint (`ValueError` when it
+  is unreadable or does not match) or initialises the ActNorms from the first global batch,
+  and only then writes `config.json` (chief only).
 
   Args:
     config: the `TrainConfig`.
@@ -276,21 +295,17 @@ class Trainer:
                        "GPU is visible. Run without --mixed_precision.")
     self.dataset = dataset or data.load_dataset(config.dataset, config.data_dir, config.n_bits)
     self.flow_config = config.flow_config(self.dataset.image_shape)
+    if self.dataset.num_train == 0:
+      raise ValueError(f"the training set of {config.dataset} is empty (0 images).")
     if self.dataset.num_train is not None and config.batch_size > self.dataset.num_train:
       raise ValueError(f"batch_size={config.batch_size} is larger than the training set of "
                        f"{config.dataset} ({self.dataset.num_train} images).")
     self.num_bins = self.dataset.num_bins
     self.is_chief = _is_chief(self.strategy)
+    if self.is_chief:  # the other workers never write into model_dir
+      config_lib.check_creatable_dir(self.model_dir, "model_dir")
     # Everything is valid: from here on, files are written.
     self._write_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="lcflow-")
-    if self.is_chief:
-      os.makedirs(self.model_dir, exist_ok=True)
-      if saved != config:
-        if saved is not None:
-          changed = [f"{name}: {old!r} -> {new!r}"
-                     for name, old, new in saved.differences(config, ignore=())]
-          logging.info("Run settings changed on resume: %s", "; ".join(changed))
-        config_lib.write_train_config(self.model_dir, config)
 
     with self.strategy.scope():
       seed_initializers(config.seed)
@@ -309,16 +324,25 @@ class Trainer:
           self._checkpoint, self._write_dir, max_to_keep=config.keep_checkpoints)
       latest = tf.train.latest_checkpoint(self.model_dir)
       if latest:
-        self._checkpoint.restore(latest).assert_existing_objects_matched()
+        _restore(self._checkpoint, latest)
         logging.info("Resuming from step %d (%s)", self.step, latest)
       else:
         self.flow.initialize(self.global_batch(0))
+    if self.is_chief:  # after the restore: an unreadable checkpoint changes nothing here
+      os.makedirs(self.model_dir, exist_ok=True)
+      if saved != config:
+        if saved is not None:
+          changed = [f"{name}: {old!r} -> {new!r}"
+                     for name, old, new in saved.differences(config, ignore=())]
+          logging.info("Run settings changed on resume: %s", "; ".join(changed))
+        config_lib.write_train_config(self.model_dir, config)
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
                             if self.is_chief else tf.summary.create_noop_writer())
     self._step_fns = {}
     self._compute_fn = (tf.function(self._loss_and_grads, jit_compile=True) if config.jit
                         else self._loss_and_grads)
     self._last_checkpoint = latest
+    self._saved_step = self.step if latest else None  # step of the newest checkpoint
 
   # --- state ---------------------------------------------------------------------------------
   @property
@@ -349,21 +373,44 @@ class Trainer:
     return next(iter(stream))
 
   def _dataset_fn(self, start_step):
+    """The `dataset_fn` of `distribute_datasets_from_function` from `start_step` on.
+
+    The global batch of every step is the same whatever the number of workers and replicas:
+    global step s consumes exactly global batch s of the single-device stream
+    (`data.make_train_pipeline(train, batch_size, ...)`).
+
+    * One input pipeline (one worker, any number of local replicas): the stream is batched
+      per replica; the worker's R replicas take R consecutive per-replica batches per step,
+      i.e. the R contiguous slices of the global batch.
+    * Several input pipelines (`multi_worker`, one per worker): every pipeline builds the
+      same global stream (same seed, same order, same dequantisation noise) and keeps only
+      its own contiguous slice of each global batch,
+      `batch[i * per_pipeline:(i + 1) * per_pipeline]` for pipeline i, re-batched to
+      per-replica size when the worker has several replicas. Each worker therefore reads
+      (and dequantises) the whole stream and discards the other workers' slices: cheap for
+      the small images this library trains on, and it keeps multi-worker runs on exactly
+      the data of a single-worker run with the same global batch.
+    """
     c = self.config
 
     def dataset_fn(ctx):
       per_replica = ctx.get_per_replica_batch_size(c.batch_size)
-      train = self.dataset.train()
-      size, seed = self.dataset.num_train, c.seed
-      if ctx.num_input_pipelines > 1:
-        train = train.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-        if size is not None:
-          size = len(range(ctx.input_pipeline_id, size, ctx.num_input_pipelines))
-        seed = c.seed + 1000003 * ctx.input_pipeline_id  # its own dequantisation noise
       replicas_here = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-      return data.make_train_pipeline(train, per_replica, self.num_bins, seed,
-                                      shuffle_buffer=c.shuffle_buffer,
-                                      start_step=start_step * replicas_here, dataset_size=size)
+      if ctx.num_input_pipelines == 1:
+        return data.make_train_pipeline(self.dataset.train(), per_replica, self.num_bins,
+                                        c.seed, shuffle_buffer=c.shuffle_buffer,
+                                        start_step=start_step * replicas_here,
+                                        dataset_size=self.dataset.num_train)
+      per_pipeline = per_replica * replicas_here
+      begin = ctx.input_pipeline_id * per_pipeline
+      stream = data.make_train_pipeline(self.dataset.train(), c.batch_size, self.num_bins,
+                                        c.seed, shuffle_buffer=c.shuffle_buffer,
+                                        start_step=start_step,
+                                        dataset_size=self.dataset.num_train)
+      stream = stream.map(lambda batch: batch[begin:begin + per_pipeline])
+      if replicas_here > 1:
+        stream = stream.unbatch().batch(per_replica, drop_remainder=True)
+      return stream.prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
 
@@ -474,6 +521,7 @@ class Trainer:
   def save_checkpoint(self):
     """Writes a checkpoint of the current step; returns its path."""
     path = self.checkpoint_manager.save(checkpoint_number=self.step)
+    self._saved_step = self.step
     if self.is_chief:
       self._last_checkpoint = path
     return path
@@ -489,7 +537,7 @@ class Trainer:
       raise TrainingError("training diverged (non-finite loss or gradients) before the first "
                           "checkpoint; lower --learning_rate or --grad_clip_norm.")
     with self.strategy.scope():
-      self._checkpoint.restore(latest).assert_existing_objects_matched()
+      _restore(self._checkpoint, latest)
       self._lr_scale.assign(self._lr_scale * self.config.nonfinite_lr_factor)
     logging.warning("Restored %s (step %d) after non-finite steps; learning rate scale is now "
                     "%g.", latest, self.step, self.learning_rate_scale)
@@ -534,7 +582,8 @@ class Trainer:
     while self.step < target:
       if self.pilot_pending and self.step >= c.lc_pilot_steps:
         self.finish_pilot()
-        self.save_checkpoint()
+        if self._saved_step != self.step:  # never rewrite the newest checkpoint in place
+          self.save_checkpoint()
       loss, norm, finite, lr = self.train_step(next(iterator))
       step = self.step
       images_seen += c.batch_size
@@ -593,6 +642,32 @@ class Trainer:
                        nonfinite_steps=nonfinite_total, restores=restores,
                        images_per_sec=images_seen / max(elapsed, 1e-9),
                        checkpoint=self._last_checkpoint, resumed_from=start)
+
+
+def _restore(checkpoint, path):
+  """Restores `path` into `checkpoint` (every saved object must match).
+
+  Raises:
+    ValueError: one line, when the checkpoint files cannot be read (corrupted or truncated)
+      or do not match the model.
+  """
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
+    raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
+
+
+def describe_restore_error(error):
+  """A short description of a failed `tf.train.Checkpoint` restore (first line, no dumps)."""
+  if isinstance(error, tf.errors.OpError):
+    text = error.message
+  else:
+    text = str(error)
+  text = text.split(" Showing ")[0]  # "Found N Python objects ... Showing 10 of N: [dump]"
+  first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+  if isinstance(error, (tf.errors.OpError, IndexError)):
+    first = f"the files are unreadable (corrupted or truncated?): {first}"
+  return first[:500]
 
 
 def train(config, model_dir, strategy=None, dataset=None):

@@ -1,0 +1,59 @@
+"""export.py and train.py --export_dir: a tiny trained run exported as a SavedModel."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from lcflow_tf import evaluation
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
+              "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
+              "--images_every=100", "--train_steps=4", "--noeval_at_end"]
+
+
+def run(script, *args, timeout=300):
+  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path):
+  model_dir, at_end, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
+  trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={at_end}", *TINY_FLAGS)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  assert "Traceback" not in trained.stderr
+  assert f"SavedModel (step 4): {at_end}" in trained.stdout
+
+  later.mkdir()  # an older export there: replaced with --overwrite
+  (later / "old.txt").write_text("old")
+  exported = run("export.py", f"--model_dir={model_dir}", f"--export_dir={later}",
+                 f"--checkpoint={model_dir}/ckpt-2", "--overwrite")
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  assert "Traceback" not in exported.stderr
+  assert f"exported step 2 ({model_dir}/ckpt-2) to {later}" in exported.stdout
+  assert sorted(os.listdir(tmp_path)) == ["at_end", "exported", "run"]  # no staging leftovers
+  assert not (later / "old.txt").exists() and (later / "saved_model.pb").exists()
+
+  # The signatures compute the library's log-density at the bin centres.
+  images = np.stack([np.arange(64).reshape(8, 8, 1) % 17,
+                     np.full((8, 8, 1), 16), np.zeros((8, 8, 1))]).astype(np.uint8)
+  centres = (images.astype(np.float32) + 0.5) / 17.0
+  for path, checkpoint in ((at_end, None), (later, f"{model_dir}/ckpt-2")):
+    library = evaluation.load_run(str(model_dir), checkpoint).flow.log_prob(centres).numpy()
+    loaded = tf.saved_model.load(str(path))
+    out = loaded.signatures["log_prob"](images=tf.constant(images))
+    np.testing.assert_allclose(out["log_prob"].numpy(), library, rtol=1e-5)
+    dims = 64
+    np.testing.assert_allclose(out["bits_per_dim"].numpy(),
+                               -(library - dims * np.log(17)) / (dims * np.log(2)), rtol=1e-5)
+  # The two exports hold different checkpoints.
+  assert not np.allclose(
+      tf.saved_model.load(str(at_end)).signatures["log_prob"](
+          images=tf.constant(images))["log_prob"].numpy(),
+      tf.saved_model.load(str(later)).signatures["log_prob"](
+          images=tf.constant(images))["log_prob"].numpy())
+
