@@ -153,8 +153,7 @@ def main():
           "std": statistics.stdev(values) if len(values) > 1 else 0.0,
           "per seed": ", ".join(f"{v:.4f}" for v in values),
           "train s/run": statistics.mean(seconds)})
-  command = "python benchmarks/ablation.py --dataset " + args.dataset + (
-      " --quick" if args.quick else "")
+  command = " ".join(["python benchmarks/ablation.py"] + sys.argv[1:])  # subsets included
   notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}; seeds "
            f"{seeds}; test bits/dim over the whole held-out split, one dequantisation sample. "
            "`lc+reinit` re-initialises the weights after the pilot (the budget includes the "

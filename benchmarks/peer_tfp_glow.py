@@ -51,14 +51,16 @@ MODES = {
     "full": dict(dataset="fashion_mnist", steps=2000, levels=2, steps_per_level=8, width=128,
                  batch=64, chunk_steps=100, warmup_steps=20, eval_images=None, rounds=5,
                  repeats=5, log_prob_batch=256, sample_count=64, pipeline_batches=300,
+                 sample_batches=4,
                  profile_steps=(20, 5)),
     "quick": dict(dataset="fashion_mnist", steps=200, levels=2, steps_per_level=8, width=128,
                   batch=64, chunk_steps=45, warmup_steps=20, eval_images=None, rounds=3,
                   repeats=3, log_prob_batch=256, sample_count=64, pipeline_batches=100,
+                  sample_batches=1,
                   profile_steps=(10, 3)),
     "smoke": dict(dataset="digits", steps=4, levels=2, steps_per_level=1, width=8, batch=8,
                   chunk_steps=1, warmup_steps=2, eval_images=None, rounds=1, repeats=2,
-                  log_prob_batch=16, sample_count=4, pipeline_batches=3,
+                  log_prob_batch=16, sample_count=4, pipeline_batches=3, sample_batches=1,
                   profile_steps=(2, 2)),
 }
 FIRST_TEST_IMAGES = 2000  # the anchor's evaluation subset
@@ -83,6 +85,7 @@ class Config:
   log_prob_batch: int
   sample_count: int
   pipeline_batches: int
+  sample_batches: int      # temperature-1 samples for the reconstruction error, in EVAL_BATCHes
   profile_steps: tuple     # (steps timed without, with the profiler)
   learning_rate: float
   lr_warmup: int
@@ -184,13 +187,16 @@ class Model:
   sample: callable         # python int n -> images
   variables: tuple
   initialize: callable     # first batch -> None (data-dependent init), or None
+  encode: callable         # images -> latent (the bijector's inverse)
+  decode: callable         # latent -> images (the bijector's forward)
 
 
 def build_ours(image_shape, config):
   flow = lf.build_flow(image_shape, architecture="glow", levels=config.levels,
                        steps_per_level=config.steps_per_level, hidden_channels=config.width,
                        split="static", seed=config.seed)
-  return Model(flow.log_prob, flow.sample, flow.trainable_variables, flow.initialize)
+  return Model(flow.log_prob, flow.sample, flow.trainable_variables, flow.initialize,
+               flow.encode, flow.decode)
 
 
 def build_tfp(image_shape, config):
@@ -205,7 +211,8 @@ def build_tfp(image_shape, config):
   # themselves from the first batch they see (in the first training step).
   latent_shape = glow.inverse_event_shape(image_shape).as_list()
   dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0.0, 1.0), latent_shape), glow)
-  return Model(dist.log_prob, dist.sample, tuple(glow.trainable_variables), None)
+  return Model(dist.log_prob, dist.sample, tuple(glow.trainable_variables), None,
+               glow.inverse, glow.forward)
 
 
 def make_train_step(model, config, jit):
@@ -290,6 +297,30 @@ def model_worker(kind, config):
             "n_first": len(first), "finite": float(np.mean(np.isfinite(bpd))),
             "seconds": time.perf_counter() - start}
 
+  def reconstruction():
+    """max |decode(encode(x)) - x| in float32 over the test set and temperature-1 samples."""
+    round_trip = tf.function(lambda x: tf.reduce_max(tf.abs(model.decode(model.encode(x)) - x),
+                                                     axis=[1, 2, 3]), jit_compile=jit)
+    sample = tf.function(lambda: model.sample(EVAL_BATCH), jit_compile=jit)
+
+    def errors(x):  # one static batch shape (see evaluate)
+      n = x.shape[0]
+      filler = tf.fill([EVAL_BATCH - n] + list(image_shape), 0.5)
+      return round_trip(tf.concat([x, filler], axis=0)).numpy()[:n]
+
+    test = np.concatenate([errors(x) for x in eval_batches(dataset, config, EVAL_BATCH)])
+    drawn = [sample() for _ in range(config.sample_batches)]
+    finite = np.concatenate([np.all(np.isfinite(s.numpy()), axis=(1, 2, 3)) for s in drawn])
+    sampled = np.concatenate([errors(s) for s in drawn])[finite]
+    values = np.concatenate([s.numpy() for s in drawn])[finite]
+    return {"test_max": float(np.max(test)), "test_mean": float(np.mean(test)),
+            "n_test": len(test), "n_samples": len(finite),
+            "samples_nonfinite": int(np.sum(~finite)),
+            "samples_max": float(np.max(sampled, initial=0.0)),
+            "samples_mean": float(np.mean(sampled)) if len(sampled) else None,
+            "samples_range": ([float(values.min()), float(values.max())] if len(values)
+                              else None)}
+
   def profile():
     step = make_train_step(model, config, jit=False) if jit else train_step
     return dict(profile_train_step(step, batches, train, config),
@@ -302,6 +333,7 @@ def model_worker(kind, config):
        "log_prob": lambda repeats: timed(lambda: log_prob(fixed), repeats),
        "sample": lambda repeats: timed(sample, repeats),
        "evaluate": evaluate,
+       "reconstruction": reconstruction,
        "peak_rss": lambda: {"peak_rss_mb": harness.peak_rss_mb()},
        "profile": profile})
 
@@ -579,6 +611,7 @@ def compare(args, config):
       for what in ("log_prob", "sample"):
         measured[kind][what].append(workers[kind].request(what, repeats=config.repeats))
   evaluation = {kind: workers[kind].request("evaluate") for kind in MODELS}
+  reconstruction = {kind: workers[kind].request("reconstruction") for kind in MODELS}
   ready = {kind: workers[kind].ready for kind in MODELS}
   peak = {kind: workers[kind].request("peak_rss")["peak_rss_mb"] for kind in MODELS}
   workers["tfp"].close()
@@ -660,11 +693,36 @@ def compare(args, config):
              "sample_seconds": {k: [t for a in measured[k]["sample"] for t in a["seconds"]]
                                 for k in MODELS},
              "sample_finite_fraction": {k: measured[k]["sample"][-1]["finite"] for k in MODELS},
-             "evaluation": evaluation, "config": dataclasses.asdict(config)}
+             "evaluation": evaluation, "reconstruction": reconstruction,
+             "config": dataclasses.asdict(config)}
   print(results.write("peer_tfp_glow" + suffix, command, rows,
                       ["metric", "ours", "TFP", "ratio ours/TFP"], notes=notes,
                       results_dir=args.results_dir, details=details))
+  write_reconstruction(args, config, reconstruction)
   write_profile(args, config, profile)
+
+
+def write_reconstruction(args, config, answer):
+  """Table: encode/decode round-trip error of both trained models, float32."""
+  rows = []
+  for kind in MODELS:
+    a = answer[kind]
+    rows.append({"model": kind, "images": f"all {a['n_test']} test images",
+                 "max abs error": a["test_max"], "mean of per-image max": a["test_mean"],
+                 "non-finite": 0})
+    rows.append({"model": kind, "images": f"{a['n_samples']} samples, temperature 1",
+                 "max abs error": a["samples_max"], "mean of per-image max": a["samples_mean"],
+                 "non-finite": a["samples_nonfinite"]})
+  notes = (f"Both Glows of the table above after {config.steps} training steps, float32, "
+           "not XLA unless --jit. Error: max over pixels of |decode(encode(x)) - x| per image "
+           "(x in [0, 1), one dequantisation sample of the test images; samples are the "
+           "models' own temperature-1 draws, whose values range over "
+           f"ours {answer['ours']['samples_range']}, TFP {answer['tfp']['samples_range']}). "
+           "Non-finite: samples with NaN/Inf values (left out of the error).")
+  print(results.write("reconstruction" + result_suffix(config), command_line(), rows,
+                      ["model", "images", "max abs error", "mean of per-image max",
+                       "non-finite"], notes=notes, results_dir=args.results_dir,
+                      details=answer))
 
 
 def write_profile(args, config, answer):

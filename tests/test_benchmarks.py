@@ -50,6 +50,14 @@ def test_peer_tfp_glow_smoke(tmp_path):
   assert details["ours"]["n_all"] == details["tfp"]["n_all"] == 297  # all digits test images
   assert details["ours"]["finite"] == details["tfp"]["finite"] == 1.0
 
+  # encode/decode round trips of both trained models: test images and temperature-1 samples
+  recon = load(tmp_path, "reconstruction_smoke")
+  assert [(r["model"], r["images"].split()[0]) for r in recon["rows"]] == [
+      ("ours", "all"), ("ours", "256"), ("tfp", "all"), ("tfp", "256")]
+  for r in recon["rows"]:
+    assert 0 <= r["max abs error"] < 1e-3 and r["non-finite"] == 0, r
+  assert recon["details"]["ours"]["n_test"] == 297
+
   profile = load(tmp_path, "profile_train_step_smoke")
   parts = [r for r in profile["rows"] if not r["part"].startswith(("=", "wall", "no op",
                                                                    "waiting", "data"))]
