@@ -8,11 +8,10 @@ whole held-out split and writes OUTPUT_DIR (default MODEL_DIR/eval): results.jso
 numbers), samples_t{T}.png per temperature, lc_level{l}.png and lc_overview.png.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 
+from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import evaluation
 
@@ -37,19 +36,13 @@ flags.DEFINE_integer("seed", _D.seed, "Seed of the dequantisation noise and the 
 FLAGS = flags.FLAGS
 
 
-def fail(message):
-  """Prints a one-line error and exits with status 1."""
-  print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  sys.exit(1)
-
-
 def main(argv):
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; all settings are --flags (see --helpshort).")
+  cli.reject_positional_arguments(argv)
   try:
     temperatures = tuple(float(t) for t in FLAGS.temperatures)
   except ValueError:
-    fail(f"temperatures must be comma-separated numbers, got {','.join(FLAGS.temperatures)!r}.")
+    cli.fail("temperatures must be comma-separated numbers, got "
+             f"{','.join(FLAGS.temperatures)!r}.")
   try:
     config = config_lib.EvalConfig(
         dequant_samples=FLAGS.dequant_samples, batch_size=FLAGS.batch_size,
@@ -58,7 +51,7 @@ def main(argv):
     results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, config, FLAGS.output_dir,
                                                   FLAGS.checkpoint)
   except ValueError as e:
-    fail(e)
+    cli.fail(e)
   print(f"step {results['step']}: test bits/dim {results['test_bits_per_dim']:.4f} "
         f"+- {results['test_bits_per_dim_stderr']:.4f} (K={results['dequant_samples']}, "
         f"{results['num_images']} images); importance-weighted "

@@ -9,11 +9,10 @@ load with plain `tf.saved_model.load`. An existing --export_dir is refused unles
 Errors end with a one-line `error: ...` and exit status 1.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 
+from lcflow_tf import cli
 from lcflow_tf import evaluation
 from lcflow_tf import export
 
@@ -27,15 +26,8 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
 
-def fail(message):
-  """Prints a one-line error and exits with status 1."""
-  print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  sys.exit(1)
-
-
 def main(argv):
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; all settings are --flags (see --helpshort).")
+  cli.reject_positional_arguments(argv)
   try:
     export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite,  # before loading anything
                             protect=[FLAGS.model_dir])
@@ -43,7 +35,7 @@ def main(argv):
     path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
                                      overwrite=FLAGS.overwrite)
   except ValueError as e:
-    fail(e)
+    cli.fail(e)
   print(f"exported step {run.step} ({run.checkpoint}) to {path}; signatures: "
         f"{', '.join(export.SIGNATURES)}")
 

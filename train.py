@@ -14,12 +14,11 @@ checkpoint (see export.py). Bad flag values end with a one-line `error: ...` and
 exit status 1, before anything is written.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
 
+from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import evaluation
@@ -121,15 +120,8 @@ flags.DEFINE_boolean("overwrite_export", False, "Replace an existing --export_di
 FLAGS = flags.FLAGS
 
 
-def fail(message):
-  """Prints a one-line error and exits with status 1."""
-  print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  sys.exit(1)
-
-
 def main(argv):
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; all settings are --flags (see --helpshort).")
+  cli.reject_positional_arguments(argv)
   try:
     config = config_lib.TrainConfig(**{name: FLAGS[name].value
                                        for name in config_lib.TrainConfig.__dataclass_fields__})
@@ -139,11 +131,11 @@ def main(argv):
     training.configure_cpu_replicas(config.cpu_replicas)
     trainer = training.Trainer(config, FLAGS.model_dir)
   except ValueError as e:
-    fail(e)
+    cli.fail(e)
   try:
     result = trainer.train()
   except training.TrainingError as e:
-    fail(e)
+    cli.fail(e)
   logging.info("Training finished at step %d (%.0f images/s); checkpoint %s", result.step,
                result.images_per_sec, result.checkpoint)
   if FLAGS.eval_at_end and trainer.is_chief:
@@ -160,7 +152,7 @@ def main(argv):
       path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
                                        overwrite=FLAGS.overwrite_export)
     except ValueError as e:
-      fail(e)
+      cli.fail(e)
     print(f"SavedModel (step {run.step}): {path}")
   print(f"checkpoints and config.json: {FLAGS.model_dir}; TensorBoard: "
         f"tensorboard --logdir {FLAGS.model_dir}")
