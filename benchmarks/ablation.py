@@ -44,6 +44,7 @@ def run_worker(spec_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from lcflow_tf import evaluation
+  from lcflow_tf import lc
   from lcflow_tf import training
   from lcflow_tf import viz
 
@@ -66,7 +67,11 @@ def run_worker(spec_path):
          "num_test_images": held_out["num_images"],
          "final_train_bits_per_dim": float(np.mean(list(result.bits_per_dim.values())[-50:])),
          "train_seconds": train_seconds, "images_per_sec": result.images_per_sec,
-         "nonfinite_steps": result.nonfinite_steps}
+         "nonfinite_steps": result.nonfinite_steps,
+         # per split point: the fraction of the kept elements that the static split keeps
+         # too (its first C/2 channels): 1 = the static split, 0 = its opposite, ~0.5 = random
+         "kept_as_static": [float(np.mean(m[..., :m.shape[-1] // 2]))
+                            for m in lc.keep_masks(trainer.flow)]}
   with open(os.path.join(spec["model_dir"], "result.json"), "w") as f:
     json.dump(out, f, indent=2)
 
@@ -114,7 +119,7 @@ def main():
   rows, per_run = [], []
   for arch in args.architectures.split(","):
     for label, split, reinit in variants(splits):
-      values, seconds = [], []
+      values, seconds, overlap = [], [], []
       for seed in seeds:
         model_dir = os.path.join(workdir, f"{arch}_{label.replace('+', '_')}_seed{seed}")
         result_path = os.path.join(model_dir, "result.json")
@@ -144,6 +149,7 @@ def main():
           res = json.load(f)
         values.append(res["test_bits_per_dim"])
         seconds.append(res["train_seconds"])
+        overlap.append(res["kept_as_static"])
         per_run.append(dict(architecture=arch, split=label, seed=seed, **res))
         print(f"[{arch} {label} seed {seed}] test bits/dim {res['test_bits_per_dim']:.4f}",
               flush=True)
@@ -152,15 +158,19 @@ def main():
           "test bpd mean": statistics.mean(values),
           "std": statistics.stdev(values) if len(values) > 1 else 0.0,
           "per seed": ", ".join(f"{v:.4f}" for v in values),
+          "kept as static": ", ".join(f"{statistics.mean(k):.2f}" for k in zip(*overlap)),
           "train s/run": statistics.mean(seconds)})
-  command = " ".join(["python benchmarks/ablation.py"] + sys.argv[1:])  # subsets included
+  command = results.command_line()  # subsets included
   notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}; seeds "
            f"{seeds}; test bits/dim over the whole held-out split, one dequantisation sample. "
            "`lc+reinit` re-initialises the weights after the pilot (the budget includes the "
-           "pilot either way).")
+           "pilot either way). `kept as static`: per split point (level 1, 2, ...), the "
+           "fraction of the elements kept for the next level that the static split (first "
+           "half of the channels) keeps too, mean over seeds: 1 = the static split, 0 = its "
+           "complement, about 0.5 = unrelated.")
   text = results.write(name, command, rows,
                        ["architecture", "split", "test bpd mean", "std", "per seed",
-                        "train s/run"], notes=notes, results_dir=results_dir)
+                        "kept as static", "train s/run"], notes=notes, results_dir=results_dir)
   with open(os.path.join(results_dir, f"{name}_runs.json"), "w") as f:
     json.dump(per_run, f, indent=2)
   print(text)

@@ -38,6 +38,7 @@ def median_ms(fn, repeats):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--results_dir", default=None, help="default docs/results")
   args = parser.parse_args()
   size, steps, width, bins = (28, 8, 128, 256) if not args.quick else (8, 4, 64, 17)
   flow = lf.build_flow((size, size, 1), architecture="glow", levels=2, steps_per_level=steps,
@@ -59,12 +60,13 @@ def main():
                                              seed=tf.constant(0, tf.int64)), 16, 10)]:
       ms = median_ms(fn, repeats)
       rows.append({"signature": name, "median latency (ms)": ms, "images/s": 1000.0 * n / ms})
-  command = "python benchmarks/export_latency.py" + (" --quick" if args.quick else "")
-  print(results.write("export_latency" + ("_quick" if args.quick else ""), command, rows,
+  print(results.write("export_latency" + ("_quick" if args.quick else ""),
+                      results.command_line(), rows,
                       ["signature", "median latency (ms)", "images/s"],
                       notes=f"Glow {size}x{size}x1, L=2, K={steps}, width {width}, {bins} bins; "
                             "SavedModel loaded with tf.saved_model.load, signatures called "
-                            "eagerly."))
+                            "eagerly.",
+                      results_dir=args.results_dir))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--jit", action="store_true", help="XLA-compile the steps")
+  parser.add_argument("--results_dir", default=None, help="default docs/results")
   args = parser.parse_args()
   size, levels, steps, width, batch = (28, 2, 8, 128, 64) if not args.quick else (8, 2, 4, 32, 64)
   rounds, per_round = (5, 10) if not args.quick else (5, 20)
@@ -73,13 +74,13 @@ def main():
   rows = [{"step": k, "median s/step": med[k], "images/s": batch / med[k],
            "all rounds (s/step)": ", ".join(f"{t:.4f}" for t in v)} for k, v in times.items()]
   rows.append({"step": "overhead", "median s/step": f"{overhead:+.1f}%"})
-  command = "python benchmarks/lc_overhead.py" + (" --quick" if args.quick else "") + (
-      " --jit" if args.jit else "")
   name = "lc_overhead" + ("_quick" if args.quick else "") + ("_jit" if args.jit else "")
   print(results.write(
-      name, command, rows, ["step", "median s/step", "images/s", "all rounds (s/step)"],
+      name, results.command_line(), rows,
+      ["step", "median s/step", "images/s", "all rounds (s/step)"],
       notes=(f"Glow {size}x{size}x1, L={levels}, K={steps}, width {width}, batch {batch}; "
-             f"{rounds} alternating rounds of {per_round} steps; target: overhead <= 10%.")))
+             f"{rounds} alternating rounds of {per_round} steps; target: overhead <= 10%."),
+      results_dir=args.results_dir))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ class Config:
   seed: int
   eval_seed: int
   jit: bool
+  grad_clip_norm: float | None
 
 
 def parse_args(argv=None):
@@ -122,6 +123,9 @@ def parse_args(argv=None):
                       help="seed of the data stream and of both models' initialisation")
   parser.add_argument("--eval_seed", type=int, default=1234,
                       help="seed of the test set's dequantisation noise")
+  parser.add_argument("--grad_clip_norm", type=float, default=None,
+                      help="clip both models' gradients to this global norm (default: none); "
+                           "adds _clip<value> to the result names")
   parser.add_argument("--jit", action="store_true",
                       help="XLA-compile our training step, log_prob and sampling (not TFP's)")
   parser.add_argument("--results_dir", default=results.RESULTS_DIR,
@@ -142,15 +146,19 @@ def parse_args(argv=None):
   if settings["warmup_steps"] >= settings["steps"]:
     parser.error(f"--warmup_steps ({settings['warmup_steps']}) must be below --steps "
                  f"({settings['steps']}): the training throughput is timed after them")
+  if args.grad_clip_norm is not None and not args.grad_clip_norm > 0:
+    parser.error(f"--grad_clip_norm must be > 0, got {args.grad_clip_norm!r}")
   if settings["eval_images"] is not None and settings["eval_images"] < 1:
     parser.error(f"--eval_images must be >= 1, got {settings['eval_images']}")
   config = Config(mode=mode_name, learning_rate=args.learning_rate, lr_warmup=args.lr_warmup,
-                  seed=args.seed, eval_seed=args.eval_seed, jit=args.jit, **settings)
+                  seed=args.seed, eval_seed=args.eval_seed, jit=args.jit,
+                  grad_clip_norm=args.grad_clip_norm, **settings)
   return args, config
 
 
 def result_suffix(config):
   return {"full": "", "quick": "_quick", "smoke": "_smoke"}[config.mode] + (
+      f"_clip{config.grad_clip_norm:g}" if config.grad_clip_norm is not None else "") + (
       "_jit" if config.jit else "")
 
 
@@ -227,8 +235,11 @@ def make_train_step(model, config, jit):
     missing = [v.name for v, g in zip(variables, grads) if g is None]
     if missing:
       raise ValueError(f"no gradient reaches {missing}")
+    norm = tf.linalg.global_norm(grads)
+    if config.grad_clip_norm is not None:
+      grads, _ = tf.clip_by_global_norm(grads, config.grad_clip_norm, use_norm=norm)
     optimizer.apply_gradients(zip(grads, variables))
-    return loss
+    return loss, norm  # the gradient norm before clipping
 
   return train_step
 
@@ -252,19 +263,21 @@ def model_worker(kind, config):
   state = {"step": 0}
 
   def train_chunk(n):
-    losses, checksums = [], []
+    losses, norms, checksums = [], [], []
     start = time.perf_counter()
     for i in range(n):
       x = next(batches)
       if state["step"] == 0 and model.initialize is not None:
         model.initialize(x)  # eager data-dependent ActNorm init on the first batch
-      losses.append(train_step(x))
+      loss, norm = train_step(x)
+      losses.append(loss)
+      norms.append(norm)
       state["step"] += 1
       if i in (0, n - 1):
         checksums.append(x)
     losses = [float(l) for l in losses]  # waits for the last step
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "losses": losses,
+    return {"seconds": seconds, "losses": losses, "grad_norms": [float(g) for g in norms],
             "checksums": [float(tf.reduce_sum(tf.cast(c, tf.float64))) for c in checksums]}
 
   fixed = next(iter(eval_batches(dataset, config, config.log_prob_batch)))
@@ -299,8 +312,13 @@ def model_worker(kind, config):
 
   def reconstruction():
     """max |decode(encode(x)) - x| in float32 over the test set and temperature-1 samples."""
-    round_trip = tf.function(lambda x: tf.reduce_max(tf.abs(model.decode(model.encode(x)) - x),
-                                                     axis=[1, 2, 3]), jit_compile=jit)
+    def max_error(x):  # NaN for an image whose round trip is not finite (max would skip it)
+      back = model.decode(model.encode(x))
+      error = tf.reduce_max(tf.abs(back - x), axis=[1, 2, 3])
+      finite = tf.reduce_all(tf.math.is_finite(back), axis=[1, 2, 3])
+      return tf.where(finite, error, tf.fill(tf.shape(error), np.float32("nan")))
+
+    round_trip = tf.function(max_error, jit_compile=jit)
     sample = tf.function(lambda: model.sample(EVAL_BATCH), jit_compile=jit)
 
     def errors(x):  # one static batch shape (see evaluate)
@@ -309,15 +327,20 @@ def model_worker(kind, config):
       return round_trip(tf.concat([x, filler], axis=0)).numpy()[:n]
 
     test = np.concatenate([errors(x) for x in eval_batches(dataset, config, EVAL_BATCH)])
+    test_finite = np.isfinite(test)
     drawn = [sample() for _ in range(config.sample_batches)]
     finite = np.concatenate([np.all(np.isfinite(s.numpy()), axis=(1, 2, 3)) for s in drawn])
     sampled = np.concatenate([errors(s) for s in drawn])[finite]
     values = np.concatenate([s.numpy() for s in drawn])[finite]
-    return {"test_max": float(np.max(test)), "test_mean": float(np.mean(test)),
-            "n_test": len(test), "n_samples": len(finite),
+    return {"test_max": float(np.max(test[test_finite], initial=0.0)),
+            "test_mean": float(np.mean(test[test_finite])) if test_finite.any() else None,
+            "n_test": len(test), "test_nonfinite": int(np.sum(~test_finite)),
+            "n_samples": len(finite),
             "samples_nonfinite": int(np.sum(~finite)),
-            "samples_max": float(np.max(sampled, initial=0.0)),
-            "samples_mean": float(np.mean(sampled)) if len(sampled) else None,
+            "samples_roundtrip_nonfinite": int(np.sum(~np.isfinite(sampled))),
+            "samples_max": float(np.max(sampled[np.isfinite(sampled)], initial=0.0)),
+            "samples_mean": (float(np.mean(sampled[np.isfinite(sampled)]))
+                             if np.isfinite(sampled).any() else None),
             "samples_range": ([float(values.min()), float(values.max())] if len(values)
                               else None)}
 
@@ -486,13 +509,13 @@ def profile_train_step(train_step, batches, train, config):
   pipeline_ms = 1000.0 * (time.perf_counter() - start) / config.pipeline_batches
   del alone
 
-  train_step(next(batches)).numpy()  # warm
+  train_step(next(batches))[0].numpy()  # warm
   waits, start = [], time.perf_counter()
   for _ in range(timed_steps):
     t = time.perf_counter()
     x = next(batches)
     waits.append(time.perf_counter() - t)
-    train_step(x).numpy()
+    train_step(x)[0].numpy()
   untraced_ms = 1000.0 * (time.perf_counter() - start) / timed_steps
 
   attribution = _Attribution(train_step.get_concrete_function(x).graph)
@@ -501,7 +524,7 @@ def profile_train_step(train_step, batches, train, config):
     for i in range(traced_steps):
       with tf.profiler.experimental.Trace("profiled_train_step", step_num=i, _r=1):
         x = next(batches)
-        train_step(x).numpy()
+        train_step(x)[0].numpy()
     tf.profiler.experimental.stop()
     paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
     if len(paths) != 1:
@@ -551,20 +574,6 @@ def profile_train_step(train_step, batches, train, config):
 
 
 # ------------------------------------------------------------------------- parent
-
-
-def command_line():
-  """This run's command, without --results_dir (results name where they are)."""
-  argv, kept = sys.argv[1:], []
-  skip = False
-  for a in argv:
-    if skip:
-      skip = False
-    elif a == "--results_dir":
-      skip = True
-    elif not a.startswith("--results_dir="):
-      kept.append(a)
-  return " ".join(["python benchmarks/peer_tfp_glow.py"] + kept)
 
 
 def _median_rate(answers, count):
@@ -660,14 +669,27 @@ def compare(args, config):
                "TFP": data_rate, "ratio ours/TFP": "same pipeline"})
 
   suffix = result_suffix(config)
-  command = command_line()
+  command = results.command_line()
+
+  def divergence(kind):  # first non-finite loss, largest gradient norm
+    losses = [l for c in train[kind] for l in c["losses"]]
+    norms = [g for c in train[kind] for g in c["grad_norms"]]
+    bad = next((i + 1 for i, l in enumerate(losses) if not math.isfinite(l)), None)
+    finite_norms = [g for g in norms if math.isfinite(g)]
+    return (f"{kind}: " + (f"first non-finite loss at step {bad}" if bad else "all losses finite")
+            + f", largest gradient norm {max(finite_norms, default=float('nan')):.3g} at step "
+            f"{norms.index(max(finite_norms)) + 1 if finite_norms else '-'}")
+
   chunk_rates = {kind: [round(len(c["losses"]) * config.batch / c["seconds"], 1)
                         for c in train[kind][1:]] for kind in MODELS}
   notes = (
       f"{config.dataset} {'x'.join(map(str, image_shape))}, {bins} bins; both Glow with "
       f"L={config.levels}, K={config.steps_per_level}, width {config.width}, batch "
       f"{config.batch}, {config.steps} steps of Adam {config.learning_rate:g} with "
-      f"{config.lr_warmup}-step linear warm-up, the same dequantised training stream "
+      f"{config.lr_warmup}-step linear warm-up, "
+      + (f"gradients clipped to global norm {config.grad_clip_norm:g}"
+         if config.grad_clip_norm is not None else "no gradient clipping")
+      + f" ({divergence('ours')}; {divergence('tfp')}), the same dequantised training stream "
       f"(make_train_pipeline, seed {config.seed}; batch checksums equal: "
       f"{'yes' if same_data else 'NO'}). Ours: build_flow(architecture='glow', split='static')"
       f"{', XLA (--jit)' if config.jit else ''}; TFP: tfb.Glow(num_glow_blocks={config.levels}, "
@@ -688,6 +710,7 @@ def compare(args, config):
       "earlier on 2 cores: TFP 4.02 test bpd on the first 2000 images, ~115 images/s).")
   details = {"same_data": same_data, "chunk_steps": chunks, "images_per_s_per_chunk": chunk_rates,
              "losses": {k: [l for c in train[k] for l in c["losses"]] for k in MODELS},
+             "grad_norms": {k: [g for c in train[k] for g in c["grad_norms"]] for k in MODELS},
              "log_prob_seconds": {k: [t for a in measured[k]["log_prob"] for t in a["seconds"]]
                                   for k in MODELS},
              "sample_seconds": {k: [t for a in measured[k]["sample"] for t in a["seconds"]]
@@ -709,17 +732,18 @@ def write_reconstruction(args, config, answer):
     a = answer[kind]
     rows.append({"model": kind, "images": f"all {a['n_test']} test images",
                  "max abs error": a["test_max"], "mean of per-image max": a["test_mean"],
-                 "non-finite": 0})
+                 "non-finite": a["test_nonfinite"]})
     rows.append({"model": kind, "images": f"{a['n_samples']} samples, temperature 1",
                  "max abs error": a["samples_max"], "mean of per-image max": a["samples_mean"],
-                 "non-finite": a["samples_nonfinite"]})
+                 "non-finite": a["samples_nonfinite"] + a["samples_roundtrip_nonfinite"]})
   notes = (f"Both Glows of the table above after {config.steps} training steps, float32, "
            "not XLA unless --jit. Error: max over pixels of |decode(encode(x)) - x| per image "
            "(x in [0, 1), one dequantisation sample of the test images; samples are the "
            "models' own temperature-1 draws, whose values range over "
            f"ours {answer['ours']['samples_range']}, TFP {answer['tfp']['samples_range']}). "
-           "Non-finite: samples with NaN/Inf values (left out of the error).")
-  print(results.write("reconstruction" + result_suffix(config), command_line(), rows,
+           "Non-finite: test images whose round trip has NaN/Inf values; samples that have "
+           "NaN/Inf values or whose round trip has (all left out of the error).")
+  print(results.write("reconstruction" + result_suffix(config), results.command_line(), rows,
                       ["model", "images", "max abs error", "mean of per-image max",
                        "non-finite"], notes=notes, results_dir=args.results_dir,
                       details=answer))
@@ -730,7 +754,7 @@ def write_profile(args, config, answer):
       ["| op family | ms/step | % of op time |", "|---|---|---|"]
       + [f"| {f['op family']} | {f['ms/step']:.4g} | {f['% of op time']:.3g} |"
          for f in answer["families"]])
-  command = command_line()
+  command = results.command_line()
   notes = (
       f"Our Glow training step ({'x'.join(map(str, answer['image_shape']))}, L={config.levels}, "
       f"K={config.steps_per_level}, width {config.width}, batch {config.batch}, not XLA), "

@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 
 import tensorflow as tf
 
@@ -23,6 +24,24 @@ def machine():
   gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
   return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
           "gpus": gpus, "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+def command_line(argv=None):
+  """This run's command as `python benchmarks/<script> ...`, without --results_dir.
+
+  The results name where they are written, so the output folder is left out of the command
+  a reader reruns.
+  """
+  argv = sys.argv if argv is None else argv
+  kept, skip = [], False
+  for a in argv[1:]:
+    if skip:
+      skip = False
+    elif a == "--results_dir":
+      skip = True
+    elif not a.startswith("--results_dir="):
+      kept.append(a)
+  return " ".join(["python", "benchmarks/" + os.path.basename(argv[0])] + kept)
 
 
 def write(name, command, rows, columns, notes="", results_dir=None, details=None):

@@ -193,18 +193,6 @@ def matmul_flops_per_s(n, seconds):
   return flop / min(times), flop / statistics.median(times)
 
 
-def command_line(argv):
-  kept, skip = [], False
-  for a in argv:
-    if skip:
-      skip = False
-    elif a == "--results_dir":
-      skip = True
-    elif not a.startswith("--results_dir="):
-      kept.append(a)
-  return " ".join(["python benchmarks/scaling.py"] + kept)
-
-
 def main():
   args = parse_args()
   if args.worker:
@@ -269,7 +257,7 @@ def main():
              "GFLOP/s", "% of matmul FLOP/s", "peak RSS MB", "peak above start MB"]
   matmul = {"size": args.matmul_size, "before_best_median": matmul_before,
             "after_best_median": matmul_after, "reference": peak}
-  print(results.write("scaling" + suffix, command_line(sys.argv[1:]), rows, columns,
+  print(results.write("scaling" + suffix, results.command_line(), rows, columns,
                       notes=notes, results_dir=args.results_dir,
                       details={"matmul_flops_per_s": matmul, "conv_count_mismatch": mismatch}))
 

@@ -15,10 +15,11 @@ from benchmarks import scaling
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_smoke(script, results_dir):
+def run_smoke(script, results_dir, *args):
+  args = args or ("--smoke",)
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "benchmarks", script), "--smoke", "--results_dir",
+      [sys.executable, os.path.join(ROOT, "benchmarks", script), *args, "--results_dir",
        str(results_dir)], env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
@@ -84,6 +85,34 @@ def test_scaling_smoke(tmp_path):
   assert 0 < row["% of matmul FLOP/s"] < 100
   assert row["peak RSS MB"] > row["peak above start MB"] > 0
   assert row["peak RSS incl. FLOP count MB"] >= row["peak RSS MB"]
+
+
+@pytest.mark.slow
+def test_ablation_tiny(tmp_path):
+  run_smoke("ablation.py", tmp_path, "--architectures", "glow", "--splits", "static,lc",
+            "--seeds", "0", "--train_steps", "4", "--workdir", str(tmp_path / "runs"))
+  record = load(tmp_path, "ablation_digits")
+  assert record["command"] == ("python benchmarks/ablation.py --architectures glow --splits "
+                               f"static,lc --seeds 0 --train_steps 4 --workdir {tmp_path}/runs")
+  rows = {r["split"]: r for r in record["rows"]}
+  assert set(rows) == {"static", "lc", "lc+reinit"}
+  for row in rows.values():
+    assert 0 < row["test bpd mean"] < 40 and row["std"] == 0.0
+  assert rows["static"]["kept as static"] == "1.00"  # the static split keeps its own half
+  kept = [float(v) for v in rows["lc"]["kept as static"].split(", ")]
+  assert len(kept) == 1 and 0.0 <= kept[0] <= 1.0  # L=2: one split point
+  with open(tmp_path / "ablation_digits_runs.json") as f:
+    assert len(json.load(f)) == 3
+  assert os.listdir(tmp_path / "figures")  # LC heatmaps of the seed-0 lc run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["lc_overhead.py", "export_latency.py"])
+def test_quick_benchmarks_write_results(tmp_path, script):
+  run_smoke(script, tmp_path, "--quick")
+  record = load(tmp_path, script.replace(".py", "_quick"))
+  assert record["command"] == f"python benchmarks/{script} --quick"
+  assert record["machine"]["cores"] >= 1 and record["rows"]
 
 
 def test_analytic_conv_flops_by_hand():
