@@ -368,7 +368,7 @@ def model_worker(kind, config):
 _COMPONENTS = [
     ("coupling networks (Keras conv3x3-conv1x1-conv3x3, ReLU)", "affine_coupling.py", True),
     ("coupling: affine map and log-det (sigmoid scale, slicing)", "affine_coupling.py", False),
-    ("1x1 conv: applying W (einsum)", "invertible_conv1x1.py", "einsum"),
+    ("1x1 conv: applying W (matmul over channels)", "invertible_conv1x1.py", "matmul"),
     ("1x1 conv: W from its LU factors, log|det W| (LU)", "invertible_conv1x1.py", False),
     ("ActNorm", "act_norm.py", False),
     ("split: learned prior network (Keras conv)", "factor_out.py", True),
@@ -378,6 +378,7 @@ _COMPONENTS = [
     ("per-element log-det map bookkeeping", "base.py", False),
     ("base log-density and loss", "flows.py", False),
 ]
+_MATMULS = ("Einsum", "MatMul", "BatchMatMulV2", "BatchMatMulV3")
 _OPTIMIZER = "optimizer (Adam update)"
 _OTHER = "other (loss mean, step glue, unattributed)"
 
@@ -412,8 +413,10 @@ def _component_of(op):
   for label, source, kind in _COMPONENTS:
     if source != module:
       continue
-    if kind == "einsum":
-      if op.type == "Einsum":
+    if kind == "matmul":  # the [N*H*W, C] products, not W's own [C, C] ones
+      shape = op.outputs[0].shape if op.outputs else None
+      if op.type in _MATMULS and shape is not None and shape.rank == 2 and (
+          shape[0] is None or shape[0] != shape[1]):
         return label
     elif kind == in_keras:
       return label
