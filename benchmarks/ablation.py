@@ -114,10 +114,13 @@ def main():
   unknown = [s for s in splits if s not in SPLITS]
   if unknown:
     parser.error(f"--splits: unknown {unknown}; allowed: {', '.join(SPLITS)}")
-  name = f"ablation_{args.dataset}" + ("_quick" if args.quick else "")
-  workdir = os.path.join(args.workdir, name)
+  run_name = f"ablation_{args.dataset}" + ("_quick" if args.quick else "")
+  workdir = os.path.join(args.workdir, run_name)  # runs are shared by every subset
+  architectures = args.architectures.split(",")
+  name = run_name + ("" if sorted(architectures) == ["glow", "realnvp"]
+                     else "_" + "_".join(architectures))
   rows, per_run = [], []
-  for arch in args.architectures.split(","):
+  for arch in architectures:
     for label, split, reinit in variants(splits):
       values, seconds, overlap = [], [], []
       for seed in seeds:
@@ -133,7 +136,7 @@ def main():
           spec = {"config": cfg, "model_dir": model_dir}
           if seed == seeds[0] and split == "lc":
             spec.update(figures_dir=os.path.join(results_dir, "figures"),
-                        figure_prefix=f"{name}_{arch}_{label.replace('+', '_')}")
+                        figure_prefix=f"{run_name}_{arch}_{label.replace('+', '_')}")
           spec_path = os.path.join(model_dir, "spec.json")
           with open(spec_path, "w") as f:
             json.dump(spec, f)

@@ -313,7 +313,8 @@ def model_worker(kind, config):
   def reconstruction():
     """max |decode(encode(x)) - x| in float32 over the test set and temperature-1 samples."""
     def max_error(x):  # NaN for an image whose round trip is not finite (max would skip it)
-      back = model.decode(model.encode(x))
+      # tf.identity: a fresh tensor, so TFP's bijector cache cannot hand back x itself
+      back = model.decode(tf.identity(model.encode(x)))
       error = tf.reduce_max(tf.abs(back - x), axis=[1, 2, 3])
       finite = tf.reduce_all(tf.math.is_finite(back), axis=[1, 2, 3])
       return tf.where(finite, error, tf.fill(tf.shape(error), np.float32("nan")))
@@ -385,7 +386,7 @@ _OTHER = "other (loss mean, step glue, unattributed)"
 # Op-type families for the second table (MKL prefixes stripped).
 _OP_FAMILIES = [
     ("convolutions (forward and both gradients)", lambda t: "Conv2D" in t),
-    ("matmul / einsum", lambda t: t in ("Einsum", "MatMul", "BatchMatMulV2", "BatchMatMulV3")),
+    ("matmul / einsum", lambda t: t in _MATMULS),
     ("small linear algebra (band part, diag, triangular solve)",
      lambda t: t.startswith("Matrix") or t == "MatrixTriangularSolve"),
     ("data movement (slice, concat, gather, transpose, broadcast, depth/space)",

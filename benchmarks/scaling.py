@@ -242,7 +242,7 @@ def main():
       "K' = step time / (batch x H x W x K): flat when the cost is linear in pixels and "
       "depth. FLOPs: counted by tf.compat.v1.profiler (float_operation) on the traced "
       "training step's graph; it has rules for convolutions (forward and both gradients), "
-      "matmuls, BiasAdd and common elementwise ops, none for the 1x1 convolutions' einsum or "
+      "matmuls (the 1x1 convolutions are one), BiasAdd and common elementwise ops, none for "
       "exp/sigmoid/softplus/ReLU, so the count is a slight lower bound; convolutions are "
       f"{100 * conv_share:.1f}% of it on average, and the profiler's convolution count "
       f"matches 3x the analytic forward count of the conditioner and prior convolutions "

@@ -91,7 +91,7 @@ def test_scaling_smoke(tmp_path):
 def test_ablation_tiny(tmp_path):
   run_smoke("ablation.py", tmp_path, "--architectures", "glow", "--splits", "static,lc",
             "--seeds", "0", "--train_steps", "4", "--workdir", str(tmp_path / "runs"))
-  record = load(tmp_path, "ablation_digits")
+  record = load(tmp_path, "ablation_digits_glow")  # a subset: named after it
   assert record["command"] == ("python benchmarks/ablation.py --architectures glow --splits "
                                f"static,lc --seeds 0 --train_steps 4 --workdir {tmp_path}/runs")
   rows = {r["split"]: r for r in record["rows"]}
@@ -101,9 +101,25 @@ def test_ablation_tiny(tmp_path):
   assert rows["static"]["kept as static"] == "1.00"  # the static split keeps its own half
   kept = [float(v) for v in rows["lc"]["kept as static"].split(", ")]
   assert len(kept) == 1 and 0.0 <= kept[0] <= 1.0  # L=2: one split point
-  with open(tmp_path / "ablation_digits_runs.json") as f:
+  with open(tmp_path / "ablation_digits_glow_runs.json") as f:
     assert len(json.load(f)) == 3
   assert os.listdir(tmp_path / "figures")  # LC heatmaps of the seed-0 lc run
+
+  # lc_anatomy on two of those runs: LC = log N(h) + A per half; lc keeps half the elements
+  runs = tmp_path / "runs" / "ablation_digits"
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "lc_anatomy.py"),
+       str(runs / "glow_static_seed0"), str(runs / "glow_lc_seed0"), "--max_images", "40",
+       "--results_dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  anatomy = load(tmp_path, "lc_anatomy")["rows"]
+  assert len(anatomy) == 4  # 2 runs x 1 split point x 2 halves
+  for first, second in (anatomy[:2], anatomy[2:]):
+    assert first["lc keeps (fraction)"] + second["lc keeps (fraction)"] == pytest.approx(1.0)
+    for row in (first, second):
+      assert row["mean LC"] == pytest.approx(row["mean log N(h)"] + row["mean A (log-det)"],
+                                             abs=1e-4)
 
 
 @pytest.mark.slow
