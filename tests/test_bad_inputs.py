@@ -360,11 +360,6 @@ CLI_CASES = [c for c in CASES if c.target in (TRAIN, EVAL, EXPORT)]
 
 # --- fixtures --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def runs(digits, tmp_path_factory):
   """Two tiny runs (2 steps, checkpoint ckpt-2): glow (TINY) and realnvp."""
   root = tmp_path_factory.mktemp("runs")

@@ -23,11 +23,6 @@ def tiny(**overrides):
 
 
 @pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def straight(digits, tmp_path_factory):
   """The tiny LC run (3 pilot steps + 3), trained in one go on one device."""
   model_dir = tmp_path_factory.mktemp("straight")
