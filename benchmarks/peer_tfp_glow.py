@@ -294,17 +294,18 @@ def model_worker(kind, config):
       times.append(time.perf_counter() - start)
     return {"seconds": times, "finite": float(np.mean(np.isfinite(out.numpy())))}
 
+  def padded(fn, x):  # one static batch shape: TFP's Glow fails on an unknown batch size
+    n = x.shape[0]
+    filler = tf.fill([EVAL_BATCH - n] + list(image_shape), 0.5)
+    return fn(tf.concat([x, filler], axis=0)).numpy()[:n]
+
   def evaluate():
     bpd_fn = tf.function(lambda x: lf_flows.log_prob_to_bits_per_dim(
         model.log_prob(x), image_shape, dataset.num_bins), jit_compile=jit)
 
-    def padded_bpd(x):  # one static batch shape: TFP's Glow fails on an unknown batch size
-      n = x.shape[0]
-      filler = tf.fill([EVAL_BATCH - n] + list(image_shape), 0.5)
-      return bpd_fn(tf.concat([x, filler], axis=0)).numpy()[:n]
-
     start = time.perf_counter()
-    bpd = np.concatenate([padded_bpd(x) for x in eval_batches(dataset, config, EVAL_BATCH)])
+    test = eval_batches(dataset, config, EVAL_BATCH)
+    bpd = np.concatenate([padded(bpd_fn, x) for x in test])
     first = bpd[:FIRST_TEST_IMAGES]
     return {"bpd_all": float(np.mean(bpd)), "n_all": len(bpd), "bpd_first": float(np.mean(first)),
             "n_first": len(first), "finite": float(np.mean(np.isfinite(bpd))),
@@ -322,16 +323,12 @@ def model_worker(kind, config):
     round_trip = tf.function(max_error, jit_compile=jit)
     sample = tf.function(lambda: model.sample(EVAL_BATCH), jit_compile=jit)
 
-    def errors(x):  # one static batch shape (see evaluate)
-      n = x.shape[0]
-      filler = tf.fill([EVAL_BATCH - n] + list(image_shape), 0.5)
-      return round_trip(tf.concat([x, filler], axis=0)).numpy()[:n]
-
-    test = np.concatenate([errors(x) for x in eval_batches(dataset, config, EVAL_BATCH)])
+    test = np.concatenate([padded(round_trip, x)
+                           for x in eval_batches(dataset, config, EVAL_BATCH)])
     test_finite = np.isfinite(test)
     drawn = [sample() for _ in range(config.sample_batches)]
     finite = np.concatenate([np.all(np.isfinite(s.numpy()), axis=(1, 2, 3)) for s in drawn])
-    sampled = np.concatenate([errors(s) for s in drawn])[finite]
+    sampled = np.concatenate([padded(round_trip, s) for s in drawn])[finite]
     values = np.concatenate([s.numpy() for s in drawn])[finite]
     return {"test_max": float(np.max(test[test_finite], initial=0.0)),
             "test_mean": float(np.mean(test[test_finite])) if test_finite.any() else None,
