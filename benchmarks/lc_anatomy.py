@@ -47,9 +47,7 @@ def anatomy(model_dir, max_images):
     score, prior = score / count, prior / count  # per-element means [H, W, C]
     log_det = score - prior
     c = score.shape[-1]
-    order = lc.split_permutation(score, "lc")
-    kept = np.zeros(score.shape)
-    np.put_along_axis(kept, order[..., : c // 2], 1.0, axis=-1)
+    kept = lc.keep_mask(lc.split_permutation(score, "lc"))
     for half, sl in (("static keeps (first C/2)", slice(0, c // 2)),
                      ("static factors out", slice(c // 2, c))):
       rows.append({

@@ -233,16 +233,21 @@ def set_random_split(flow, seed):
   return chosen
 
 
+def keep_mask(order):
+  """1.0 where a channel stays and 0.0 where it leaves, for a channel order [H, W, C].
+
+  `order` is a junction's permutation (e.g. from `split_permutation`): its first C/2
+  channels at each location stay.
+  """
+  order = np.asarray(order)
+  mask = np.zeros(order.shape, np.float32)
+  np.put_along_axis(mask, order[..., : order.shape[-1] // 2], 1.0, axis=-1)
+  return mask
+
+
 def keep_masks(flow):
   """Per junction, 1.0 where the channel stays and 0.0 where it is factored out, [H_l, W_l, C_l]."""
-  masks = []
-  for junction in flow.junctions:
-    order = junction.permutation.indices.numpy()
-    c = order.shape[-1]
-    mask = np.zeros(order.shape, np.float32)
-    np.put_along_axis(mask, order[..., : c // 2], 1.0, axis=-1)
-    masks.append(mask)
-  return masks
+  return [keep_mask(junction.permutation.indices.numpy()) for junction in flow.junctions]
 
 
 def to_image_coordinates(flow, level, values):
