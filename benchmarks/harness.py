@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import keras
+import tensorflow as tf
 
 
 def peak_rss_mb():
@@ -28,6 +29,20 @@ def current_rss_mb():
       if line.startswith("VmRSS:"):
         return int(line.split()[1]) / 1024.0
   return float("nan")
+
+
+def nll_train_step(flow, optimizer, jit_compile=False):
+  """A `tf.function` training step: one `optimizer` update on the batch's mean -log p(x)."""
+  variables = flow.trainable_variables
+
+  @tf.function(jit_compile=jit_compile)
+  def train_step(x):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(flow.log_prob(x))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  return train_step
 
 
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):

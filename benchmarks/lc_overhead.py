@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import lcflow_tf as lf
+from benchmarks import harness
 from benchmarks import results
 
 
@@ -39,13 +40,7 @@ def main():
   flow.initialize(data[0])
   variables = flow.trainable_variables
   optimizer = keras.optimizers.Adam(1e-4)
-
-  @tf.function(jit_compile=args.jit)
-  def plain(x):
-    with tf.GradientTape() as tape:
-      loss = -tf.reduce_mean(flow.log_prob(x))
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return loss
+  plain = harness.nll_train_step(flow, optimizer, jit_compile=args.jit)
 
   @tf.function(jit_compile=args.jit)
   def with_stats(x):

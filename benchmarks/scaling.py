@@ -144,13 +144,7 @@ def worker(args):
   variables = flow.trainable_variables
   optimizer = keras.optimizers.Adam(1e-4)
   optimizer.build(variables)
-
-  @tf.function(jit_compile=args.jit)
-  def train_step(x):
-    with tf.GradientTape() as tape:
-      loss = -tf.reduce_mean(flow.log_prob(x))
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return loss
+  train_step = harness.nll_train_step(flow, optimizer, jit_compile=args.jit)
 
   start = time.perf_counter()
   graph = train_step.get_concrete_function(tf.TensorSpec(batches[0].shape, tf.float32)).graph

@@ -262,15 +262,16 @@ class Flow(tf.Module):
   # --- densities ---------------------------------------------------------------------------
   def _check_input(self, x):
     x = tf.convert_to_tensor(x)
+    dims = ", ".join(map(str, self.image_shape))
     if not x.dtype.is_floating:
       raise ValueError(
-          f"Flow: expected float images in [0, 1) of shape [N, {', '.join(map(str, self.image_shape))}],"
-          f" got dtype {x.dtype.name}; use bits_per_dim() for integer images or "
+          f"Flow: expected float images in [0, 1) of shape [N, {dims}], got dtype "
+          f"{x.dtype.name}; use bits_per_dim() for integer images or "
           "lcflow_tf.data.dequantize to convert them.")
     if x.shape.rank is not None and (x.shape.rank < 3 or
                                      tuple(x.shape[-3:]) != self.image_shape):
-      raise ValueError(f"Flow: expected images of shape [..., {', '.join(map(str, self.image_shape))}],"
-                       f" got shape {x.shape.as_list() if x.shape.rank is not None else x.shape}.")
+      raise ValueError(f"Flow: expected images of shape [..., {dims}], got shape "
+                       f"{x.shape.as_list()}.")
     return tf.cast(x, self.dtype)
 
   def _maybe_initialize(self, x):

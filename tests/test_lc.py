@@ -21,7 +21,8 @@ def perturb(flow, scale=0.05, seed=1):
   """Random non-zero weights everywhere (zero-initialised layers included)."""
   rng = np.random.default_rng(seed)
   for v in flow.trainable_variables:
-    v.assign(v + scale * rng.standard_normal(tuple(v.shape)).astype(tf.as_dtype(v.dtype).as_numpy_dtype))
+    noise = rng.standard_normal(tuple(v.shape)).astype(tf.as_dtype(v.dtype).as_numpy_dtype)
+    v.assign(v + scale * noise)
 
 
 def total_of_terms(result):

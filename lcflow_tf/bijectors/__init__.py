@@ -13,5 +13,6 @@ from lcflow_tf.bijectors.squeeze import Squeeze
 
 __all__ = [
     "ActNorm", "AffineCoupling", "ChannelPermutation", "FactorOut", "ImageBijector",
-    "InvertibleConv1x1", "Squeeze", "collect_trainable_variables", "conditioner_channels", "inverse_with_log_det_map",
+    "InvertibleConv1x1", "Squeeze", "collect_trainable_variables", "conditioner_channels",
+    "inverse_with_log_det_map",
 ]
