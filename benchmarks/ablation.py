@@ -4,8 +4,13 @@ For each architecture (Glow, RealNVP), split rule (static, random, lc, lc_revers
 and seed, trains one model with `lcflow_tf.training` (same architecture and total step budget;
 the pilot of the data-dependent splits counts against it) and reports held-out bits/dim on
 the whole test split. `lc` runs under both protocols: continue from the pilot weights
-(`lc`) and re-initialise after the pilot (`lc+reinit`). Each run is its own subprocess; a
-finished run's result is reused when the script is rerun (delete --workdir to start over).
+(`lc`) and re-initialise after the pilot (`lc+reinit`). Each run is its own subprocess.
+
+Every finished run leaves a record (its exact configuration, machine and result) under
+docs/results/ablation_runs/<name>/, committed with the tables: a rerun, on this machine or a
+fresh clone, reuses each record whose configuration is the one the run would use and trains
+only the missing runs, so a long ablation can be completed over several sittings. A record
+or checkpoint folder from another configuration is never reused (the run starts over).
 
 Writes docs/results/ablation_<dataset>[_quick].{json,md} (mean +- std per split, per-seed
 values, wall time) and LC heatmaps of the seed-0 `lc` runs under docs/results/figures/.
@@ -18,6 +23,7 @@ values, wall time) and LC heatmaps of the seed-0 `lc` runs under docs/results/fi
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +42,11 @@ SIZES = {
                           lc_pilot_steps=300, batch_size=64, learning_rate=1e-3,
                           warmup_steps=200),
 }
+# Per (dataset, architecture) changes to SIZES. RealNVP's residual conditioners run at full
+# 28x28 resolution (checkerboard couplings): at width 64 with 2 blocks a Fashion-MNIST step
+# costs ~90x Glow's conditioner FLOPs, about an hour per run on 2 cores, so its Fashion-MNIST
+# runs use width 32 and one residual block (~12x Glow's FLOPs).
+ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
 
 
@@ -74,6 +85,66 @@ def run_worker(spec_path):
                             for m in lc.keep_masks(trainer.flow)]}
   with open(os.path.join(spec["model_dir"], "result.json"), "w") as f:
     json.dump(out, f, indent=2)
+
+
+def run_config(sizes, dataset, architecture, split, reinit, seed):
+  """The TrainConfig fields of one run (the fixed and data-free splits have no pilot)."""
+  cfg = dict(sizes, dataset=dataset, architecture=architecture, split=split, lc_reinit=reinit,
+             seed=seed, log_every=max(1, sizes["train_steps"] // 4),
+             checkpoint_every=sizes["train_steps"], images_every=10 ** 9)
+  if split not in ("lc", "lc_reverse", "variance"):
+    cfg["lc_pilot_steps"] = 0
+  return cfg
+
+
+def stored_result(result_path, config_path, cfg):
+  """The result stored at `result_path` if `config_path` says it ran with exactly `cfg`."""
+  try:
+    with open(config_path) as f:
+      config = json.load(f)["config"]
+    with open(result_path) as f:
+      stored = json.load(f)
+  except (OSError, ValueError, KeyError):
+    return None
+  return stored.get("result", stored) if config == cfg else None
+
+
+def train_run(cfg, model_dir, figures=None):
+  """Trains and evaluates one run in a subprocess; returns its result dict."""
+  spec_path = os.path.join(model_dir, "spec.json")
+  try:
+    with open(spec_path) as f:
+      stale = json.load(f)["config"] != cfg
+  except (OSError, ValueError, KeyError):
+    stale = os.path.exists(model_dir)
+  if stale:  # checkpoints of another configuration: never resumed from
+    shutil.rmtree(model_dir)
+  os.makedirs(model_dir, exist_ok=True)
+  with open(spec_path, "w") as f:
+    json.dump(dict({"config": cfg, "model_dir": model_dir}, **(figures or {})), f)
+  proc = subprocess.run([sys.executable, __file__, "--worker", spec_path],
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                        capture_output=True, text=True)
+  if proc.returncode:
+    sys.stderr.write(proc.stderr[-4000:])
+    raise SystemExit(f"run {model_dir} failed (exit {proc.returncode})")
+  with open(os.path.join(model_dir, "result.json")) as f:
+    return json.load(f)
+
+
+def recorded_or_trained(cfg, model_dir, record_path, figures=None):
+  """The run's result: from its record, from a finished run folder, or trained now."""
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  res = stored_result(record_path, record_path, cfg)
+  if res is not None:
+    return res
+  res = stored_result(os.path.join(model_dir, "result.json"),
+                      os.path.join(model_dir, "spec.json"), cfg)
+  if res is None:
+    print(f"[{os.path.basename(model_dir)}] training {cfg['train_steps']} steps ...", flush=True)
+    res = train_run(cfg, model_dir, figures)
+  results.write_json(record_path, {"config": cfg, "machine": results.machine(), "result": res})
+  return res
 
 
 def variants(splits):
@@ -124,32 +195,16 @@ def main():
     for label, split, reinit in variants(splits):
       values, seconds, overlap = [], [], []
       for seed in seeds:
-        model_dir = os.path.join(workdir, f"{arch}_{label.replace('+', '_')}_seed{seed}")
-        result_path = os.path.join(model_dir, "result.json")
-        if not os.path.exists(result_path):
-          cfg = dict(sizes, dataset=args.dataset, architecture=arch, split=split,
-                     lc_reinit=reinit, seed=seed, log_every=max(1, sizes["train_steps"] // 4),
-                     checkpoint_every=sizes["train_steps"], images_every=10 ** 9)
-          if split not in ("lc", "lc_reverse", "variance"):
-            cfg["lc_pilot_steps"] = 0
-          os.makedirs(model_dir, exist_ok=True)
-          spec = {"config": cfg, "model_dir": model_dir}
-          if seed == seeds[0] and split == "lc":
-            spec.update(figures_dir=os.path.join(results_dir, "figures"),
-                        figure_prefix=f"{run_name}_{arch}_{label.replace('+', '_')}")
-          spec_path = os.path.join(model_dir, "spec.json")
-          with open(spec_path, "w") as f:
-            json.dump(spec, f)
-          print(f"[{arch} {label} seed {seed}] training {cfg['train_steps']} steps ...",
-                flush=True)
-          proc = subprocess.run([sys.executable, __file__, "--worker", spec_path],
-                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-                                capture_output=True, text=True)
-          if proc.returncode:
-            sys.stderr.write(proc.stderr[-4000:])
-            raise SystemExit(f"run {model_dir} failed (exit {proc.returncode})")
-        with open(result_path) as f:
-          res = json.load(f)
+        run = f"{arch}_{label.replace('+', '_')}_seed{seed}"
+        model_dir = os.path.join(workdir, run)
+        record_path = os.path.join(results_dir, "ablation_runs", run_name, run + ".json")
+        cfg = run_config(dict(sizes, **ARCH_SIZES.get((args.dataset, arch), {})),
+                         args.dataset, arch, split, reinit, seed)
+        figures = None
+        if seed == seeds[0] and split == "lc":
+          figures = dict(figures_dir=os.path.join(results_dir, "figures"),
+                         figure_prefix=f"{run_name}_{arch}_{label.replace('+', '_')}")
+        res = recorded_or_trained(cfg, model_dir, record_path, figures)
         values.append(res["test_bits_per_dim"])
         seconds.append(res["train_seconds"])
         overlap.append(res["kept_as_static"])
@@ -164,18 +219,19 @@ def main():
           "kept as static": ", ".join(f"{statistics.mean(k):.2f}" for k in zip(*overlap)),
           "train s/run": statistics.mean(seconds)})
   command = results.command_line()  # subsets included
-  notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}; seeds "
-           f"{seeds}; test bits/dim over the whole held-out split, one dequantisation sample. "
-           "`lc+reinit` re-initialises the weights after the pilot (the budget includes the "
-           "pilot either way). `kept as static`: per split point (level 1, 2, ...), the "
-           "fraction of the elements kept for the next level that the static split (first "
-           "half of the channels) keeps too, mean over seeds: 1 = the static split, 0 = its "
-           "complement, about 0.5 = unrelated.")
+  arch_sizes = "".join(f"; {a}: {json.dumps(ARCH_SIZES[(args.dataset, a)])}"
+                       for a in architectures if (args.dataset, a) in ARCH_SIZES)
+  notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}{arch_sizes}; "
+           f"seeds {seeds}; test bits/dim over the whole held-out split, one dequantisation "
+           "sample. `lc+reinit` re-initialises the weights after the pilot (the budget "
+           "includes the pilot either way). `kept as static`: per split point (level 1, 2, "
+           "...), the fraction of the elements kept for the next level that the static split "
+           "(first half of the channels) keeps too, mean over seeds: 1 = the static split, 0 = "
+           "its complement, about 0.5 = unrelated.")
   text = results.write(name, command, rows,
                        ["architecture", "split", "test bpd mean", "std", "per seed",
                         "kept as static", "train s/run"], notes=notes, results_dir=results_dir)
-  with open(os.path.join(results_dir, f"{name}_runs.json"), "w") as f:
-    json.dump(per_run, f, indent=2)
+  results.write_json(os.path.join(results_dir, f"{name}_runs.json"), per_run)
   print(text)
 
 

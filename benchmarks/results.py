@@ -53,11 +53,10 @@ def write(name, command, rows, columns, notes="", results_dir=None, details=None
   results_dir = RESULTS_DIR if results_dir is None else results_dir
   os.makedirs(results_dir, exist_ok=True)
   info = machine()
-  with open(os.path.join(results_dir, f"{name}.json"), "w") as f:
-    record = {"command": command, "machine": info, "rows": rows, "notes": notes}
-    if details is not None:
-      record["details"] = details
-    json.dump(record, f, indent=2)
+  record = {"command": command, "machine": info, "rows": rows, "notes": notes}
+  if details is not None:
+    record["details"] = details
+  write_json(os.path.join(results_dir, f"{name}.json"), record)
   lines = [f"Command: `{command}`  ",
            f"Machine: {info['cpu']}, {info['cores']} cores, GPUs: {info['gpus'] or 'none'}, "
            f"TensorFlow {info['tensorflow']}; date {info['date']}.", "",
@@ -70,6 +69,15 @@ def write(name, command, rows, columns, notes="", results_dir=None, details=None
   with open(os.path.join(results_dir, f"{name}.md"), "w") as f:
     f.write(text)
   return text
+
+
+def write_json(path, value):
+  """Writes `value` as JSON to `path` whole or not at all (a temporary file, then a rename)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(tmp, path)
 
 
 def _fmt(v):

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -89,8 +90,9 @@ def test_scaling_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_ablation_tiny(tmp_path):
-  run_smoke("ablation.py", tmp_path, "--architectures", "glow", "--splits", "static,lc",
-            "--seeds", "0", "--train_steps", "4", "--workdir", str(tmp_path / "runs"))
+  args = ("--architectures", "glow", "--splits", "static,lc", "--seeds", "0", "--train_steps",
+          "4", "--workdir", str(tmp_path / "runs"))
+  run_smoke("ablation.py", tmp_path, *args)
   record = load(tmp_path, "ablation_digits_glow")  # a subset: named after it
   assert record["command"] == ("python benchmarks/ablation.py --architectures glow --splits "
                                f"static,lc --seeds 0 --train_steps 4 --workdir {tmp_path}/runs")
@@ -120,6 +122,27 @@ def test_ablation_tiny(tmp_path):
     for row in (first, second):
       assert row["mean LC"] == pytest.approx(row["mean log N(h)"] + row["mean A (log-det)"],
                                              abs=1e-4)
+
+  # Every run left a record of its configuration and result. Another configuration is
+  # retrained from scratch (its stale run folder removed); a rerun without run folders (a
+  # fresh clone) reuses the records and trains nothing.
+  records = tmp_path / "ablation_runs" / "ablation_digits"
+  assert sorted(os.listdir(records)) == ["glow_lc_reinit_seed0.json", "glow_lc_seed0.json",
+                                         "glow_static_seed0.json"]
+  with open(records / "glow_lc_reinit_seed0.json") as f:
+    config = json.load(f)["config"]
+  assert (config["split"], config["lc_reinit"], config["train_steps"]) == ("lc", True, 4)
+  out = run_smoke("ablation.py", tmp_path, *args[:2], "--splits", "static", *args[4:7], "5",
+                  *args[8:])
+  assert "[glow_static_seed0] training 5 steps" in out
+  with open(records / "glow_static_seed0.json") as f:
+    assert json.load(f)["config"]["train_steps"] == 5
+  assert not [p for p in os.listdir(runs / "glow_static_seed0") if p.startswith("ckpt-4")]
+  shutil.rmtree(runs)
+  assert "training" not in run_smoke("ablation.py", tmp_path, *args[:2], "--splits", "lc",
+                                     *args[4:])
+  lc_rows = load(tmp_path, "ablation_digits_glow")["rows"]
+  assert lc_rows == [r for r in record["rows"] if r["split"] != "static"]
 
 
 @pytest.mark.slow
