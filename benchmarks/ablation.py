@@ -97,16 +97,16 @@ def run_config(sizes, dataset, architecture, split, reinit, seed):
   return cfg
 
 
-def stored_result(result_path, config_path, cfg):
-  """The result stored at `result_path` if `config_path` says it ran with exactly `cfg`."""
+def stored(path, config_path, cfg):
+  """The JSON stored at `path` if `config_path` says it comes from exactly `cfg`, else None."""
   try:
     with open(config_path) as f:
       config = json.load(f)["config"]
-    with open(result_path) as f:
-      stored = json.load(f)
+    with open(path) as f:
+      value = json.load(f)
   except (OSError, ValueError, KeyError):
     return None
-  return stored.get("result", stored) if config == cfg else None
+  return value if config == cfg else None
 
 
 def train_run(cfg, model_dir, figures=None):
@@ -133,18 +133,23 @@ def train_run(cfg, model_dir, figures=None):
 
 
 def recorded_or_trained(cfg, model_dir, record_path, figures=None):
-  """The run's result: from its record, from a finished run folder, or trained now."""
+  """The run's record `{config, machine, result}`, stored or trained now.
+
+  Taken from the record file if it holds `cfg`, else from a finished run folder (result.json
+  beside the spec.json of `cfg`), else the run is trained now; a new record is written.
+  """
   from benchmarks import results  # pylint: disable=g-import-not-at-top
-  res = stored_result(record_path, record_path, cfg)
-  if res is not None:
-    return res
-  res = stored_result(os.path.join(model_dir, "result.json"),
-                      os.path.join(model_dir, "spec.json"), cfg)
+  record = stored(record_path, record_path, cfg)
+  if record is not None:
+    return record
+  res = stored(os.path.join(model_dir, "result.json"), os.path.join(model_dir, "spec.json"),
+               cfg)
   if res is None:
     print(f"[{os.path.basename(model_dir)}] training {cfg['train_steps']} steps ...", flush=True)
     res = train_run(cfg, model_dir, figures)
-  results.write_json(record_path, {"config": cfg, "machine": results.machine(), "result": res})
-  return res
+  record = {"config": cfg, "machine": results.machine(), "result": res}
+  results.write_json(record_path, record)
+  return record
 
 
 def variants(splits):
@@ -190,7 +195,7 @@ def main():
   architectures = args.architectures.split(",")
   name = run_name + ("" if sorted(architectures) == ["glow", "realnvp"]
                      else "_" + "_".join(architectures))
-  rows, per_run = [], []
+  rows, per_run, per_seed, dates = [], [], {}, set()
   for arch in architectures:
     for label, split, reinit in variants(splits):
       values, seconds, overlap = [], [], []
@@ -204,13 +209,16 @@ def main():
         if seed == seeds[0] and split == "lc":
           figures = dict(figures_dir=os.path.join(results_dir, "figures"),
                          figure_prefix=f"{run_name}_{arch}_{label.replace('+', '_')}")
-        res = recorded_or_trained(cfg, model_dir, record_path, figures)
+        record = recorded_or_trained(cfg, model_dir, record_path, figures)
+        res = record["result"]
+        dates.add(record["machine"]["date"])
         values.append(res["test_bits_per_dim"])
         seconds.append(res["train_seconds"])
         overlap.append(res["kept_as_static"])
         per_run.append(dict(architecture=arch, split=label, seed=seed, **res))
         print(f"[{arch} {label} seed {seed}] test bits/dim {res['test_bits_per_dim']:.4f}",
               flush=True)
+      per_seed[(arch, label)] = values
       rows.append({
           "architecture": arch, "split": label,
           "test bpd mean": statistics.mean(values),
@@ -218,19 +226,28 @@ def main():
           "per seed": ", ".join(f"{v:.4f}" for v in values),
           "kept as static": ", ".join(f"{statistics.mean(k):.2f}" for k in zip(*overlap)),
           "train s/run": statistics.mean(seconds)})
+  for row in rows:  # paired by seed: same initialisation and data order as static
+    static = per_seed.get((row["architecture"], "static"))
+    if static and row["split"] != "static":
+      diffs = [v - s for v, s in zip(per_seed[(row["architecture"], row["split"])], static)]
+      row["vs static"] = (f"{statistics.mean(diffs):+.3f} "
+                          f"(lower on {sum(d < 0 for d in diffs)}/{len(diffs)})")
   command = results.command_line()  # subsets included
   arch_sizes = "".join(f"; {a}: {json.dumps(ARCH_SIZES[(args.dataset, a)])}"
                        for a in architectures if (args.dataset, a) in ARCH_SIZES)
   notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}{arch_sizes}; "
-           f"seeds {seeds}; test bits/dim over the whole held-out split, one dequantisation "
-           "sample. `lc+reinit` re-initialises the weights after the pilot (the budget "
-           "includes the pilot either way). `kept as static`: per split point (level 1, 2, "
-           "...), the fraction of the elements kept for the next level that the static split "
-           "(first half of the channels) keeps too, mean over seeds: 1 = the static split, 0 = "
-           "its complement, about 0.5 = unrelated.")
+           f"seeds {seeds}; runs trained on {', '.join(sorted(dates))}. Test bits/dim over the "
+           "whole held-out split, one dequantisation sample. `vs static`: mean over seeds of "
+           "(this split - static) in bits/dim, paired by seed, and on how many seeds this "
+           "split is lower (better). `lc+reinit` re-initialises the weights after the pilot "
+           "(the budget includes the pilot either way). `kept as static`: per split point "
+           "(level 1, 2, ...), the fraction of the elements kept for the next level that the "
+           "static split (first half of the channels) keeps too, mean over seeds: 1 = the "
+           "static split, 0 = its complement, about 0.5 = unrelated.")
   text = results.write(name, command, rows,
                        ["architecture", "split", "test bpd mean", "std", "per seed",
-                        "kept as static", "train s/run"], notes=notes, results_dir=results_dir)
+                        "vs static", "kept as static", "train s/run"], notes=notes,
+                       results_dir=results_dir)
   results.write_json(os.path.join(results_dir, f"{name}_runs.json"), per_run)
   print(text)
 

@@ -101,6 +101,9 @@ def test_ablation_tiny(tmp_path):
   for row in rows.values():
     assert 0 < row["test bpd mean"] < 40 and row["std"] == 0.0
   assert rows["static"]["kept as static"] == "1.00"  # the static split keeps its own half
+  diff = rows["lc"]["test bpd mean"] - rows["static"]["test bpd mean"]  # paired, one seed
+  assert rows["lc"]["vs static"] == f"{diff:+.3f} (lower on {int(diff < 0)}/1)"
+  assert "vs static" not in rows["static"]
   kept = [float(v) for v in rows["lc"]["kept as static"].split(", ")]
   assert len(kept) == 1 and 0.0 <= kept[0] <= 1.0  # L=2: one split point
   with open(tmp_path / "ablation_digits_glow_runs.json") as f:
@@ -141,8 +144,10 @@ def test_ablation_tiny(tmp_path):
   shutil.rmtree(runs)
   assert "training" not in run_smoke("ablation.py", tmp_path, *args[:2], "--splits", "lc",
                                      *args[4:])
-  lc_rows = load(tmp_path, "ablation_digits_glow")["rows"]
-  assert lc_rows == [r for r in record["rows"] if r["split"] != "static"]
+  def results_of(rows):
+    return [(r["split"], r["per seed"], r["kept as static"]) for r in rows]
+  assert results_of(load(tmp_path, "ablation_digits_glow")["rows"]) == results_of(
+      r for r in record["rows"] if r["split"] != "static")
 
 
 @pytest.mark.slow
