@@ -5,13 +5,15 @@ held-out images, at every split point, the mean LC score `log N(h) + A` of the t
 halves -- the half the static split keeps (first C/2 channels) and the half it factors out --
 and its two parts: the prior term `log N(h)` and the carried log-det map `A`. Also reports
 which half the `lc` rule keeps on these images (the fraction of kept elements in the static
-half). Writes docs/results/lc_anatomy.{json,md}.
+half), and the split the run was trained with: the most common channel order of its
+permutation and on how many locations it holds. Writes docs/results/<--name>.{json,md}.
 
   python benchmarks/lc_anatomy.py runs/ablation/ablation_digits/glow_static_seed0 \
       runs/ablation/ablation_digits/realnvp_static_seed0
 """
 
 import argparse
+import collections
 import os
 import sys
 
@@ -23,6 +25,17 @@ from benchmarks import results
 from lcflow_tf import data
 from lcflow_tf import evaluation
 from lcflow_tf import lc
+
+
+def order_summary(order):
+  """The most common channel order of a [H, W, C] split permutation, and where it holds."""
+  order = np.asarray(order)
+  orders = collections.Counter(tuple(int(i) for i in v)
+                               for v in order.reshape(-1, order.shape[-1]))
+  mode, count = orders.most_common(1)[0]
+  half = len(mode) // 2
+  return (f"keeps {list(mode[:half])}, factors out {list(mode[half:])} at "
+          f"{count}/{sum(orders.values())} locations")
 
 
 def anatomy(model_dir, max_images):
@@ -43,6 +56,7 @@ def anatomy(model_dir, max_images):
     count += len(x)
   config = run.flow.config
   rows = []
+  trained = [order_summary(j.permutation.indices.numpy()) for j in run.flow.junctions]
   for level, (score, prior) in enumerate(recorder_sums):
     score, prior = score / count, prior / count  # per-element means [H, W, C]
     log_det = score - prior
@@ -55,7 +69,8 @@ def anatomy(model_dir, max_images):
           "split point": level + 1, "channel half": half,
           "mean LC": float(score[..., sl].mean()), "mean log N(h)": float(prior[..., sl].mean()),
           "mean A (log-det)": float(log_det[..., sl].mean()),
-          "lc keeps (fraction)": float(kept[..., sl].sum() / kept.sum())})
+          "lc keeps (fraction)": float(kept[..., sl].sum() / kept.sum()),
+          "trained split (most common order)": trained[level]})
   return rows, count
 
 
@@ -63,6 +78,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("model_dirs", nargs="+", help="trained run directories")
   parser.add_argument("--max_images", type=int, default=10000, help="held-out images used")
+  parser.add_argument("--name", default="lc_anatomy", help="result file name")
   parser.add_argument("--results_dir", default=None, help="default docs/results")
   args = parser.parse_args()
   rows, counts = [], []
@@ -77,10 +93,13 @@ def main():
            "and channel half: the mean over images and elements of the LC score "
            "log N(h) + A and of its two parts. 'lc keeps': the share of the elements the lc "
            "rule keeps on these images that lie in this half (0.5/0.5 = unrelated to the "
-           "static split).")
-  print(results.write("lc_anatomy", results.command_line(), rows,
+           "static split). 'trained split': the channel order of the split the run was "
+           "trained with (channels 0..C/2-1 kept = the static split), the most common one "
+           "over the locations and on how many it holds.")
+  print(results.write(args.name, results.command_line(), rows,
                       ["run", "split point", "channel half", "mean LC", "mean log N(h)",
-                       "mean A (log-det)", "lc keeps (fraction)"], notes=notes,
+                       "mean A (log-det)", "lc keeps (fraction)",
+                       "trained split (most common order)"], notes=notes,
                       results_dir=args.results_dir))
 
 

@@ -120,6 +120,9 @@ def test_ablation_tiny(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   anatomy = load(tmp_path, "lc_anatomy")["rows"]
   assert len(anatomy) == 4  # 2 runs x 1 split point x 2 halves
+  # the static run was trained with the identity order at every location of the 4x4x4 split
+  assert anatomy[0]["trained split (most common order)"] == (
+      "keeps [0, 1], factors out [2, 3] at 16/16 locations")
   for first, second in (anatomy[:2], anatomy[2:]):
     assert first["lc keeps (fraction)"] + second["lc keeps (fraction)"] == pytest.approx(1.0)
     for row in (first, second):
