@@ -129,6 +129,20 @@ def test_ablation_tiny(tmp_path):
       assert row["mean LC"] == pytest.approx(row["mean log N(h)"] + row["mean A (log-det)"],
                                              abs=1e-4)
 
+  # heldout_spread on the same runs: its mean is the ablation's test bits/dim (same noise)
+  run_smoke("heldout_spread.py", tmp_path, str(runs / "glow_static_seed0"),
+            str(runs / "glow_lc_seed0"))
+  spread = load(tmp_path, "heldout_spread")["rows"]
+  assert [r["run"] for r in spread] == ["glow_static_seed0", "glow_lc_seed0"]
+  for row, split in zip(spread, ("static", "lc")):
+    assert row["mean"] == pytest.approx(rows[split]["test bpd mean"], rel=1e-4)
+    assert row["images"] == 297 and row["median"] <= row["worst image"]
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "heldout_spread.py"),
+                         str(tmp_path / "no_such_run")], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 2 and "no_such_run has no config.json" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
   # Every run left a record of its configuration and result. Another configuration is
   # retrained from scratch (its stale run folder removed); a rerun without run folders (a
   # fresh clone) reuses the records and trains nothing.
