@@ -17,7 +17,7 @@ values, wall time) and LC heatmaps of the seed-0 `lc` runs under docs/results/fi
 
   python benchmarks/ablation.py --dataset digits              # full digits ablation
   python benchmarks/ablation.py --dataset fashion_mnist       # full Fashion-MNIST ablation
-  python benchmarks/ablation.py --quick                       # digits, 1 seed, short (~15 min)
+  python benchmarks/ablation.py --quick                       # digits, 1 seed, short (~10 min)
 """
 
 import argparse
@@ -44,8 +44,9 @@ SIZES = {
 }
 # Per (dataset, architecture) changes to SIZES. RealNVP's residual conditioners run at full
 # 28x28 resolution (checkerboard couplings): at width 64 with 2 blocks a Fashion-MNIST step
-# costs ~90x Glow's conditioner FLOPs, about an hour per run on 2 cores, so its Fashion-MNIST
-# runs use width 32 and one residual block (~12x Glow's FLOPs).
+# costs ~90x Glow's conditioner FLOPs (measured: 85 training images/s, ~27 min per run on 2
+# cores), so its Fashion-MNIST runs use width 32 and one residual block (~12x Glow's FLOPs,
+# ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
 
