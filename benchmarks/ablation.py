@@ -49,6 +49,9 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
+# Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py reuses it).
+EVAL_DEQUANT_SAMPLES = 1
+EVAL_SEED = 1234
 
 
 def run_worker(spec_path):
@@ -68,7 +71,9 @@ def run_worker(spec_path):
   result = trainer.train()
   train_seconds = time.time() - start
   held_out = evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
-                                              trainer.num_bins, dequant_samples=1, seed=1234)
+                                              trainer.num_bins,
+                                              dequant_samples=EVAL_DEQUANT_SAMPLES,
+                                              seed=EVAL_SEED)
   if spec.get("figures_dir"):
     os.makedirs(spec["figures_dir"], exist_ok=True)
     for path in viz.write_lc_heatmaps(trainer.flow, spec["figures_dir"]):
