@@ -49,7 +49,8 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
-# Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py reuses it).
+# Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
+# lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1
 EVAL_SEED = 1234
 

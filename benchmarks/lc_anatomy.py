@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from benchmarks import ablation
 from benchmarks import results
 from lcflow_tf import data
 from lcflow_tf import evaluation
@@ -42,7 +43,7 @@ def anatomy(model_dir, max_images):
   """Rows of the table for one run."""
   run = evaluation.load_run(model_dir)
   batches = data.make_eval_pipeline(run.dataset.test().take(max_images), 256,
-                                    run.dataset.num_bins, seed=1234)
+                                    run.dataset.num_bins, seed=ablation.EVAL_SEED)
   recorder_sums = None
   count = 0
   for x in batches:
