@@ -81,6 +81,9 @@ class TrainConfig:
   split_prior: str | None = None
   scale_fn: str | None = None
   resnet_blocks: int = 2
+  max_log_scale: float | None = None
+  max_shift: float | None = None
+  max_log_sigma: float | None = None
   # likelihood-contribution protocol
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
@@ -126,6 +129,9 @@ class TrainConfig:
     _check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
     _check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
     _check_int("resnet_blocks", self.resnet_blocks, 0)
+    for name in ("max_log_scale", "max_shift", "max_log_sigma"):
+      if getattr(self, name) is not None:
+        _check_float(name, getattr(self, name), 0.0, low_open=False)
     _check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
     _check_bool("lc_reinit", self.lc_reinit)
     _check_int("train_steps", self.train_steps, 1)
@@ -166,7 +172,8 @@ class TrainConfig:
         levels=self.levels, steps_per_level=self.steps_per_level,
         hidden_channels=self.hidden_channels, coupling=self.coupling, split=self.split,
         conv1x1=self.conv1x1, split_prior=self.split_prior, scale_fn=self.scale_fn,
-        resnet_blocks=self.resnet_blocks, seed=self.seed)
+        resnet_blocks=self.resnet_blocks, seed=self.seed, max_log_scale=self.max_log_scale,
+        max_shift=self.max_shift, max_log_sigma=self.max_log_sigma)
 
   def to_dict(self):
     return dataclasses.asdict(self)
