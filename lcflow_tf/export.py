@@ -22,17 +22,54 @@ import tempfile
 
 import tensorflow as tf
 
+from lcflow_tf import bijectors as lcb
 from lcflow_tf import config as config_lib
 
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
 
 
+def plain_variables(flow):
+  """Every variable of `flow`'s bijector as the plain `tf.Variable` that holds it.
+
+  Keras 3 network variables are unwrapped to the `tf.Variable` their `.value` is. The
+  exported module tracks these, and not the Keras objects: when a Keras 3 variable is saved,
+  TensorFlow writes a fresh copy of it into the SavedModel's graph, which the session-based
+  loaders (`tf.compat.v1.saved_model.loader.load`, `saved_model_cli run`, TensorFlow
+  Serving) restore while the signatures read the original, never-restored variable.
+
+  Args:
+    flow: an `lcflow_tf.Flow`.
+
+  Returns:
+    A tuple of distinct `tf.Variable`s (trainable and not: weights, ActNorm state, split
+    permutations).
+
+  Raises:
+    TypeError: if a variable is neither a `tf.Variable` nor wraps one.
+  """
+  found, seen = [], set()
+  for v in lcb.collect_variables(flow.bijector):
+    plain = v if isinstance(v, tf.Variable) else getattr(v, "value", None)
+    if not isinstance(plain, tf.Variable):
+      raise TypeError(f"plain_variables: variable {getattr(v, 'path', v)!r} of type "
+                      f"{type(v).__name__} does not wrap a tf.Variable.")
+    if id(plain) not in seen:
+      seen.add(id(plain))
+      found.append(plain)
+  return tuple(found)
+
+
 class _Serving(tf.Module):
-  """The exported object: the flow plus the signature functions."""
+  """The exported object: the flow's variables plus the signature functions.
+
+  The flow itself is deliberately not an attribute (see `plain_variables`): the functions
+  reach it through their closures, and every variable they read is tracked here as a plain
+  `tf.Variable`, so every loader restores exactly what the signatures read.
+  """
 
   def __init__(self, flow, num_bins):
     super().__init__(name="lcflow_serving")
-    self.flow = flow
+    self.model_variables = list(plain_variables(flow))
     self.num_bins = tf.constant(num_bins, tf.int32)
     self.image_shape = tf.constant(flow.image_shape, tf.int32)
     h, w, c = flow.image_shape
