@@ -11,8 +11,13 @@ Signatures (H, W, C are the model's image shape; B = num_bins integer levels):
   * `encode`: `images` uint8 -> `latent` float32 [N, H, W, C] (of the bin centres).
   * `decode`: `latent` float32 [N, H, W, C] -> `images` uint8.
 The whole model state (weights, ActNorm state, LC split permutations) is inside; loading
-needs only TensorFlow. Inputs of the wrong dtype or shape are rejected by the signatures'
+needs only TensorFlow, with `tf.saved_model.load` or with the session-based loaders
+(`tf.compat.v1.saved_model.loader.load`, `saved_model_cli run`, TensorFlow Serving), which
+give the same outputs. Inputs of the wrong dtype or shape are rejected by the signatures'
 input specs; integer values >= B by a check that names the allowed range.
+
+`version=N` writes TensorFlow Serving's layout `export_dir/N/`. `upgrade_saved_model`
+re-saves an export written before 2026-11-30, which only `tf.saved_model.load` can run.
 """
 
 import math
@@ -194,6 +199,7 @@ def _save_atomically(target, save):
   # path is never loaded; the version appears, complete, with the rename.
   staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
+    os.chmod(staging, config_lib.default_dir_mode())  # readable by a server's own user
     save(staging)
     if os.path.exists(target):
       old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)

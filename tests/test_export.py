@@ -53,6 +53,9 @@ def flow_and_export(tmp_path_factory):
   base = tmp_path_factory.mktemp("export") / "models"
   path = export.export_saved_model(flow, str(base), NUM_BINS, version=1)
   assert path == str(base / "1") and os.listdir(base) == ["1"]
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask  # like mkdir, not mkdtemp's 0700
   return flow, path, images
 
 
@@ -77,20 +80,27 @@ def library_outputs(flow, images, latents):
 
 
 def session_run(path, calls):
-  """Runs `calls` [(signature, {input: array})] through the TF1 session loader.
+  """Runs `calls` [(signature, {input: value})] through the TF1 session loader.
 
   As TensorFlow Serving does: one Session, `loader.load` (which runs the SavedModel's restore
-  op), then each signature's output tensors fetched by name with its inputs fed by name.
-  Returns per call the {output: array} or the exception raised.
+  op), then each signature's output tensors fetched by name with its inputs fed by name, as
+  arrays of the SignatureDef's dtypes (values may be nested lists, as from JSON; a value
+  that is not a dict feeds the signature's only input). Returns per call the {output: array} or the exception raised.
   """
   results = []
   with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
     meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
     for name, feeds in calls:
       signature = meta.signature_def[name]
+      inputs = signature.inputs
+      if not isinstance(feeds, dict):
+        (only,) = inputs
+        feeds = {only: feeds}
       try:
-        results.append(sess.run({k: t.name for k, t in signature.outputs.items()},
-                                {signature.inputs[k].name: v for k, v in feeds.items()}))
+        results.append(sess.run(
+            {k: t.name for k, t in signature.outputs.items()},
+            {inputs[k].name: np.asarray(v, tf.dtypes.as_dtype(inputs[k].dtype).as_numpy_dtype)
+             for k, v in feeds.items()}))
       except (tf.errors.OpError, ValueError) as e:
         results.append(e)
   return results
@@ -295,6 +305,33 @@ def test_bad_inputs_give_clear_messages_on_session_paths(flow_and_export, proces
   assert re.search(r"Cannot feed value of shape \(1, 8, 8, 3\) .* has shape '?\(None, 8, 8, "
                    r"1\)", cli["bad-shape"]), cli["bad-shape"]
   assert not os.path.exists(processes["dir"] / "cli" / "bad-values")  # nothing written
+
+
+def rest_inputs(body):
+  """What TensorFlow Serving feeds for a `:predict` JSON body: {input: value}, or the value of
+  a signature's only input."""
+  if "inputs" in body:  # columnar: the named inputs (or the only input) as they are
+    return body["inputs"]
+  rows = body["instances"]  # row format: one entry per example, stacked (batch dimension)
+  return {k: [row[k] for row in rows] for k in rows[0]} if isinstance(rows[0], dict) else rows
+
+
+def test_readme_rest_bodies_fit_the_signatures(flow_and_export):
+  flow, path, _ = flow_and_export
+  with open(os.path.join(REPO, "README.md")) as f:
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", f.read(), re.S)
+                if "sample_body" in b]
+  namespace = {}
+  exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  names = ("log_prob_body", "log_prob_columnar_body", "sample_body")
+  bodies = [json.loads(namespace[n]) for n in names]
+  results = session_run(path, [(b["signature_name"], rest_inputs(b)) for b in bodies])
+  assert not [r for r in results if isinstance(r, Exception)], results
+  row, columnar, sample = results
+  x = (namespace["digits"].astype(np.float32) + 0.5) / NUM_BINS
+  for result in (row, columnar):
+    np.testing.assert_allclose(result["log_prob"], flow.log_prob(x).numpy(), rtol=1e-5)
+  assert sample["images"].shape == (4, 8, 8, 1) and sample["images"].dtype == np.uint8
 
 
 def test_checkpoint_written_by_main_restores(digits, tmp_path):
