@@ -59,6 +59,21 @@ def flow_and_export(tmp_path_factory):
   return flow, path, images
 
 
+def test_plain_variables_are_every_variable_of_the_bijector(flow_and_export):
+  flow = flow_and_export[0]
+  plain = export.plain_variables(flow)
+  assert all(isinstance(v, tf.Variable) for v in plain)
+  refs = {v.ref() for v in plain}
+  assert len(refs) == len(plain)
+  trainable = [v if isinstance(v, tf.Variable) else v.value for v in flow.trainable_variables]
+  keras = [v for v in flow.trainable_variables if not isinstance(v, tf.Variable)]
+  assert len(keras) == 4 * 3 * 2 + 1 * 2  # 4 couplings x 3 convs, 1 prior conv; kernel, bias
+  state = ([j.permutation.indices for j in flow.junctions] +
+           [a.initialized for a in flow.actnorms])
+  assert {v.ref() for v in trainable + state} <= refs
+  assert not {v.ref() for v in flow.lc_statistics.variables} & refs  # not part of the model
+
+
 def good_calls(images, latents):
   """{signature: inputs} of one valid call of every signature."""
   return {"log_prob": {"images": images}, "serving_default": {"images": images},
