@@ -100,7 +100,8 @@ def session_run(path, calls):
   As TensorFlow Serving does: one Session, `loader.load` (which runs the SavedModel's restore
   op), then each signature's output tensors fetched by name with its inputs fed by name, as
   arrays of the SignatureDef's dtypes (values may be nested lists, as from JSON; a value
-  that is not a dict feeds the signature's only input). Returns per call the {output: array} or the exception raised.
+  that is not a dict feeds the signature's only input). Returns per call the {output: array}
+  or the exception raised.
   """
   results = []
   with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
