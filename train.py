@@ -10,8 +10,8 @@ LC heatmaps) in MODEL_DIR/eval.
 
 Rerunning with the same --model_dir resumes from the latest checkpoint (a larger
 --train_steps continues training). --export_dir=DIR also writes a SavedModel of the final
-checkpoint (see export.py). Bad flag values end with a one-line `error: ...` and
-exit status 1, before anything is written.
+checkpoint (see export.py; --export_version=N: TensorFlow Serving's EXPORT_DIR/N/ layout).
+Bad flag values end with a one-line `error: ...` and exit status 1, before anything is written.
 """
 
 from absl import app
@@ -115,7 +115,11 @@ flags.DEFINE_boolean("eval_at_end", True, "Evaluate the final checkpoint (eval.p
                      "into MODEL_DIR/eval.")
 flags.DEFINE_string("export_dir", None, "After training, export the final checkpoint as a "
                     "SavedModel with serving signatures here (as export.py does).")
-flags.DEFINE_boolean("overwrite_export", False, "Replace an existing --export_dir.")
+flags.DEFINE_boolean("overwrite_export", False, "Replace an existing --export_dir (with "
+                     "--export_version: an existing version folder).")
+flags.DEFINE_integer("export_version", None, "With --export_dir: write TensorFlow Serving's "
+                     "layout EXPORT_DIR/EXPORT_VERSION/ (an int >= 1; as export.py --version).",
+                     lower_bound=1)
 
 FLAGS = flags.FLAGS
 
@@ -125,9 +129,12 @@ def main(argv):
   try:
     config = config_lib.TrainConfig(**{name: FLAGS[name].value
                                        for name in config_lib.TrainConfig.__dataclass_fields__})
+    if FLAGS.export_version is not None and FLAGS.export_dir is None:
+      raise ValueError(f"--export_version={FLAGS.export_version} needs --export_dir (the model "
+                       "base path that holds the version folders).")
     if FLAGS.export_dir is not None:  # refused before training, not after it
       export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite_export,
-                              protect=[FLAGS.model_dir])
+                              protect=[FLAGS.model_dir], version=FLAGS.export_version)
     training.configure_cpu_replicas(config.cpu_replicas)
     trainer = training.Trainer(config, FLAGS.model_dir)
   except ValueError as e:
@@ -150,7 +157,8 @@ def main(argv):
     try:
       run = evaluation.load_run(FLAGS.model_dir, dataset=trainer.dataset)
       path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
-                                       overwrite=FLAGS.overwrite_export)
+                                       overwrite=FLAGS.overwrite_export,
+                                       version=FLAGS.export_version)
     except ValueError as e:
       cli.fail(e)
     print(f"SavedModel (step {run.step}): {path}")

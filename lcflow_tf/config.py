@@ -240,11 +240,20 @@ def check_creatable_dir(path, what):
     raise ValueError(f"{what} {path} is not writable (no write permission on {existing}).")
 
 
-def default_file_mode():
-  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
+def _umask():
   umask = os.umask(0)
   os.umask(umask)
-  return 0o666 & ~umask
+  return umask
+
+
+def default_file_mode():
+  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
+  return 0o666 & ~_umask()
+
+
+def default_dir_mode():
+  """Permissions of a newly created directory under the current umask (mkdtemp uses 0700)."""
+  return 0o777 & ~_umask()
 
 
 def write_json_atomic(path, values):

@@ -48,8 +48,9 @@
   `max_nonfinite_steps` consecutive ones, the latest checkpoint is restored and the learning
   rate is multiplied by `nonfinite_lr_factor` (kept in later checkpoints); after
   `max_nonfinite_restores` such restores training stops with `TrainingError`.
-* TensorBoard events are written with `tf.summary.write` in TensorBoard's scalar/image
-  format, so TensorBoard itself is not a dependency (install it only to view them).
+* TensorBoard events are written with `tf.summary.write` in the format of TensorBoard's
+  scalars and images plugins (`tensorboard --logdir MODEL_DIR`; tensorboard is in
+  requirements.txt, and the library itself does not import it).
 * Logs: a progress line every `log_every` steps (step, train bits/dim, images/s, learning
   rate, ETA); TensorBoard scalars in `model_dir/train` and, every `images_every` steps and at
   the end, sample grids and LC heatmaps.

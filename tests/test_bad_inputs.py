@@ -87,6 +87,12 @@ def copy_run(runs, name, sb, spoil=None):
   return str(target)
 
 
+def fake_saved_model(path):
+  """A directory with an unparsable saved_model.pb."""
+  path.mkdir()
+  (path / "saved_model.pb").write_bytes(b"not a SavedModel" * 10)
+
+
 def a_file(sb):
   (sb / "file").write_text("a regular file")
 
@@ -221,6 +227,22 @@ CASES = [
          r"file, not a directory\.$"),
     Case("export-missing-export-dir-flag", EXPORT, cli("--model_dir={glow}"),
          r"flag --export_dir=None: Flag --export_dir must have a value other than None"),
+    Case("export-version-zero", EXPORT,
+         cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=0"),
+         r"flag --version=0: 0 is not a positive integer"),
+    Case("export-version-folder-exists", EXPORT,
+         cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=1",
+             setup=lambda sb, runs: (sb / "models" / "1").mkdir(parents=True)),
+         r"^export_saved_model: version folder 1 of export_dir .*/models/1 already exists; "
+         r"pass overwrite=True"),
+    Case("export-upgrade-not-a-saved-model", EXPORT,
+         cli("--upgrade={sb}/old", "--export_dir={sb}/new",
+             setup=lambda sb, runs: (sb / "old").mkdir()),
+         r"^upgrade_saved_model: '.*/old' is not a SavedModel directory \(no saved_model.pb "
+         r"in it\)"),
+    Case("train-export-version-without-export-dir", TRAIN,
+         cli("--model_dir={sb}/run", "--export_version=2", *TRAIN_FLAGS),
+         r"^--export_version=2 needs --export_dir \(the model base path"),
 
     # library: data
     Case("read-idx-truncated", LIB, lib(
@@ -331,6 +353,35 @@ CASES = [
     Case("export-num-bins-one", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 1)),
          r"num_bins must be an int >= 2, got 1"),
+    Case("export-version-zero-in-library", LIB, lib(
+        lambda c: export.export_saved_model(c.flow, str(c.sb / "models"), 17, version=0)),
+         r"version must be None or an int >= 1 \(the number of the TensorFlow Serving version "
+         r"folder\), got 0"),
+    Case("export-version-string-in-library", LIB, lib(
+        lambda c: export.export_saved_model(c.flow, str(c.sb / "models"), 17, version="1")),
+         r"version must be None or an int >= 1 .*, got '1'"),
+    Case("export-version-in-a-saved-model", LIB, lib(
+        lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 17, version=1),
+        setup=lambda c: fake_saved_model(c.sb / "model")),
+         r"export_dir .*/model is itself a SavedModel; with version=1 it must be a model base "
+         r"path"),
+    Case("upgrade-not-a-saved-model", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb), str(c.sb / "new"))),
+         r"upgrade_saved_model: '.*' is not a SavedModel directory"),
+    Case("upgrade-into-itself", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "old"),
+                                             overwrite=True),
+        setup=lambda c: fake_saved_model(c.sb / "old")),
+         r"export_dir .*/old is or contains the export being upgraded .*/old; choose another"),
+    Case("upgrade-unreadable-saved-model", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "new")),
+        setup=lambda c: fake_saved_model(c.sb / "old")),
+         r"cannot load .*/old with tf.saved_model.load \(OSError: Cannot parse file"),
+    Case("upgrade-not-an-lcflow-export", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb / "other"), str(c.sb / "new")),
+        setup=lambda c: tf.saved_model.save(tf.Module(), str(c.sb / "other"))),
+         r"other is not an lcflow_tf export: it lacks the signatures \['serving_default', "
+         r"'log_prob', 'sample', 'encode', 'decode'\] \(it has \[\]\)"),
     # SavedModel signatures
     Case("signature-value-equal-to-num-bins", SIG, lib(
         lambda c: c.serving.signatures["log_prob"](

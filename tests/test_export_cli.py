@@ -1,4 +1,4 @@
-"""export.py and train.py --export_dir: a tiny trained run exported as a SavedModel."""
+"""export.py and train.py --export_dir/--export_version: a tiny run exported as a SavedModel."""
 
 import os
 import subprocess
@@ -22,11 +22,14 @@ def run(script, *args, timeout=300):
 
 
 def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path):
-  model_dir, at_end, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
-  trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={at_end}", *TINY_FLAGS)
+  model_dir, base, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
+  at_end = base / "5"  # TensorFlow Serving's layout: model base path / version
+  trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={base}",
+                "--export_version=5", *TINY_FLAGS)
   assert trained.returncode == 0, trained.stderr[-3000:]
   assert "Traceback" not in trained.stderr
   assert f"SavedModel (step 4): {at_end}" in trained.stdout
+  assert os.listdir(base) == ["5"]
 
   later.mkdir()  # an older export there: replaced with --overwrite
   (later / "old.txt").write_text("old")

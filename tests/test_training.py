@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import plugin_event_accumulator
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.util import tensor_util
 
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
@@ -166,6 +171,34 @@ def test_checkpoint_holds_the_whole_state(straight):
   listing = os.listdir(model_dir)
   assert {"ckpt-3.index", "ckpt-6.index", "checkpoint", "config.json"} <= set(listing)
   assert not [f for f in listing if "tmp" in f.lower()]
+
+
+# --- TensorBoard ---------------------------------------------------------------------------
+def test_tensorboard_reads_the_training_events(straight):
+  """TensorBoard's own reader (the one `tensorboard --logdir` uses) finds the scalars, with
+  the logged values, and the sample / LC heatmap PNGs as its images plugin's data."""
+  trainer, result = straight
+  accumulator = plugin_event_accumulator.EventAccumulator(
+      os.path.join(trainer.model_dir, "train"), size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  scalars = set(accumulator.PluginTagToContent(scalar_metadata.PLUGIN_NAME))
+  assert {"train/bits_per_dim", "train/loss_nats", "train/learning_rate", "train/grad_norm",
+          "train/images_per_sec", "train/nonfinite_steps"} <= scalars
+  logged = {e.step: float(tensor_util.make_ndarray(e.tensor_proto))
+            for e in accumulator.Tensors("train/bits_per_dim")}
+  assert sorted(logged) == [2, 4, 6]  # log_every=2: the mean over the last two steps
+  for step, value in logged.items():
+    np.testing.assert_allclose(
+        value, np.mean([result.bits_per_dim[step - 1], result.bits_per_dim[step]]), rtol=1e-5)
+  images = set(accumulator.PluginTagToContent(image_metadata.PLUGIN_NAME))
+  assert images == {"samples/temperature_0.0", "samples/temperature_0.7",
+                    "samples/temperature_1.0", "lc/heatmaps"}
+  for tag in images:
+    (event,) = accumulator.Tensors(tag)  # images_every=100: once, at the end
+    assert event.step == 6
+    width, height, png = tensor_util.make_ndarray(event.tensor_proto)
+    decoded = tf.io.decode_png(png).numpy()
+    assert decoded.shape[:2] == (int(height), int(width)) and min(decoded.shape[:2]) >= 16
 
 
 # --- the pilot protocol --------------------------------------------------------------------
