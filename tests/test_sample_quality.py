@@ -254,3 +254,18 @@ def test_evaluate_sampler_counts_nonfinite_and_reaches_the_floor(cache, digits, 
   assert exact["temperatures"]["1"]["frechet_distance"] == pytest.approx(floor, rel=1e-9)
   with pytest.raises(ValueError, match=r"num_samples must be an integer >= 2 .*got 1"):
     sample_quality.evaluate_sampler(sampler, digits, [1.0], num_samples=1, classifier=cache)
+
+
+def test_benchmark_rows_agree_with_the_cache_and_eval(cache, digits, arrays):
+  """benchmarks/sample_quality.py's distances are the ones eval.py and the cache report."""
+  from benchmarks import sample_quality as benchmark  # pylint: disable=g-import-not-at-top
+  rows, details = benchmark.measure(cache, arrays, num_samples=100, seed=3)
+  assert details["num_samples"] == 100 and len(details["floors"]) == benchmark.SUBSETS
+  refs = cache.info["reference_distances"]
+  assert rows[0]["value"] == pytest.approx(refs["train_vs_test"], rel=1e-9)
+  assert rows[-1]["value"] == pytest.approx(refs["test_half_vs_half"], rel=1e-9)
+  evaluated = sample_quality.evaluate_sampler(
+      lambda n, t, s: np.zeros((n, 8, 8, 1), np.float32), digits, [1.0], num_samples=100,
+      seed=3, classifier=cache, arrays=arrays)
+  assert rows[1]["value"] == pytest.approx(evaluated["reference_frechet_distance"], rel=1e-9)
+  assert all(f > 0 for f in details["floors"]) and rows[3]["value"] > 0
