@@ -30,6 +30,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from benchmarks import results
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import frechet
 from lcflow_tf import sample_quality
 
 SUBSETS = 6
@@ -37,7 +38,7 @@ SUBSETS = 6
 
 def measure(classifier, arrays, num_samples, seed):
   """Rows of distances between real image sets (see the module docstring)."""
-  fd = sample_quality.frechet_distance_of_features
+  fd = frechet.frechet_distance_of_features
   train = classifier.features(arrays.train_images)
   test = classifier.features(arrays.test_images)
   n = min(num_samples, len(test), len(train) // 2)

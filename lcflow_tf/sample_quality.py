@@ -18,19 +18,8 @@ Pieces:
   * `FeatureClassifier.features(images)`: penultimate activations (float64) of integer
     images `[N, H, W, C]` in `[0, num_bins)`, fed to the network as `k / (num_bins - 1)`;
     real and generated images go through the same path.
-  * The distance between two Gaussians,
-    `|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2)`, in float64:
-    `frechet_distance_of_features(f1, f2)` (what the evaluation uses) fits mean and covariance
-    to two feature sets and gets the last trace from the singular values of a product of QR
-    factors of the centred features, with no matrix square root; accurate to rounding even
-    for singular covariances (dead ReLU features, fewer samples than features).
-    `frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2)` starts from means and
-    covariances: the middle matrix is symmetric positive semi-definite, so both square roots
-    come from `eigh`, eigenvalues below 0 (rounding) are set to 0; a zero eigenvalue's rounding
-    error e becomes sqrt(e) in a square root, so singular covariances there give about 1e-8
-    relative accuracy. Neither meets complex numbers (unlike `scipy.linalg.sqrtm` of the
-    non-symmetric S1 S2, whose imaginary parts must be discarded). A result below 0
-    (rounding when the two sets agree) is returned as 0.
+  * The distance itself, between Gaussians fitted to two feature sets, in float64:
+    `lcflow_tf.frechet.frechet_distance_of_features` (numerics documented there).
   * `quantize_samples(x, num_bins)`: model-space samples (floats in [0, 1)) -> integer images
     like the SavedModel's `sample` signature (`floor(x * bins)` clipped to the bins). Samples
     with any non-finite value are excluded and counted; finite values outside [0, 1) are
@@ -57,6 +46,7 @@ import tensorflow as tf
 from absl import logging
 
 from lcflow_tf import config as config_lib
+from lcflow_tf import frechet
 
 INFO_FILE = "classifier.json"
 CACHE_ENV = "LCFLOW_TF_CACHE"
@@ -231,7 +221,7 @@ class FeatureClassifier:
     """
     check_images(generated, self.image_shape, self.num_bins, "generated", minimum=2)
     check_images(reference, self.image_shape, self.num_bins, "reference", minimum=2)
-    return frechet_distance_of_features(self.features(generated), self.features(reference))
+    return frechet.frechet_distance_of_features(self.features(generated), self.features(reference))
 
 
 def check_images(images, image_shape, num_bins, what="images", minimum=1):
@@ -255,86 +245,6 @@ def check_images(images, image_shape, num_bins, what="images", minimum=1):
     raise ValueError(f"{what} must be integers in [0, {num_bins}), got values in "
                      f"[{images.min()}, {images.max()}].")
   return images
-
-
-def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2):
-  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (see the module docstring).
-
-  Args:
-    mu1, mu2: means [F].
-    sigma1, sigma2: covariances [F, F] (symmetric positive semi-definite).
-
-  Returns:
-    float >= 0.
-
-  Raises:
-    ValueError: mismatched shapes or non-finite values.
-  """
-  mu1, mu2 = (np.asarray(m, np.float64) for m in (mu1, mu2))
-  sigma1, sigma2 = (np.asarray(s, np.float64) for s in (sigma1, sigma2))
-  f = mu1.shape[0] if mu1.ndim == 1 else -1
-  for name, value, shape in (("mu1", mu1, (f,)), ("mu2", mu2, (f,)), ("sigma1", sigma1, (f, f)),
-                             ("sigma2", sigma2, (f, f))):
-    if f < 1 or value.shape != shape:
-      raise ValueError(f"frechet_distance: {name} must have shape {list(shape)} (means [F], "
-                       f"covariances [F, F]), got {list(value.shape)}.")
-    if not np.all(np.isfinite(value)):
-      raise ValueError(f"frechet_distance: {name} has non-finite values.")
-  root1 = _psd_sqrt(sigma1)
-  middle = root1 @ sigma2 @ root1
-  eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2.0)
-  trace_sqrt = np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None)))
-  diff = mu1 - mu2
-  distance = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt
-  return max(float(distance), 0.0)
-
-
-def frechet_distance_of_features(features1, features2):
-  """Frechet distance between the Gaussians fitted (mean, covariance) to two feature sets.
-
-  Computed from the centred features A [N, F] and B [M, F] themselves, without a matrix
-  square root: with the QR factors A = Qa Ra and B = Qb Rb, the covariances are
-  Ra^T Ra / (N - 1) and Rb^T Rb / (M - 1), and tr((S1^1/2 S2 S1^1/2)^1/2) is the sum of the
-  singular values of Ra Rb^T divided by sqrt((N - 1)(M - 1)). Singular values carry an
-  absolute error of about machine epsilon times the largest, so singular covariances (dead
-  features, N < F) cost no accuracy, and swapping the arguments gives the same value to
-  rounding (the singular values of a matrix and of its transpose).
-
-  Args:
-    features1, features2: [N >= 2, F] and [M >= 2, F] real arrays.
-
-  Returns:
-    float >= 0.
-
-  Raises:
-    ValueError: fewer than 2 rows, different F, or non-finite features.
-  """
-  centred, means = [], []
-  for name, features in (("features1", features1), ("features2", features2)):
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2 or features.shape[0] < 2 or features.shape[1] < 1:
-      raise ValueError(f"frechet_distance: {name} must be [N >= 2, F >= 1] (a covariance needs "
-                       f"2 samples), got shape {list(features.shape)}.")
-    if not np.all(np.isfinite(features)):
-      raise ValueError(f"frechet_distance: {name} has non-finite values.")
-    means.append(features.mean(axis=0))
-    centred.append(features - means[-1])
-  if means[0].shape != means[1].shape:
-    raise ValueError(f"frechet_distance: features1 and features2 must have the same width, got "
-                     f"{means[0].shape[0]} and {means[1].shape[0]}.")
-  (a, b), (n, m) = centred, (len(centred[0]), len(centred[1]))
-  ra, rb = np.linalg.qr(a, mode="r"), np.linalg.qr(b, mode="r")
-  trace_sqrt = np.sum(np.linalg.svd(ra @ rb.T, compute_uv=False)) / math.sqrt((n - 1) * (m - 1))
-  diff = means[0] - means[1]
-  distance = (diff @ diff + np.sum(a * a) / (n - 1) + np.sum(b * b) / (m - 1)
-              - 2.0 * trace_sqrt)
-  return max(float(distance), 0.0)
-
-
-def _psd_sqrt(matrix):
-  """Symmetric square root of a symmetric PSD matrix (negative eigenvalues -> 0)."""
-  eigenvalues, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
-  return (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
 
 
 def quantize_samples(x, num_bins):
@@ -519,10 +429,11 @@ def reference_distances(train_features, test_features):
   """
   test = test_features
   half = len(test) // 2
-  result = {"train_vs_test": frechet_distance_of_features(train_features, test),
+  result = {"train_vs_test": frechet.frechet_distance_of_features(train_features, test),
             "num_train": int(len(train_features)), "num_test": int(len(test))}
   if half >= 2:
-    result["test_half_vs_half"] = frechet_distance_of_features(test[:half], test[half:2 * half])
+    result["test_half_vs_half"] = frechet.frechet_distance_of_features(test[:half],
+                                                                       test[half:2 * half])
     result["test_half_size"] = int(half)
   return result
 
@@ -581,7 +492,7 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
       "classifier_reference_distances": classifier.info.get("reference_distances"),
       "num_samples": num_samples,
       "num_reference_images": int(len(reference)),
-      "reference_frechet_distance": frechet_distance_of_features(
+      "reference_frechet_distance": frechet.frechet_distance_of_features(
           classifier.features(arrays.train_images[np.sort(order)]), reference),
       "temperatures": {},
   }
@@ -593,7 +504,7 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
       images.append(kept)
       nonfinite, outside = nonfinite + excluded, outside + clipped
     images = np.concatenate(images)
-    distance = (frechet_distance_of_features(classifier.features(images), reference)
+    distance = (frechet.frechet_distance_of_features(classifier.features(images), reference)
                 if len(images) >= 2 else None)
     result["temperatures"][f"{t:g}"] = {
         "frechet_distance": distance, "num_used": int(len(images)),

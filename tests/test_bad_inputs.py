@@ -34,6 +34,7 @@ from lcflow_tf import data
 from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
+from lcflow_tf import frechet
 from lcflow_tf import sample_quality
 from lcflow_tf import training
 
@@ -336,7 +337,7 @@ CASES = [
         setup=lambda c: a_file(c.sb)),
          r"^classifier_dir .*/file/cls cannot be created: .*/file is a file, not a directory"),
     Case("frechet-distance-one-sample", LIB, lib(
-        lambda c: sample_quality.frechet_distance_of_features(np.zeros((1, 4)),
+        lambda c: frechet.frechet_distance_of_features(np.zeros((1, 4)),
                                                               np.zeros((5, 4)))),
          r"^frechet_distance: features1 must be \[N >= 2, F >= 1\] \(a covariance needs 2 "
          r"samples\), got shape \[1, 4\]\.$"),
