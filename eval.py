@@ -2,10 +2,15 @@
 
   python eval.py --model_dir=runs/digits_glow_lc
   python eval.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --dequant_samples=16
+  python eval.py --model_dir=runs/fmnist --sample_quality   # + Frechet distance per temperature
 
 Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), evaluates on the
 whole held-out split and writes OUTPUT_DIR (default MODEL_DIR/eval): results.json (all
-numbers), samples_t{T}.png per temperature, lc_level{l}.png and lc_overview.png.
+numbers), samples_t{T}.png per temperature, lc_level{l}.png and lc_overview.png. With
+--sample_quality, results.json also gets the Frechet distance of --sample_quality_samples
+generated images per temperature to the test images, on the features of a classifier trained
+once on the dataset's labelled training split and cached in --classifier_dir (see
+lcflow_tf/sample_quality.py).
 """
 
 from absl import app
@@ -14,6 +19,7 @@ from absl import flags
 from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import evaluation
+from lcflow_tf import sample_quality
 
 _D = config_lib.EvalConfig()
 
@@ -32,6 +38,19 @@ flags.DEFINE_integer("reconstruction_images", _D.reconstruction_images,
                      lower_bound=0)
 flags.DEFINE_integer("seed", _D.seed, "Seed of the dequantisation noise and the samples.",
                      lower_bound=0)
+flags.DEFINE_bool("sample_quality", _D.sample_quality,
+                  "Also compute the Frechet distance of generated to test images per "
+                  "temperature (trains and caches a feature classifier on first use).")
+flags.DEFINE_integer("sample_quality_samples", _D.sample_quality_samples,
+                     "Generated images per temperature for --sample_quality (the test side "
+                     "uses min(this, test set size) images).", lower_bound=2)
+flags.DEFINE_string("classifier_dir", _D.classifier_dir,
+                    "Cache directory of the feature classifier (default: "
+                    "$LCFLOW_TF_CACHE or ~/.cache/lcflow_tf, then "
+                    "classifiers/<dataset>_<bins>bins).")
+flags.DEFINE_integer("classifier_steps", _D.classifier.steps,
+                     "Training steps of the feature classifier (part of its cache key).",
+                     lower_bound=1)
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +66,11 @@ def main(argv):
     config = config_lib.EvalConfig(
         dequant_samples=FLAGS.dequant_samples, batch_size=FLAGS.batch_size,
         temperatures=temperatures, num_samples=FLAGS.num_samples,
-        reconstruction_images=FLAGS.reconstruction_images, seed=FLAGS.seed)
+        reconstruction_images=FLAGS.reconstruction_images, seed=FLAGS.seed,
+        sample_quality=FLAGS.sample_quality,
+        sample_quality_samples=FLAGS.sample_quality_samples,
+        classifier_dir=FLAGS.classifier_dir,
+        classifier=config_lib.ClassifierConfig(steps=FLAGS.classifier_steps))
     results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, config, FLAGS.output_dir,
                                                   FLAGS.checkpoint)
   except ValueError as e:
@@ -57,6 +80,8 @@ def main(argv):
         f"{results['num_images']} images); importance-weighted "
         f"{results['test_bits_per_dim_iw']:.4f}; reconstruction max abs error "
         f"{results.get('reconstruction_max_abs_error', float('nan')):.2e}")
+  if "sample_quality" in results:
+    print(sample_quality.summary(results["sample_quality"]))
   print(f"results: {path}")
 
 

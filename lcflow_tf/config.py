@@ -188,6 +188,31 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+  """Training settings of the feature classifier of `lcflow_tf.sample_quality`.
+
+  Attributes:
+    steps: Adam steps on the training split (cosine decay of the learning rate to 0).
+    batch_size: images per step.
+    learning_rate: initial Adam learning rate.
+    feature_dim: units of the penultimate (feature) layer.
+    seed: seed of the initial weights, the shuffling and the dropout.
+  """
+  steps: int = 2400
+  batch_size: int = 128
+  learning_rate: float = 1e-3
+  feature_dim: int = 128
+  seed: int = 0
+
+  def __post_init__(self):
+    _check_int("classifier steps", self.steps, 1)
+    _check_int("classifier batch_size", self.batch_size, 1)
+    _check_float("classifier learning_rate", self.learning_rate, 0.0)
+    _check_int("classifier feature_dim", self.feature_dim, 1)
+    _check_int("classifier seed", self.seed, 0)
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
   """Settings of an evaluation (see `eval.py --help`).
 
@@ -198,6 +223,13 @@ class EvalConfig:
     num_samples: images per sample grid.
     reconstruction_images: test images used for the encode/decode error (0: none).
     seed: seed of the dequantisation noise and of the samples.
+    sample_quality: also compute the Frechet distance of generated to test images on the
+      features of a classifier (`lcflow_tf.sample_quality`), per temperature.
+    sample_quality_samples: N generated images per temperature for it (>= 2); the test side
+      uses min(N, test set size) images.
+    classifier_dir: cache directory of that classifier (None: see
+      `sample_quality.default_classifier_dir`).
+    classifier: training settings of that classifier.
   """
   dequant_samples: int = 4
   batch_size: int = 256
@@ -205,6 +237,10 @@ class EvalConfig:
   num_samples: int = 64
   reconstruction_images: int = 256
   seed: int = 1234
+  sample_quality: bool = False
+  sample_quality_samples: int = 10000
+  classifier_dir: str | None = None
+  classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
 
   def __post_init__(self):
     _check_int("dequant_samples", self.dequant_samples, 1)
@@ -217,6 +253,14 @@ class EvalConfig:
                        f"{self.temperatures!r}.")
     for t in self.temperatures:
       _check_float("temperatures", t, 0.0, low_open=False)
+    _check_bool("sample_quality", self.sample_quality)
+    _check_int("sample_quality_samples", self.sample_quality_samples, 2)
+    if self.classifier_dir is not None and (not isinstance(self.classifier_dir, str)
+                                            or not self.classifier_dir):
+      raise ValueError(f"classifier_dir must be a non-empty path or None, got "
+                       f"{self.classifier_dir!r}.")
+    if not isinstance(self.classifier, ClassifierConfig):
+      raise ValueError(f"classifier must be a ClassifierConfig, got {self.classifier!r}.")
 
 
 def check_creatable_dir(path, what):

@@ -6,6 +6,9 @@
   * `results.json`: every number below, the checkpoint and its step;
   * `samples_t{T}.png`: a grid of samples per temperature;
   * `lc_level{l}.png`, `lc_overview.png`: LC heatmaps and the split (see `lcflow_tf.viz`).
+With `EvalConfig.sample_quality`, `results.json` also holds `sample_quality`: the Frechet
+distance of generated to test images per temperature on the features of a cached classifier
+(see `lcflow_tf.sample_quality.evaluate_flow`).
 
 Test bits/dim: every held-out image is dequantised K times (`x = (k + u) / bins`, the noise
 of each pass seeded by `seed + pass`), each time giving the per-image bound
@@ -25,6 +28,7 @@ import tensorflow as tf
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import flows
+from lcflow_tf import sample_quality
 from lcflow_tf import training
 from lcflow_tf import viz
 
@@ -142,6 +146,8 @@ def evaluate(flow, dataset, eval_config, output_dir):
   """
   c = eval_config
   t0 = time.time()
+  if c.sample_quality:
+    sample_quality.check_dataset(dataset)  # before the long part
   os.makedirs(output_dir, exist_ok=True)
   bpd = held_out_bits_per_dim(flow, dataset.test(), dataset.num_bins, c.dequant_samples,
                           c.batch_size, c.seed)
@@ -159,6 +165,10 @@ def evaluate(flow, dataset, eval_config, output_dir):
                         os.path.join(output_dir, viz.sample_png_name(t)))
     results["samples"][f"{t:g}"] = os.path.basename(path)
     results["samples_nonfinite_fraction"][f"{t:g}"] = float(np.mean(~np.isfinite(x)))
+  if c.sample_quality:
+    results["sample_quality"] = sample_quality.evaluate_flow(
+        flow, dataset, c.temperatures, c.sample_quality_samples, c.seed, c.batch_size,
+        c.classifier_dir, c.classifier)
   heatmaps = viz.write_lc_heatmaps(flow, output_dir) if flow.lc_statistics.has_data() else []
   results["lc_heatmaps"] = [os.path.basename(p) for p in heatmaps]
   results["split"] = flow.config.split
@@ -188,6 +198,8 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
   eval_config = eval_config or config_lib.EvalConfig()
   if output_dir is not None:
     config_lib.check_creatable_dir(output_dir, "output_dir")
+  if eval_config.sample_quality and eval_config.classifier_dir is not None:
+    config_lib.check_creatable_dir(eval_config.classifier_dir, "classifier_dir")
   run = load_run(model_dir, checkpoint, dataset)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   results = evaluate(run.flow, run.dataset, eval_config, output_dir)

@@ -34,6 +34,8 @@ from lcflow_tf import data
 from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
+from lcflow_tf import frechet
+from lcflow_tf import sample_quality
 from lcflow_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,6 +210,10 @@ CASES = [
          cli("--model_dir={glow}", "--output_dir={sb}/file/eval",
              setup=lambda sb, runs: a_file(sb)),
          r"^output_dir .*/file/eval cannot be created: .*/file is a file, not a directory\.$"),
+    Case("eval-classifier-dir-under-a-file", EVAL,
+         cli("--model_dir={glow}", "--sample_quality", "--classifier_dir={sb}/file/cls",
+             setup=lambda sb, runs: a_file(sb)),
+         r"^classifier_dir .*/file/cls cannot be created: .*/file is a file, not a directory\.$"),
     # export.py
     Case("export-model-dir-without-config", EXPORT,
          cli("--model_dir={sb}", "--export_dir={sb}/exported"),
@@ -340,6 +346,30 @@ CASES = [
             str(c.runs["glow"]), output_dir=str(c.sb / "file" / "eval"), dataset=c.digits),
         setup=lambda c: a_file(c.sb)),
          r"output_dir .*/file/eval cannot be created"),
+    # library: sample quality
+    Case("sample-quality-dataset-without-labels", LIB, lib(
+        lambda c: sample_quality.load_or_train(
+            data.load_dataset("fashion_mnist", str(c.sb / "idx")), str(c.sb / "cls")),
+        setup=lambda c: fashion_dir(c.sb)),
+         r"^sample quality needs a dataset with class labels to train its feature classifier: "
+         r"dataset 'fashion_mnist' has no class labels: '.*/idx' lacks "
+         r"train-labels-idx1-ubyte\[.gz\]"),
+    Case("sample-quality-classifier-dir-under-a-file", LIB, lib(
+        lambda c: sample_quality.load_or_train(c.digits, str(c.sb / "file" / "cls")),
+        setup=lambda c: a_file(c.sb)),
+         r"^classifier_dir .*/file/cls cannot be created: .*/file is a file, not a directory"),
+    Case("frechet-distance-one-sample", LIB, lib(
+        lambda c: frechet.frechet_distance_of_features(np.zeros((1, 4)),
+                                                              np.zeros((5, 4)))),
+         r"^frechet_distance: features1 must be \[N >= 2, F >= 1\] \(a covariance needs 2 "
+         r"samples\), got shape \[1, 4\]\.$"),
+    Case("quantize-samples-integer-images", LIB, lib(
+        lambda c: sample_quality.quantize_samples(np.zeros((2, 8, 8, 1), np.uint8), NUM_BINS)),
+         r"^quantize_samples: x must be float samples \[N, H, W, C\] in \[0, 1\), got dtype "
+         r"uint8"),
+    Case("eval-config-sample-quality-samples-one", LIB, lib(
+        lambda c: config_lib.EvalConfig(sample_quality_samples=1)),
+         r"^sample_quality_samples must be an integer >= 2, got 1\.$"),
     # library: export
     Case("export-existing-dir", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 17),
