@@ -9,9 +9,10 @@ decay (the rule of `tf.train.ExponentialMovingAverage` with `num_updates`):
 
 where n counts the updates before this one (0, 1, 2, ...). The averages start at the
 variables' values (`reset()`), so no bias correction is needed; early on d_n is small
-(0.1, 0.18, 0.25, ...) and the average follows the recent weights (roughly the last ~n/9 of
-n updates) until d_n reaches `decay` (at n = (10 decay - 1) / (1 - decay), 8,991 updates for
-0.999), after which it is a plain exponential average over ~1 / (1 - decay) updates.
+(0.1, 0.18, 0.25, ...) and after n updates the average weighs the recent weights (its mean
+age is about n / 10 updates) until d_n reaches `decay` (at n = (10 decay - 1) / (1 - decay):
+8,990 updates for 0.999), after which it is a plain exponential average over ~1 / (1 - decay)
+updates.
 
 Only what is passed in is averaged: the training loop passes `flow.trainable_variables`, so
 ActNorm's `initialized` flags, the LC statistics, the split permutations and `split_fixed`
