@@ -335,7 +335,7 @@ class Trainer:
           self._checkpoint, self._write_dir, max_to_keep=config.keep_checkpoints)
       latest = tf.train.latest_checkpoint(self.model_dir)
       if latest:
-        self._restore(latest)
+        self._restore_checkpoint(latest)
         logging.info("Resuming from step %d (%s)", self.step, latest)
       else:
         self.flow.initialize(self.global_batch(0))
@@ -513,7 +513,9 @@ class Trainer:
     Fresh weights: every trainable variable takes the value it has in a flow freshly built
     from the same config and seed, the ActNorms are re-initialised (with the fixed split) on
     the global batch of the current step, and the optimizer's state (moments, iterations,
-    hence the warm-up) is zeroed. The permutations and the statistics are kept.
+    hence the warm-up) is zeroed. The permutations and the statistics are kept. Either way
+    the weight averages restart from the weights training continues with (the fixed split
+    changes what the weights mean).
 
     Returns:
       The permutations that were set, outermost junction first.
@@ -531,11 +533,12 @@ class Trainer:
           var.assign(tf.zeros(var.shape, var.dtype))
       if self.averages is not None:
         self.averages.reset()
+    averages = self.averages is not None
     logging.info("Pilot finished at step %d: split %r fixed from %d images%s%s.", self.step,
                  self.config.split, int(self.flow.lc_statistics.count.numpy()),
                  "; weights and optimizer re-initialised" if self.config.lc_reinit else
                  "; continuing from the pilot weights",
-                 "; weight averages restarted from these weights" if self.averages else "")
+                 "; weight averages restarted from these weights" if averages else "")
     return chosen
 
   # --- checkpoints and recovery --------------------------------------------------------------
@@ -558,20 +561,20 @@ class Trainer:
       raise TrainingError("training diverged (non-finite loss or gradients) before the first "
                           "checkpoint; lower --learning_rate or --grad_clip_norm.")
     with self.strategy.scope():
-      self._restore(latest)
+      self._restore_checkpoint(latest)
       self._lr_scale.assign(self._lr_scale * self.config.nonfinite_lr_factor)
     logging.warning("Restored %s (step %d) after non-finite steps; learning rate scale is now "
                     "%g.", latest, self.step, self.learning_rate_scale)
     return latest
 
-  def _restore(self, path):
+  def _restore_checkpoint(self, path):
     """Restores the checkpoint `path` (averages included when it holds them).
 
     A checkpoint without averages (written with `ema_decay=0`, or before averaging existed)
     restores everything else; the averages then restart from the restored weights.
 
     Raises:
-      ValueError: see `_restore`.
+      ValueError: one line, when the checkpoint is unreadable or does not match the model.
     """
     if self.averages is None or _has_averages(path):
       _restore(self._checkpoint, path)
