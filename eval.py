@@ -4,18 +4,20 @@
   python eval.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --dequant_samples=16
   python eval.py --model_dir=runs/fmnist --sample_quality   # + Frechet distance per temperature
 
-Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), evaluates on the
-whole held-out split and writes OUTPUT_DIR (default MODEL_DIR/eval): results.json (all
-numbers), samples_t{T}.png per temperature, lc_level{l}.png and lc_overview.png. With
---sample_quality, results.json also gets the Frechet distance of --sample_quality_samples
-generated images per temperature to the test images, on the features of a classifier trained
-once on the dataset's labelled training split and cached in --classifier_dir (see
-lcflow_tf/sample_quality.py).
+Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), evaluates its
+averaged weights (--weights=ema, the default; the raw ones with --weights=raw or when the run
+kept no averages) on the whole held-out split and writes OUTPUT_DIR (default MODEL_DIR/eval):
+results.json (all numbers, and which weights), samples_t{T}.png per temperature,
+lc_level{l}.png and lc_overview.png. With --sample_quality, results.json also gets the Frechet
+distance of --sample_quality_samples generated images per temperature to the test images, on
+the features of a classifier trained once on the dataset's labelled training split and cached
+in --classifier_dir (see lcflow_tf/sample_quality.py).
 """
 
 from absl import app
 from absl import flags
 
+from lcflow_tf import averaging
 from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import evaluation
@@ -26,6 +28,9 @@ _D = config_lib.EvalConfig()
 flags.DEFINE_string("model_dir", "runs/digits_glow_lc", "Run directory written by train.py.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
                     "default: the latest in --model_dir.")
+flags.DEFINE_enum("weights", "ema", averaging.WEIGHTS,
+                  "ema: the weight averages (the raw weights when the checkpoint has none, "
+                  "with a note); raw: the trained weights.")
 flags.DEFINE_string("output_dir", None, "Where the results go (default MODEL_DIR/eval).")
 flags.DEFINE_integer("dequant_samples", _D.dequant_samples,
                      "K dequantisation noise samples per test image.", lower_bound=1)
@@ -72,10 +77,11 @@ def main(argv):
         classifier_dir=FLAGS.classifier_dir,
         classifier=config_lib.ClassifierConfig(steps=FLAGS.classifier_steps))
     results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, config, FLAGS.output_dir,
-                                                  FLAGS.checkpoint)
+                                                  FLAGS.checkpoint, weights=FLAGS.weights)
   except ValueError as e:
     cli.fail(e)
-  print(f"step {results['step']}: test bits/dim {results['test_bits_per_dim']:.4f} "
+  print(f"step {results['step']} ({results['weights']} weights): test bits/dim "
+        f"{results['test_bits_per_dim']:.4f} "
         f"+- {results['test_bits_per_dim_stderr']:.4f} (K={results['dequant_samples']}, "
         f"{results['num_images']} images); importance-weighted "
         f"{results['test_bits_per_dim_iw']:.4f}; reconstruction max abs error "

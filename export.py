@@ -5,7 +5,8 @@
   python export.py --model_dir=runs/x --export_dir=models/lcflow --version=1   # TF Serving
   python export.py --upgrade=OLD_EXPORT --export_dir=NEW       # re-save a pre-2026-11-30 export
 
-Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint) and writes, atomically,
+Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), takes its averaged
+weights (--weights=ema, the default; --weights=raw for the trained ones) and writes, atomically,
 a SavedModel whose signatures (`log_prob`/`serving_default`, `sample`, `encode`, `decode`)
 load with `tf.saved_model.load`, `saved_model_cli run` and TensorFlow Serving. With
 --version=N the SavedModel goes to EXPORT_DIR/N (TensorFlow Serving's model base path layout;
@@ -18,6 +19,7 @@ and exit status 1.
 from absl import app
 from absl import flags
 
+from lcflow_tf import averaging
 from lcflow_tf import cli
 from lcflow_tf import evaluation
 from lcflow_tf import export
@@ -35,6 +37,9 @@ flags.DEFINE_integer("version", None, "Write TensorFlow Serving's layout EXPORT_
 flags.DEFINE_string("upgrade", None, "Instead of --model_dir: an export written before "
                     "2026-11-30 to re-save, unchanged, so that saved_model_cli run and "
                     "TensorFlow Serving can run it.")
+flags.DEFINE_enum("weights", "ema", averaging.WEIGHTS,
+                  "ema: the weight averages (the raw weights when the checkpoint has none, "
+                  "with a note); raw: the trained weights. Not for --upgrade.")
 flags.mark_flags_as_required(["export_dir"])
 
 FLAGS = flags.FLAGS
@@ -47,6 +52,9 @@ def main(argv):
              "(re-save an older export).")
   if FLAGS.upgrade is not None and FLAGS.checkpoint is not None:
     cli.fail("--checkpoint belongs to --model_dir; --upgrade re-saves an export as it is.")
+  if FLAGS.upgrade is not None and FLAGS["weights"].present:
+    cli.fail("--weights belongs to --model_dir; --upgrade re-saves an export's weights as "
+             "they are.")
   try:
     if FLAGS.upgrade is not None:
       path = export.upgrade_saved_model(FLAGS.upgrade, FLAGS.export_dir,
@@ -55,7 +63,7 @@ def main(argv):
       return
     export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite,  # before loading anything
                             protect=[FLAGS.model_dir], version=FLAGS.version)
-    run = evaluation.load_run(FLAGS.model_dir, FLAGS.checkpoint)
+    run = evaluation.load_run(FLAGS.model_dir, FLAGS.checkpoint, weights=FLAGS.weights)
     path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
                                      overwrite=FLAGS.overwrite, version=FLAGS.version)
   except ValueError as e:

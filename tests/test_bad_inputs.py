@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import evaluation
@@ -164,6 +165,10 @@ CASES = [
          r"flag --split=best: value should be one of <static\|random\|lc\|lc_reverse\|variance>"),
     Case("train-learning-rate-zero", TRAIN, cli("--model_dir={sb}/run", "--learning_rate=0"),
          r"^learning_rate must be in \(0.0, inf\], got 0.0\.$"),
+    Case("train-ema-decay-one", TRAIN, cli("--model_dir={sb}/run", "--ema_decay=1"),
+         r"^ema_decay must be in \[0.0, 1.0\), got 1.0\.$"),
+    Case("train-unknown-lr-schedule", TRAIN, cli("--model_dir={sb}/run", "--lr_schedule=step"),
+         r"flag --lr_schedule=step: value should be one of <constant\|cosine\|linear>"),
     Case("train-multi-worker-without-tf-config", TRAIN,
          cli("--model_dir={sb}/run", "--strategy=multi_worker", *TRAIN_FLAGS),
          r"^strategy 'multi_worker' reads the cluster from the TF_CONFIG environment variable, "
@@ -206,6 +211,8 @@ CASES = [
          r"^model_dir .*/run has no checkpoint yet\.$"),
     Case("eval-negative-temperature", EVAL, cli("--model_dir={glow}", "--temperatures=0.7,-1"),
          r"^temperatures must be in \[0.0, inf\], got -1.0\.$"),
+    Case("eval-unknown-weights", EVAL, cli("--model_dir={glow}", "--weights=best"),
+         r"flag --weights=best: value should be one of <ema\|raw>"),
     Case("eval-output-dir-under-a-file", EVAL,
          cli("--model_dir={glow}", "--output_dir={sb}/file/eval",
              setup=lambda sb, runs: a_file(sb)),
@@ -311,6 +318,15 @@ CASES = [
     Case("config-nonfinite-lr-factor", LIB, lib(
         lambda c: config_lib.TrainConfig(nonfinite_lr_factor=1.5)),
          r"nonfinite_lr_factor must be in \(0.0, 1.0\), got 1.5"),
+    Case("config-negative-lr-min-ratio", LIB, lib(
+        lambda c: config_lib.TrainConfig(lr_schedule="linear", lr_min_ratio=-0.1)),
+         r"lr_min_ratio must be in \[0.0, 1.0\), got -0.1"),
+    Case("config-unknown-lr-schedule", LIB, lib(
+        lambda c: config_lib.TrainConfig(lr_schedule="exponential")),
+         r"lr_schedule must be one of \['constant', 'cosine', 'linear'\], got 'exponential'"),
+    Case("weight-average-decay-one", LIB, lib(
+        lambda c: averaging.WeightAverage(c.flow.trainable_variables, 1.0)),
+         r"WeightAverage: decay must be in \[0, 1\), got 1.0"),
     Case("config-unknown-architecture", LIB, lib(
         lambda c: config_lib.TrainConfig(architecture="flow++")),
          r"architecture must be one of \['glow', 'realnvp'\], got 'flow\+\+'"),
@@ -338,6 +354,9 @@ CASES = [
         lambda c: evaluation.load_run(str(c.sb / "run"), dataset=c.digits),
         setup=lambda c: copy_run(c.runs, "glow", c.sb, "truncate")),
          r"cannot restore checkpoint .*ckpt-2: the files are unreadable"),
+    Case("load-run-unknown-weights", LIB, lib(lambda c: evaluation.load_run(
+        str(c.runs["glow"]), dataset=c.digits, weights="averaged")),
+         r"weights must be one of \['ema', 'raw'\], got 'averaged'"),
     Case("load-run-missing-checkpoint", LIB, lib(lambda c: evaluation.load_run(
         str(c.runs["glow"]), checkpoint=str(c.runs["glow"] / "ckpt-99"), dataset=c.digits)),
          r"checkpoint '.*ckpt-99' does not exist \(expected .*ckpt-99.index\)"),
