@@ -9,8 +9,10 @@ LC heatmaps) in MODEL_DIR/eval.
       --steps_per_level=8 --hidden_channels=128 --train_steps=20000 --lc_pilot_steps=2000
 
 Rerunning with the same --model_dir resumes from the latest checkpoint (a larger
---train_steps continues training). --export_dir=DIR also writes a SavedModel of the final
-checkpoint (see export.py). Bad flag values end with a one-line `error: ...` and
+--train_steps continues training; --lr_schedule, --lr_min_ratio and --ema_decay default to the
+run's own values). The final evaluation and --export_dir=DIR (a SavedModel of the final
+checkpoint, see export.py; --export_version=N: TensorFlow Serving's EXPORT_DIR/N/ layout) use
+the averaged weights (see --ema_decay). Bad flag values end with a one-line `error: ...` and
 exit status 1, before anything is written.
 """
 
@@ -25,6 +27,7 @@ from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import schedules
 from lcflow_tf import training
 from lcflow_tf.bijectors import affine_coupling
 from lcflow_tf.bijectors import factor_out
@@ -90,6 +93,17 @@ flags.DEFINE_integer("warmup_steps", _D.warmup_steps, "Linear learning-rate warm
                      lower_bound=0)
 flags.DEFINE_float("grad_clip_norm", _D.grad_clip_norm,
                    "Clip the gradient (of the mean loss in nats per image) to this global norm.")
+flags.DEFINE_enum("lr_schedule", _D.lr_schedule, schedules.SCHEDULES,
+                  "Learning rate after the warm-up: constant, or a cosine / linear decay that "
+                  "reaches --lr_min_ratio times the peak at --train_steps. Default when "
+                  "resuming: the run's own.")
+flags.DEFINE_float("lr_min_ratio", _D.lr_min_ratio,
+                   "Floor of the cosine / linear decay as a fraction of --learning_rate, in "
+                   "[0, 1). Default when resuming: the run's own.")
+flags.DEFINE_float("ema_decay", _D.ema_decay,
+                   "Decay of the exponential moving average of the weights, in [0, 1); 0 turns "
+                   "averaging off. Evaluation, sample grids and export use the averages. May "
+                   "change on resume; default when resuming: the run's own.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of the weights, the data order and the "
                      "dequantisation noise.", lower_bound=0)
 flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Shuffle buffer (images).",
@@ -124,7 +138,11 @@ flags.DEFINE_boolean("eval_at_end", True, "Evaluate the final checkpoint (eval.p
                      "into MODEL_DIR/eval.")
 flags.DEFINE_string("export_dir", None, "After training, export the final checkpoint as a "
                     "SavedModel with serving signatures here (as export.py does).")
-flags.DEFINE_boolean("overwrite_export", False, "Replace an existing --export_dir.")
+flags.DEFINE_boolean("overwrite_export", False, "Replace an existing --export_dir (with "
+                     "--export_version: an existing version folder).")
+flags.DEFINE_integer("export_version", None, "With --export_dir: write TensorFlow Serving's "
+                     "layout EXPORT_DIR/EXPORT_VERSION/ (an int >= 1; as export.py --version).",
+                     lower_bound=1)
 
 FLAGS = flags.FLAGS
 
@@ -132,11 +150,16 @@ FLAGS = flags.FLAGS
 def main(argv):
   cli.reject_positional_arguments(argv)
   try:
-    config = config_lib.TrainConfig(**{name: FLAGS[name].value
-                                       for name in config_lib.TrainConfig.__dataclass_fields__})
+    fields = config_lib.TrainConfig.__dataclass_fields__
+    config = config_lib.TrainConfig(**{name: FLAGS[name].value for name in fields})
+    config = config_lib.inherit_unset(config, config_lib.read_train_config(FLAGS.model_dir),
+                                      given={name for name in fields if FLAGS[name].present})
+    if FLAGS.export_version is not None and FLAGS.export_dir is None:
+      raise ValueError(f"--export_version={FLAGS.export_version} needs --export_dir (the model "
+                       "base path that holds the version folders).")
     if FLAGS.export_dir is not None:  # refused before training, not after it
       export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite_export,
-                              protect=[FLAGS.model_dir])
+                              protect=[FLAGS.model_dir], version=FLAGS.export_version)
     training.configure_cpu_replicas(config.cpu_replicas)
     trainer = training.Trainer(config, FLAGS.model_dir)
   except ValueError as e:
@@ -149,7 +172,7 @@ def main(argv):
                result.images_per_sec, result.checkpoint)
   if FLAGS.eval_at_end and trainer.is_chief:
     results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, dataset=trainer.dataset)
-    print(f"test bits/dim {results['test_bits_per_dim']:.4f} "
+    print(f"test bits/dim ({results['weights']} weights) {results['test_bits_per_dim']:.4f} "
           f"+- {results['test_bits_per_dim_stderr']:.4f} (K={results['dequant_samples']}, "
           f"{results['num_images']} images); importance-weighted "
           f"{results['test_bits_per_dim_iw']:.4f}")
@@ -159,7 +182,8 @@ def main(argv):
     try:
       run = evaluation.load_run(FLAGS.model_dir, dataset=trainer.dataset)
       path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
-                                       overwrite=FLAGS.overwrite_export)
+                                       overwrite=FLAGS.overwrite_export,
+                                       version=FLAGS.export_version)
     except ValueError as e:
       cli.fail(e)
     print(f"SavedModel (step {run.step}): {path}")

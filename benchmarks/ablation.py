@@ -2,8 +2,9 @@
 
 For each architecture (Glow, RealNVP), split rule (static, random, lc, lc_reverse, variance)
 and seed, trains one model with `lcflow_tf.training` (same architecture and total step budget;
-the pilot of the data-dependent splits counts against it) and reports held-out bits/dim on
-the whole test split. `lc` runs under both protocols: continue from the pilot weights
+the pilot of the data-dependent splits counts against it) and the library's default
+training recipe (learning-rate schedule, weight averaging), and reports held-out bits/dim of
+its averaged weights (its raw weights when averaging is off) on the whole test split. `lc` runs under both protocols: continue from the pilot weights
 (`lc`) and re-initialise after the pilot (`lc+reinit`). Each run is its own subprocess.
 
 Every finished run leaves a record (its exact configuration, machine and result) under
@@ -49,6 +50,8 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
+# TrainConfig fields of the training recipe: the library's defaults, recorded with each run.
+RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay")
 # Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
 # lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1
@@ -71,16 +74,17 @@ def run_worker(spec_path):
   trainer = training.Trainer(cfg, spec["model_dir"])
   result = trainer.train()
   train_seconds = time.time() - start
-  held_out = evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
-                                              trainer.num_bins,
-                                              dequant_samples=EVAL_DEQUANT_SAMPLES,
-                                              seed=EVAL_SEED)
+  with trainer.averaged_weights() as weights:  # as evaluation.load_run would load the run
+    held_out = evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
+                                                trainer.num_bins,
+                                                dequant_samples=EVAL_DEQUANT_SAMPLES,
+                                                seed=EVAL_SEED)
   if spec.get("figures_dir"):
     os.makedirs(spec["figures_dir"], exist_ok=True)
     for path in viz.write_lc_heatmaps(trainer.flow, spec["figures_dir"]):
       os.replace(path, os.path.join(spec["figures_dir"],
                                     f"{spec['figure_prefix']}_{os.path.basename(path)}"))
-  out = {"test_bits_per_dim": held_out["bits_per_dim"],
+  out = {"test_bits_per_dim": held_out["bits_per_dim"], "weights": weights,
          "test_bits_per_dim_stderr": held_out["bits_per_dim_stderr"],
          "num_test_images": held_out["num_images"],
          "final_train_bits_per_dim": float(np.mean(list(result.bits_per_dim.values())[-50:])),
@@ -189,6 +193,11 @@ def main():
   if args.quick:
     sizes.update(QUICK)
     seeds = seeds[:1] if args.seeds == "0,1,2" else seeds
+  # The library's default training recipe, written into every run's configuration: records
+  # of another recipe (or of runs from before it existed) are retrained, never reused.
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  defaults = config_lib.TrainConfig()
+  sizes.update({name: getattr(defaults, name) for name in RECIPE_FIELDS})
   if args.train_steps:
     sizes.update(train_steps=args.train_steps,
                  lc_pilot_steps=max(1, min(sizes["lc_pilot_steps"], args.train_steps // 3)),

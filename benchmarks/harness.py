@@ -13,7 +13,6 @@ import resource
 import subprocess
 import sys
 
-import keras
 import tensorflow as tf
 
 
@@ -43,25 +42,6 @@ def nll_train_step(flow, optimizer, jit_compile=False):
     return loss
 
   return train_step
-
-
-class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
-  """`rate * min(1, (step + 1) / warmup_steps)`: linear warm-up, then constant."""
-
-  def __init__(self, rate, warmup_steps):
-    if not rate > 0:
-      raise ValueError(f"LinearWarmup: rate must be > 0, got {rate!r}.")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
-      raise ValueError(f"LinearWarmup: warmup_steps must be an int >= 1, got {warmup_steps!r}.")
-    self.rate = rate
-    self.warmup_steps = warmup_steps
-
-  def __call__(self, step):
-    step = keras.ops.cast(step, "float32")
-    return self.rate * keras.ops.minimum(1.0, (step + 1.0) / self.warmup_steps)
-
-  def get_config(self):
-    return {"rate": self.rate, "warmup_steps": self.warmup_steps}
 
 
 class Worker:

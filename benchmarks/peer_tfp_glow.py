@@ -42,6 +42,7 @@ from benchmarks import harness
 from benchmarks import results
 from lcflow_tf import data as lf_data
 from lcflow_tf import flows as lf_flows
+from lcflow_tf import schedules
 
 SCRIPT = os.path.abspath(__file__)
 MODELS = ("ours", "tfp")
@@ -224,7 +225,8 @@ def build_tfp(image_shape, config):
 
 
 def make_train_step(model, config, jit):
-  optimizer = keras.optimizers.Adam(harness.LinearWarmup(config.learning_rate, config.lr_warmup))
+  optimizer = keras.optimizers.Adam(
+      schedules.WarmupDecay(config.learning_rate, config.lr_warmup))
   variables = model.variables
 
   @tf.function(jit_compile=jit)

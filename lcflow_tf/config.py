@@ -18,6 +18,7 @@ import tempfile
 from lcflow_tf import data
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import schedules
 from lcflow_tf.bijectors import affine_coupling
 from lcflow_tf.bijectors import factor_out
 from lcflow_tf.bijectors import invertible_conv1x1
@@ -25,12 +26,19 @@ from lcflow_tf.bijectors import invertible_conv1x1
 CONFIG_FILE = "config.json"
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 
-# Fields that may change when a run is resumed: they do not change what is being trained.
+# Fields that may change when a run is resumed: they do not change what is being trained
+# (`ema_decay` only changes the averages kept beside the weights, never the weights).
 RESUMABLE_FIELDS = frozenset({
     "train_steps", "data_dir", "log_every", "checkpoint_every", "images_every",
     "keep_checkpoints", "strategy", "cpu_replicas", "jit", "mixed_precision",
-    "max_nonfinite_steps", "max_nonfinite_restores", "nonfinite_lr_factor",
+    "max_nonfinite_steps", "max_nonfinite_restores", "nonfinite_lr_factor", "ema_decay",
 })
+# Fields added after runs were first saved, with the values that reproduce how a run whose
+# config.json lacks them was trained (a constant learning rate after the warm-up, no weight
+# averages; the floor does not matter then). `TrainConfig.from_dict` fills them in, and
+# `inherit_unset` lets train.py keep a resumed run's values of them.
+ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
+                "ema_decay": 0.0}
 
 
 def _check_int(name, value, minimum):
@@ -93,6 +101,9 @@ class TrainConfig:
   learning_rate: float = 1e-3
   warmup_steps: int = 200
   grad_clip_norm: float = 1000.0
+  lr_schedule: str = schedules.DEFAULT_SCHEDULE
+  lr_min_ratio: float = schedules.DEFAULT_MIN_RATIO
+  ema_decay: float = 0.999
   seed: int = 0
   shuffle_buffer: int = 10000
   # runtime (may change on resume)
@@ -139,6 +150,9 @@ class TrainConfig:
     _check_float("learning_rate", self.learning_rate, 0.0)
     _check_int("warmup_steps", self.warmup_steps, 0)
     _check_float("grad_clip_norm", self.grad_clip_norm, 0.0)
+    _check_choice("lr_schedule", self.lr_schedule, schedules.SCHEDULES)
+    _check_float("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0, low_open=False, high_open=True)
+    _check_float("ema_decay", self.ema_decay, 0.0, 1.0, low_open=False, high_open=True)
     _check_int("seed", self.seed, 0)
     _check_int("shuffle_buffer", self.shuffle_buffer, 1)
     _check_choice("strategy", self.strategy, STRATEGIES)
@@ -180,18 +194,47 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, values):
-    """Builds a config from `to_dict()` output; unknown keys are an error."""
+    """Builds a config from `to_dict()` output; unknown keys are an error.
+
+    Missing `ADDED_FIELDS` (a config.json written before they existed) take the values that
+    reproduce how that run was trained; other missing fields take their defaults.
+    """
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
       raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(known)}.")
-    return cls(**values)
+    return cls(**{**ADDED_FIELDS, **values})
 
   def differences(self, other, ignore=RESUMABLE_FIELDS):
     """[(field, self's value, other's value)] for the fields that differ, except `ignore`."""
     return [(f.name, getattr(self, f.name), getattr(other, f.name))
             for f in dataclasses.fields(self)
             if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+  """Training settings of the feature classifier of `lcflow_tf.sample_quality`.
+
+  Attributes:
+    steps: Adam steps on the training split (cosine decay of the learning rate to 0).
+    batch_size: images per step.
+    learning_rate: initial Adam learning rate.
+    feature_dim: units of the penultimate (feature) layer.
+    seed: seed of the initial weights, the shuffling and the dropout.
+  """
+  steps: int = 2400
+  batch_size: int = 128
+  learning_rate: float = 1e-3
+  feature_dim: int = 128
+  seed: int = 0
+
+  def __post_init__(self):
+    _check_int("classifier steps", self.steps, 1)
+    _check_int("classifier batch_size", self.batch_size, 1)
+    _check_float("classifier learning_rate", self.learning_rate, 0.0)
+    _check_int("classifier feature_dim", self.feature_dim, 1)
+    _check_int("classifier seed", self.seed, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +248,13 @@ class EvalConfig:
     num_samples: images per sample grid.
     reconstruction_images: test images used for the encode/decode error (0: none).
     seed: seed of the dequantisation noise and of the samples.
+    sample_quality: also compute the Frechet distance of generated to test images on the
+      features of a classifier (`lcflow_tf.sample_quality`), per temperature.
+    sample_quality_samples: N generated images per temperature for it (>= 2); the test side
+      uses min(N, test set size) images.
+    classifier_dir: cache directory of that classifier (None: see
+      `sample_quality.default_classifier_dir`).
+    classifier: training settings of that classifier.
   """
   dequant_samples: int = 4
   batch_size: int = 256
@@ -212,6 +262,10 @@ class EvalConfig:
   num_samples: int = 64
   reconstruction_images: int = 256
   seed: int = 1234
+  sample_quality: bool = False
+  sample_quality_samples: int = 10000
+  classifier_dir: str | None = None
+  classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
 
   def __post_init__(self):
     _check_int("dequant_samples", self.dequant_samples, 1)
@@ -224,6 +278,14 @@ class EvalConfig:
                        f"{self.temperatures!r}.")
     for t in self.temperatures:
       _check_float("temperatures", t, 0.0, low_open=False)
+    _check_bool("sample_quality", self.sample_quality)
+    _check_int("sample_quality_samples", self.sample_quality_samples, 2)
+    if self.classifier_dir is not None and (not isinstance(self.classifier_dir, str)
+                                            or not self.classifier_dir):
+      raise ValueError(f"classifier_dir must be a non-empty path or None, got "
+                       f"{self.classifier_dir!r}.")
+    if not isinstance(self.classifier, ClassifierConfig):
+      raise ValueError(f"classifier must be a ClassifierConfig, got {self.classifier!r}.")
 
 
 def check_creatable_dir(path, what):
@@ -247,11 +309,20 @@ def check_creatable_dir(path, what):
     raise ValueError(f"{what} {path} is not writable (no write permission on {existing}).")
 
 
-def default_file_mode():
-  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
+def _umask():
   umask = os.umask(0)
   os.umask(umask)
-  return 0o666 & ~umask
+  return umask
+
+
+def default_file_mode():
+  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
+  return 0o666 & ~_umask()
+
+
+def default_dir_mode():
+  """Permissions of a newly created directory under the current umask (mkdtemp uses 0700)."""
+  return 0o777 & ~_umask()
 
 
 def write_json_atomic(path, values):
@@ -294,6 +365,24 @@ def read_train_config(model_dir):
 def write_train_config(model_dir, config):
   """Writes `config` as `model_dir/config.json` (atomically)."""
   write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
+
+
+def inherit_unset(config, saved, given):
+  """`config` with the `ADDED_FIELDS` that are not in `given` taken from `saved`.
+
+  train.py resumes a run with the learning-rate schedule and weight averaging it was
+  started with (for a run saved before these fields existed: constant, none) unless their
+  flags are given.
+
+  Args:
+    config: the `TrainConfig` built from the flags.
+    saved: the `TrainConfig` of the run being resumed, or None (a new run: `config`).
+    given: names of the fields set explicitly (flags given on the command line).
+  """
+  if saved is None:
+    return config
+  return dataclasses.replace(config, **{name: getattr(saved, name) for name in ADDED_FIELDS
+                                        if name not in given})
 
 
 def check_resumable(model_dir, config):

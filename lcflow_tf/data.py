@@ -16,6 +16,14 @@ Every dataset is exposed the same way, as an `ImageDataset` whose `train()` and
   which needs internet). CelebA follows the RealNVP/Glow recipe: centre crop
   148x148, area-resize to 64x64, round to uint8.
 
+Class labels, where a dataset has them (`ImageDataset.has_labels`), come from
+`train_labels()` and `test_labels()` in the order of `train()` and `test()`:
+digits' scikit-learn targets (same split), the IDX label files
+`train-labels-idx1-ubyte[.gz]` / `t10k-labels-idx1-ubyte[.gz]` next to the
+image files, or the TFDS `label` feature (mnist, fashion_mnist, cifar10).
+They are read only when asked for; the flows never use them (see
+`lcflow_tf.sample_quality`, whose feature classifier does).
+
 `make_train_pipeline` and `make_eval_pipeline` turn such integer images into
 batches of dequantized floats `x = (k + u) / num_bins`, `u ~ U[0, 1)`, where the
 noise of element `i` is drawn statelessly from the seed `[seed, i]`; so a
@@ -44,6 +52,7 @@ DATASETS: tuple[str, ...] = (
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 
 _IDX3_UBYTE_MAGIC = 0x00000803  # IDX: two zero bytes, type 0x08 (ubyte), 3 dims.
+_IDX1_UBYTE_MAGIC = 0x00000801  # The same with 1 dimension: a label file.
 _DIGITS_NUM_TRAIN = 1500
 _CELEB_A_CROP = 148
 
@@ -68,6 +77,8 @@ class ImageDataset:
       num_bins: Number of integer levels: stored values lie in `[0, num_bins)`.
       num_train: Number of training images, or None when unknown.
       num_test: Number of held-out images, or None when unknown.
+      num_classes: Number of classes of the labels, or None when the dataset
+        has no labels (see `has_labels`).
     """
 
     name: str
@@ -79,6 +90,12 @@ class ImageDataset:
         repr=False, compare=False)
     _make_test: Callable[[], tf.data.Dataset] = dataclasses.field(
         repr=False, compare=False)
+    num_classes: int | None = None
+    _make_train_labels: Callable[[], tf.data.Dataset] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
+    _make_test_labels: Callable[[], tf.data.Dataset] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
+    _no_labels_reason: str = dataclasses.field(default="", repr=False, compare=False)
 
     def train(self) -> tf.data.Dataset:
         """Returns the training split: unbatched `uint8[H, W, C]`, fixed order."""
@@ -87,6 +104,35 @@ class ImageDataset:
     def test(self) -> tf.data.Dataset:
         """Returns the held-out split: unbatched `uint8[H, W, C]`, fixed order."""
         return self._make_test()
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether `train_labels()` and `test_labels()` are available."""
+        return self.num_classes is not None
+
+    def train_labels(self) -> tf.data.Dataset:
+        """The class of each training image: unbatched int64 scalars, `train()`'s order.
+
+        Raises:
+          ValueError: The dataset has no labels (`has_labels` is False), or
+            its label file is unreadable or does not match the images.
+        """
+        return self._labels(self._make_train_labels)
+
+    def test_labels(self) -> tf.data.Dataset:
+        """The class of each held-out image: unbatched int64 scalars, `test()`'s order.
+
+        Raises:
+          ValueError: As `train_labels`.
+        """
+        return self._labels(self._make_test_labels)
+
+    def _labels(self, make):
+        if make is None:
+            raise ValueError(
+                f"dataset {self.name!r} has no class labels"
+                f"{': ' + self._no_labels_reason if self._no_labels_reason else ''}.")
+        return make()
 
 
 def load_dataset(name: str,
@@ -149,42 +195,32 @@ def read_idx_images(path: str) -> np.ndarray:
         number, or its size does not match the header (truncated or padded).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"IDX file {path!r} does not exist. For Fashion-MNIST install it with "
-            "`apt-get install dataset-fashion-mnist` (files land in "
-            f"{FASHION_MNIST_DEBIAN_DIR}) or pass --data_dir pointing at a "
-            "directory with the IDX files.")
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(
-                f"IDX file {path!r} is not a valid gzip stream "
-                f"(truncated or corrupted download?): {e}") from None
-    elif path.endswith(".gz"):
-        raise ValueError(
-            f"IDX file {path!r} ends in .gz but is not gzip data (the first bytes "
-            f"are {raw[:4]!r}, gzip starts with b'\\x1f\\x8b').")
-    if len(raw) < 16:
-        raise ValueError(
-            f"IDX file {path!r} is truncated: {len(raw)} bytes, shorter than the "
-            "16-byte IDX3 header.")
-    magic, num, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in range(0, 16, 4))
-    if magic != _IDX3_UBYTE_MAGIC:
-        raise ValueError(
-            f"IDX file {path!r} has magic number 0x{magic:08x}; expected "
-            f"0x{_IDX3_UBYTE_MAGIC:08x} (3-dimensional unsigned-byte images). "
-            "Is it a label file (idx1) or not an IDX file at all?")
+    raw = _read_idx_bytes(path, 16, _IDX3_UBYTE_MAGIC, "3-dimensional unsigned-byte images",
+                          "a label file (idx1)")
+    num, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in range(4, 16, 4))
     expected = 16 + num * rows * cols
-    if len(raw) != expected:
-        problem = "truncated" if len(raw) < expected else "longer than its header says"
-        raise ValueError(
-            f"IDX file {path!r} is {problem}: the header declares {num} images of "
-            f"{rows}x{cols} ({expected} bytes in all), but it has {len(raw)} bytes.")
+    _check_idx_size(path, raw, expected, f"{num} images of {rows}x{cols}")
     return np.frombuffer(raw, np.uint8, offset=16).reshape(num, rows, cols, 1).copy()
+
+
+def read_idx_labels(path: str) -> np.ndarray:
+    """Reads an IDX1 unsigned-byte label file (plain or gzip-compressed).
+
+    Args:
+      path: Path to e.g. `train-labels-idx1-ubyte` or `...-idx1-ubyte.gz`.
+
+    Returns:
+      `int64[N]` labels.
+
+    Raises:
+      ValueError: As `read_idx_images`, for a label file.
+    """
+    path = os.fspath(path)
+    raw = _read_idx_bytes(path, 8, _IDX1_UBYTE_MAGIC, "1-dimensional unsigned-byte labels",
+                          "an image file (idx3)")
+    num = int.from_bytes(raw[4:8], "big")
+    _check_idx_size(path, raw, 8 + num, f"{num} labels")
+    return np.frombuffer(raw, np.uint8, offset=8).astype(np.int64)
 
 
 def dequantize(images, num_bins: int, seed) -> tf.Tensor:
@@ -311,14 +347,60 @@ def make_eval_pipeline(dataset: tf.data.Dataset, batch_size: int, num_bins: int,
 # ----------------------------------------------------------------- internals
 
 
+def _read_idx_bytes(path: str, header_bytes: int, magic: int, content: str,
+                    other_kind: str) -> bytes:
+    """The (decompressed) content of an IDX file of `magic`, at least `header_bytes` long."""
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"IDX file {path!r} does not exist. For Fashion-MNIST install it with "
+            "`apt-get install dataset-fashion-mnist` (files land in "
+            f"{FASHION_MNIST_DEBIAN_DIR}) or pass --data_dir pointing at a "
+            "directory with the IDX files.")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(
+                f"IDX file {path!r} is not a valid gzip stream "
+                f"(truncated or corrupted download?): {e}") from None
+    elif path.endswith(".gz"):
+        raise ValueError(
+            f"IDX file {path!r} ends in .gz but is not gzip data (the first bytes "
+            f"are {raw[:4]!r}, gzip starts with b'\\x1f\\x8b').")
+    found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if found is not None and found != magic:
+        raise ValueError(
+            f"IDX file {path!r} has magic number 0x{found:08x}; expected "
+            f"0x{magic:08x} ({content}). Is it {other_kind} or not an IDX file at all?")
+    if len(raw) < header_bytes:
+        raise ValueError(
+            f"IDX file {path!r} is truncated: {len(raw)} bytes, shorter than the "
+            f"{header_bytes}-byte header.")
+    return raw
+
+
+def _check_idx_size(path: str, raw: bytes, expected: int, declared: str) -> None:
+    if len(raw) != expected:
+        problem = "truncated" if len(raw) < expected else "longer than its header says"
+        raise ValueError(
+            f"IDX file {path!r} is {problem}: the header declares {declared} "
+            f"({expected} bytes in all), but it has {len(raw)} bytes.")
+
+
 def _load_digits() -> ImageDataset:
     from sklearn.datasets import load_digits  # Deferred: only digits needs sklearn.
 
-    images = load_digits().images.astype(np.uint8)[..., None]  # [1797, 8, 8, 1]
+    digits = load_digits()
+    images = digits.images.astype(np.uint8)[..., None]  # [1797, 8, 8, 1]
+    labels = digits.target.astype(np.int64)
     order = np.random.RandomState(0).permutation(len(images))
-    train, test = images[order[:_DIGITS_NUM_TRAIN]], images[order[_DIGITS_NUM_TRAIN:]]
+    train, test = order[:_DIGITS_NUM_TRAIN], order[_DIGITS_NUM_TRAIN:]
     return ImageDataset("digits", (8, 8, 1), 17, len(train), len(test),
-                        _from_array(train), _from_array(test))
+                        _from_array(images[train]), _from_array(images[test]),
+                        num_classes=10, _make_train_labels=_from_array(labels[train]),
+                        _make_test_labels=_from_array(labels[test]))
 
 
 def _find_fashion_mnist_idx(data_dir) -> tuple[str, str] | None:
@@ -350,8 +432,45 @@ def _load_idx_dataset(name, train_path, test_path, n_bits) -> ImageDataset:
             raise ValueError(f"IDX file {path!r} holds {images.shape[1]}x{images.shape[2]} "
                              f"images; {name} needs 28x28.")
     shift = 8 - n_bits
+    directory = os.path.dirname(train_path)
+    label_paths = [_find_file(directory, f"{split}-labels-idx1-ubyte") for split in
+                   ("train", "t10k")]
+    labels = {}
+    if None in label_paths:
+        labels["_no_labels_reason"] = (
+            f"{directory!r} lacks train-labels-idx1-ubyte[.gz] and/or "
+            "t10k-labels-idx1-ubyte[.gz] next to the image files")
+    else:
+        labels = dict(num_classes=10,
+                      _make_train_labels=_idx_labels(label_paths[0], len(train)),
+                      _make_test_labels=_idx_labels(label_paths[1], len(test)))
     return ImageDataset(name, (28, 28, 1), 2**n_bits, len(train), len(test),
-                        _from_array(train >> shift), _from_array(test >> shift))
+                        _from_array(train >> shift), _from_array(test >> shift), **labels)
+
+
+def _find_file(directory, name) -> str | None:
+    """directory/name.gz or directory/name, whichever exists first, else None."""
+    for suffix in (".gz", ""):
+        path = os.path.join(directory, name + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _idx_labels(path, num_images) -> Callable[[], tf.data.Dataset]:
+    """Reads the label file when called; checks it has one label per image, in 0..9."""
+
+    def make():
+        labels = read_idx_labels(path)
+        if len(labels) != num_images:
+            raise ValueError(f"IDX label file {path!r} holds {len(labels)} labels for "
+                             f"{num_images} images; they must match one to one.")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"IDX label file {path!r} holds label {labels.max()}; "
+                             "expected classes 0..9.")
+        return tf.data.Dataset.from_tensor_slices(labels)
+
+    return make
 
 
 def _from_array(images: np.ndarray) -> Callable[[], tf.data.Dataset]:
@@ -397,8 +516,21 @@ def _load_tfds(name, data_dir, n_bits) -> ImageDataset:
         except KeyError:  # E.g. under tfds.testing.mock_data.
             return None
 
+    def make_labels(split):
+        return lambda: builder.as_dataset(split=split, shuffle_files=False).map(
+            lambda example: tf.cast(example["label"], tf.int64),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    features = builder.info.features
+    label_feature = features["label"] if "label" in features else None
+    if isinstance(label_feature, tfds.features.ClassLabel):
+        labels = dict(num_classes=int(label_feature.num_classes),
+                      _make_train_labels=make_labels("train"),
+                      _make_test_labels=make_labels(test_split))
+    else:
+        labels = dict(_no_labels_reason="the TFDS dataset has no 'label' class feature")
     return ImageDataset(name, image_shape, 2**n_bits, count("train"), count(test_split),
-                        make("train"), make(test_split))
+                        make("train"), make(test_split), **labels)
 
 
 def _celeb_a_crop_resize(image: tf.Tensor) -> tf.Tensor:

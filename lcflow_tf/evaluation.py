@@ -1,11 +1,15 @@
 """Evaluation of a trained run: test bits/dim, samples, reconstructions, LC heatmaps.
 
 `evaluate_model_dir(model_dir, eval_config, output_dir)` rebuilds the flow from the run's
-`config.json`, restores a checkpoint (the latest, or a given one) and writes into
-`output_dir`:
-  * `results.json`: every number below, the checkpoint and its step;
+`config.json`, restores a checkpoint (the latest, or a given one) with its averaged weights
+(`weights="ema"`, the default; the raw weights with `weights="raw"`, or when the checkpoint
+holds no averages) and writes into `output_dir`:
+  * `results.json`: every number below, the checkpoint, its step and which weights;
   * `samples_t{T}.png`: a grid of samples per temperature;
   * `lc_level{l}.png`, `lc_overview.png`: LC heatmaps and the split (see `lcflow_tf.viz`).
+With `EvalConfig.sample_quality`, `results.json` also holds `sample_quality`: the Frechet
+distance of generated to test images per temperature on the features of a cached classifier
+(see `lcflow_tf.sample_quality.evaluate_flow`).
 
 Test bits/dim: every held-out image is dequantised K times (`x = (k + u) / bins`, the noise
 of each pass seeded by `seed + pass`), each time giving the per-image bound
@@ -21,10 +25,13 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import flows
+from lcflow_tf import sample_quality
 from lcflow_tf import training
 from lcflow_tf import viz
 
@@ -33,26 +40,42 @@ RESULTS_FILE = "results.json"
 
 @dataclasses.dataclass(frozen=True)
 class LoadedRun:
-  """A run restored from its model directory."""
+  """A run restored from its model directory.
+
+  Attributes:
+    flow: the model, holding the weights named by `weights`.
+    train_config: the run's `TrainConfig`.
+    dataset: the `ImageDataset`.
+    checkpoint: the restored checkpoint prefix.
+    step: its step.
+    weights: "ema" (the flow holds the weight averages) or "raw" (the trained weights).
+  """
   flow: flows.Flow
   train_config: config_lib.TrainConfig
   dataset: data.ImageDataset
   checkpoint: str
   step: int
+  weights: str = "raw"
 
 
-def load_run(model_dir, checkpoint=None, dataset=None):
+def load_run(model_dir, checkpoint=None, dataset=None, weights="ema"):
   """Rebuilds the flow of `model_dir` and restores `checkpoint` (default: the latest).
 
   Args:
     model_dir: a directory written by `lcflow_tf.training`.
     checkpoint: a checkpoint prefix (e.g. `model_dir/ckpt-2000`), or None for the latest.
     dataset: an `ImageDataset` to evaluate on (default: the run's dataset).
+    weights: "ema": the flow gets the checkpoint's weight averages (see
+      `lcflow_tf.averaging`); when the checkpoint has none (trained with `ema_decay=0`, or
+      before averaging existed), the raw weights, with a logged note. "raw": the trained
+      weights. `LoadedRun.weights` says which the flow holds.
 
   Raises:
-    ValueError: when `model_dir` has no `config.json`, no checkpoint, the checkpoint files
-      are unreadable (corrupted, truncated), or the checkpoint does not match the model.
+    ValueError: for a bad `weights`; when `model_dir` has no `config.json`, no checkpoint,
+      the checkpoint files are unreadable (corrupted, truncated), or the checkpoint does not
+      match the model.
   """
+  averaging.check_weights(weights)
   train_config = config_lib.read_train_config(model_dir)
   if train_config is None:
     raise ValueError(f"model_dir {model_dir} has no {config_lib.CONFIG_FILE}; it is not a "
@@ -68,9 +91,14 @@ def load_run(model_dir, checkpoint=None, dataset=None):
                                          train_config.n_bits)
   flow = flows.Flow(train_config.flow_config(dataset.image_shape))
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  average = None
   try:
     status = tf.train.Checkpoint(flow=flow, step=step).restore(checkpoint)
     status.assert_existing_objects_matched()
+    if weights == "ema" and averaging.in_checkpoint(checkpoint):  # after the model matched
+      average = averaging.WeightAverage(flow.trainable_variables, train_config.ema_decay)
+      tf.train.Checkpoint(**{averaging.CHECKPOINT_NAME: average.state}).restore(
+          checkpoint).assert_existing_objects_matched().expect_partial()
   except (AssertionError, ValueError) as e:
     raise ValueError(f"checkpoint {checkpoint} does not match the model of "
                      f"{model_dir}/{config_lib.CONFIG_FILE}: "
@@ -81,8 +109,13 @@ def load_run(model_dir, checkpoint=None, dataset=None):
   status.expect_partial()  # the optimizer is not needed here
   if not flow.is_initialized():
     raise ValueError(f"checkpoint {checkpoint} holds an uninitialised model.")
+  if average is not None:
+    average.copy_to_variables()
+  elif weights == "ema":
+    logging.info("%s holds no weight averages (trained with ema_decay=0 or before averaging "
+                 "existed); using its raw weights.", checkpoint)
   return LoadedRun(flow=flow, train_config=train_config, dataset=dataset, checkpoint=checkpoint,
-                   step=int(step.numpy()))
+                   step=int(step.numpy()), weights="raw" if average is None else "ema")
 
 
 def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=256, seed=0):
@@ -142,6 +175,8 @@ def evaluate(flow, dataset, eval_config, output_dir):
   """
   c = eval_config
   t0 = time.time()
+  if c.sample_quality:
+    sample_quality.check_dataset(dataset)  # before the long part
   os.makedirs(output_dir, exist_ok=True)
   bpd = held_out_bits_per_dim(flow, dataset.test(), dataset.num_bins, c.dequant_samples,
                           c.batch_size, c.seed)
@@ -159,6 +194,10 @@ def evaluate(flow, dataset, eval_config, output_dir):
                         os.path.join(output_dir, viz.sample_png_name(t)))
     results["samples"][f"{t:g}"] = os.path.basename(path)
     results["samples_nonfinite_fraction"][f"{t:g}"] = float(np.mean(~np.isfinite(x)))
+  if c.sample_quality:
+    results["sample_quality"] = sample_quality.evaluate_flow(
+        flow, dataset, c.temperatures, c.sample_quality_samples, c.seed, c.batch_size,
+        c.classifier_dir, c.classifier)
   heatmaps = viz.write_lc_heatmaps(flow, output_dir) if flow.lc_statistics.has_data() else []
   results["lc_heatmaps"] = [os.path.basename(p) for p in heatmaps]
   results["split"] = flow.config.split
@@ -172,7 +211,7 @@ def evaluate(flow, dataset, eval_config, output_dir):
 
 
 def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=None,
-                       dataset=None):
+                       dataset=None, weights="ema"):
   """Loads a run (see `load_run`), evaluates it (see `evaluate`), writes `results.json`.
 
   Args:
@@ -181,18 +220,24 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
     output_dir: where the files go (default `model_dir/eval`).
     checkpoint: a checkpoint prefix, or None for the latest.
     dataset: an `ImageDataset` (default: the run's dataset).
+    weights: "ema" (the weight averages, falling back to the raw weights when the
+      checkpoint has none) or "raw"; `results["weights"]` records which were evaluated.
 
   Returns:
     (results dict, path of results.json).
   """
+  averaging.check_weights(weights)
   eval_config = eval_config or config_lib.EvalConfig()
   if output_dir is not None:
     config_lib.check_creatable_dir(output_dir, "output_dir")
-  run = load_run(model_dir, checkpoint, dataset)
+  if eval_config.sample_quality and eval_config.classifier_dir is not None:
+    config_lib.check_creatable_dir(eval_config.classifier_dir, "classifier_dir")
+  run = load_run(model_dir, checkpoint, dataset, weights=weights)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   results = evaluate(run.flow, run.dataset, eval_config, output_dir)
   results["checkpoint"] = os.path.abspath(run.checkpoint)
   results["step"] = run.step
+  results["weights"] = run.weights
   path = os.path.join(output_dir, RESULTS_FILE)
   config_lib.write_json_atomic(path, results)
   return results, path

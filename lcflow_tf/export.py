@@ -11,8 +11,13 @@ Signatures (H, W, C are the model's image shape; B = num_bins integer levels):
   * `encode`: `images` uint8 -> `latent` float32 [N, H, W, C] (of the bin centres).
   * `decode`: `latent` float32 [N, H, W, C] -> `images` uint8.
 The whole model state (weights, ActNorm state, LC split permutations) is inside; loading
-needs only TensorFlow. Inputs of the wrong dtype or shape are rejected by the signatures'
+needs only TensorFlow, with `tf.saved_model.load` or with the session-based loaders
+(`tf.compat.v1.saved_model.loader.load`, `saved_model_cli run`, TensorFlow Serving), which
+give the same outputs. Inputs of the wrong dtype or shape are rejected by the signatures'
 input specs; integer values >= B by a check that names the allowed range.
+
+`version=N` writes TensorFlow Serving's layout `export_dir/N/`. `upgrade_saved_model`
+re-saves an export written before 2026-11-30, which only `tf.saved_model.load` can run.
 """
 
 import math
@@ -22,17 +27,54 @@ import tempfile
 
 import tensorflow as tf
 
+from lcflow_tf import bijectors as lcb
 from lcflow_tf import config as config_lib
 
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
 
 
+def plain_variables(flow):
+  """Every variable of `flow`'s bijector as the plain `tf.Variable` that holds it.
+
+  Keras 3 network variables are unwrapped to the `tf.Variable` their `.value` is. The
+  exported module tracks these, and not the Keras objects: when a Keras 3 variable is saved,
+  TensorFlow writes a fresh copy of it into the SavedModel's graph, which the session-based
+  loaders (`tf.compat.v1.saved_model.loader.load`, `saved_model_cli run`, TensorFlow
+  Serving) restore while the signatures read the original, never-restored variable.
+
+  Args:
+    flow: an `lcflow_tf.Flow`.
+
+  Returns:
+    A tuple of distinct `tf.Variable`s (trainable and not: weights, ActNorm state, split
+    permutations).
+
+  Raises:
+    TypeError: if a variable is neither a `tf.Variable` nor wraps one.
+  """
+  found, seen = [], set()
+  for v in lcb.collect_variables(flow.bijector):
+    plain = v if isinstance(v, tf.Variable) else getattr(v, "value", None)
+    if not isinstance(plain, tf.Variable):
+      raise TypeError(f"plain_variables: variable {getattr(v, 'path', v)!r} of type "
+                      f"{type(v).__name__} does not wrap a tf.Variable.")
+    if id(plain) not in seen:
+      seen.add(id(plain))
+      found.append(plain)
+  return tuple(found)
+
+
 class _Serving(tf.Module):
-  """The exported object: the flow plus the signature functions."""
+  """The exported object: the flow's variables plus the signature functions.
+
+  The flow itself is deliberately not an attribute (see `plain_variables`): the functions
+  reach it through their closures, and every variable they read is tracked here as a plain
+  `tf.Variable`, so every loader restores exactly what the signatures read.
+  """
 
   def __init__(self, flow, num_bins):
     super().__init__(name="lcflow_serving")
-    self.flow = flow
+    self.model_variables = list(plain_variables(flow))
     self.num_bins = tf.constant(num_bins, tf.int32)
     self.image_shape = tf.constant(flow.image_shape, tf.int32)
     h, w, c = flow.image_shape
@@ -94,76 +136,158 @@ class _Serving(tf.Module):
     self.decode = decode
 
 
-def check_export_dir(export_dir, overwrite=False, protect=()):
-  """Checks, before anything is written, that `export_dir` may be (re)written.
+def check_version(version, caller="export_saved_model"):
+  """Raises ValueError unless `version` is None or an int >= 1 (a TF Serving version folder)."""
+  if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                              or version < 1):
+    raise ValueError(f"{caller}: version must be None or an int >= 1 (the number of the "
+                     f"TensorFlow Serving version folder), got {version!r}.")
+
+
+def check_export_dir(export_dir, overwrite=False, protect=(), version=None,
+                     caller="export_saved_model", protected="the run's model_dir"):
+  """Checks, before anything is written, that the export's directory may be (re)written.
 
   Args:
-    export_dir: the destination.
-    overwrite: whether an existing `export_dir` may be replaced.
-    protect: directories (e.g. the run's model_dir) that `export_dir` must neither be nor
-      contain, so that `overwrite` can never delete them.
+    export_dir: the destination; with `version`, the model base path of TensorFlow Serving
+      (a directory of numbered version folders), and the SavedModel goes to
+      `export_dir/version`.
+    overwrite: whether an existing SavedModel directory may be replaced (other version
+      folders of a model base path are never touched).
+    protect: directories (e.g. the run's model_dir) that the SavedModel directory must neither
+      be nor contain, so that `overwrite` can never delete them.
+    version: None, or an int >= 1.
+    caller: the function named in the messages.
+    protected: what `protect` holds, for the messages.
 
   Returns:
-    The absolute path.
+    The absolute path of the SavedModel directory: `export_dir` or `export_dir/version`.
 
   Raises:
-    ValueError: if `export_dir` is empty, is or contains a `protect` directory, exists and
-      `overwrite` is False, is not a directory, or cannot be created (e.g. it lies under a
-      regular file).
+    ValueError: if `export_dir` is empty, `version` is not None or an int >= 1, the SavedModel
+      directory is or contains a `protect` directory, or exists and `overwrite` is False, or
+      is not a directory or cannot be created (e.g. it lies under a regular file); or, with
+      `version`, if `export_dir` is itself a SavedModel.
   """
   if not export_dir:
-    raise ValueError("export_saved_model: export_dir must be a non-empty path.")
-  export_dir = os.path.abspath(export_dir)
+    raise ValueError(f"{caller}: export_dir must be a non-empty path.")
+  check_version(version, caller)
+  base = os.path.abspath(export_dir)
+  target = base if version is None else os.path.join(base, str(version))
   for path in protect:
     path = os.path.abspath(path)
-    if path == export_dir or path.startswith(export_dir.rstrip(os.sep) + os.sep):
-      raise ValueError(f"export_saved_model: export_dir {export_dir} is or contains the run's "
-                       f"model_dir {path}; choose another export_dir.")
-  if os.path.exists(export_dir) and not overwrite:
-    raise ValueError(f"export_saved_model: export_dir {export_dir} already exists; pass "
-                     "overwrite=True (export.py --overwrite, train.py --overwrite_export) to "
-                     "replace it.")
-  config_lib.check_creatable_dir(export_dir, "export_saved_model: export_dir")
-  return export_dir
+    if path == target or path.startswith(target.rstrip(os.sep) + os.sep):
+      raise ValueError(f"{caller}: export_dir {target} is or contains {protected} {path}; "
+                       "choose another export_dir.")
+  if version is not None and tf.saved_model.contains_saved_model(base):
+    raise ValueError(f"{caller}: export_dir {base} is itself a SavedModel; with version="
+                     f"{version} it must be a model base path (a directory of numbered version "
+                     "folders), so choose another export_dir.")
+  if os.path.exists(target) and not overwrite:
+    what = "export_dir" if version is None else f"version folder {version} of export_dir"
+    raise ValueError(f"{caller}: {what} {target} already exists; pass overwrite=True "
+                     "(export.py --overwrite, train.py --overwrite_export) to replace it.")
+  config_lib.check_creatable_dir(target, f"{caller}: export_dir")
+  return target
 
 
-def export_saved_model(flow, export_dir, num_bins, overwrite=False):
-  """Writes `flow` as a self-contained SavedModel at `export_dir`, atomically.
-
-  The model is written to a temporary directory beside `export_dir` and renamed into place,
-  so an interrupted export never leaves a half-written model there.
-
-  Args:
-    flow: an initialised `lcflow_tf.Flow`.
-    export_dir: destination directory.
-    num_bins: integer levels of the images (e.g. 256, or 17 for digits).
-    overwrite: replace an existing `export_dir`.
-
-  Returns:
-    `export_dir`.
-
-  Raises:
-    ValueError: if `num_bins` < 2, or `export_dir` fails `check_export_dir`.
-  """
-  if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-    raise ValueError(f"export_saved_model: num_bins must be an int >= 2, got {num_bins!r}.")
-  export_dir = check_export_dir(export_dir, overwrite)
-  parent = os.path.dirname(export_dir)
+def _save_atomically(target, save):
+  """Runs `save(staging_dir)` and renames the result to `target` (replacing it)."""
+  parent = os.path.dirname(target)
   os.makedirs(parent, exist_ok=True)
-  serving = _Serving(flow, num_bins)
-  signatures = {"serving_default": serving.log_prob, "log_prob": serving.log_prob,
-                "sample": serving.sample, "encode": serving.encode, "decode": serving.decode}
+  # TensorFlow Serving ignores non-numeric folders, so a staging folder inside a model base
+  # path is never loaded; the version appears, complete, with the rename.
   staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
-    tf.saved_model.save(serving, staging, signatures=signatures)
-    if os.path.exists(export_dir):
+    os.chmod(staging, config_lib.default_dir_mode())  # readable by a server's own user
+    save(staging)
+    if os.path.exists(target):
       old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-      os.rename(export_dir, os.path.join(old, "model"))
-      os.rename(staging, export_dir)
+      os.rename(target, os.path.join(old, "model"))
+      os.rename(staging, target)
       shutil.rmtree(old, ignore_errors=True)
     else:
-      os.rename(staging, export_dir)
+      os.rename(staging, target)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  return export_dir
+
+
+def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None):
+  """Writes `flow` as a self-contained SavedModel, atomically.
+
+  The model is written to a temporary directory beside its destination and renamed into
+  place, so an interrupted export never leaves a half-written model there. The result loads
+  with `tf.saved_model.load` and with the session-based loaders
+  (`tf.compat.v1.saved_model.loader.load`, `saved_model_cli run`, TensorFlow Serving).
+
+  Args:
+    flow: an initialised `lcflow_tf.Flow`.
+    export_dir: destination directory; with `version`, TensorFlow Serving's model base path.
+    num_bins: integer levels of the images (e.g. 256, or 17 for digits).
+    overwrite: replace an existing destination (`export_dir`, or `export_dir/version`).
+    version: None, or an int >= 1: write TensorFlow Serving's layout `export_dir/version/`
+      (other version folders there are kept).
+
+  Returns:
+    The SavedModel directory written (absolute): `export_dir` or `export_dir/version`.
+
+  Raises:
+    ValueError: if `num_bins` < 2, or the destination fails `check_export_dir`.
+  """
+  if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
+    raise ValueError(f"export_saved_model: num_bins must be an int >= 2, got {num_bins!r}.")
+  target = check_export_dir(export_dir, overwrite, version=version)
+  serving = _Serving(flow, num_bins)
+  signatures = {"serving_default": serving.log_prob, "log_prob": serving.log_prob,
+                "sample": serving.sample, "encode": serving.encode, "decode": serving.decode}
+  _save_atomically(target, lambda path: tf.saved_model.save(serving, path,
+                                                            signatures=signatures))
+  return target
+
+
+def upgrade_saved_model(old_dir, export_dir, overwrite=False, version=None):
+  """Re-saves an export of an older lcflow_tf so that the session-based loaders can run it.
+
+  Exports written before issue 16 (2026-11-30) load with `tf.saved_model.load` but not with
+  `tf.compat.v1.saved_model.loader.load`, `saved_model_cli run` or TensorFlow Serving (their
+  Keras 3 network variables are never restored there). Loaded with `tf.saved_model.load`,
+  every variable is a plain `tf.Variable` that its signatures read, so saving the loaded
+  object again gives a SavedModel with the same signatures and outputs that every loader
+  runs. Needs neither the training run nor its checkpoint; written atomically like
+  `export_saved_model`.
+
+  Args:
+    old_dir: the export to upgrade (left as it is).
+    export_dir: destination directory; with `version`, TensorFlow Serving's model base path.
+    overwrite: replace an existing destination.
+    version: None, or an int >= 1 (see `export_saved_model`).
+
+  Returns:
+    The SavedModel directory written (absolute).
+
+  Raises:
+    ValueError: if `old_dir` is not a SavedModel, cannot be loaded, or lacks one of
+      `SIGNATURES`; or the destination fails `check_export_dir` (it must neither be nor
+      contain `old_dir`).
+  """
+  caller = "upgrade_saved_model"
+  if not old_dir or not tf.saved_model.contains_saved_model(old_dir):
+    raise ValueError(f"{caller}: {old_dir!r} is not a SavedModel directory (no saved_model.pb "
+                     "in it); give the directory of an lcflow_tf export.")
+  target = check_export_dir(export_dir, overwrite, protect=[old_dir], version=version,
+                            caller=caller, protected="the export being upgraded")
+  try:
+    loaded = tf.saved_model.load(old_dir)
+  except (tf.errors.OpError, ValueError, OSError) as e:
+    first = (str(e).strip().splitlines() or [""])[0]
+    raise ValueError(f"{caller}: cannot load {old_dir} with tf.saved_model.load "
+                     f"({type(e).__name__}: {first}).") from e
+  missing = [name for name in SIGNATURES if name not in loaded.signatures]
+  if missing:
+    raise ValueError(f"{caller}: {old_dir} is not an lcflow_tf export: it lacks the "
+                     f"signatures {missing} (it has {sorted(loaded.signatures)}).")
+  signatures = {name: loaded.signatures[name] for name in SIGNATURES}
+  _save_atomically(target, lambda path: tf.saved_model.save(loaded, path,
+                                                            signatures=signatures))
+  return target

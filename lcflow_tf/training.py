@@ -3,8 +3,8 @@
 `train(config, model_dir)` (or `Trainer(...).train()`) runs one `TrainConfig`:
 
 * Strategy: `make_strategy` (`auto` = MirroredStrategy over all visible GPUs, else the
-  default strategy). Every variable (flow, optimizer, step, learning-rate scale) is created
-  inside `strategy.scope()`.
+  default strategy). Every variable (flow, optimizer, step, learning-rate scale, weight
+  averages) is created inside `strategy.scope()`.
 * Input: `strategy.distribute_datasets_from_function` over `data.make_train_pipeline` with
   per-replica batches of `batch_size / num_replicas`; each input pipeline skips the batches
   of the steps already taken, so a resumed run sees the batches it would have seen. Global
@@ -15,11 +15,25 @@
 * Step: per replica, `loss = sum(-log p(x)) / global_batch_size`; the gradients are summed
   over replicas (`all_reduce`), so they equal the gradient of the global-batch mean; they
   are clipped by their global norm; when the loss or the norm is not finite the update is
-  skipped (`tf.cond`) and counted. The Adam update (Keras 3 `keras.optimizers.Adam`, linear
-  warm-up) is applied in cross-replica context, variable by variable through
-  `strategy.extended.update` with the optimizer's own `update_step`, because Keras's
-  `apply` sums gradients over replicas again and cannot sit inside `tf.cond` in replica
-  context.
+  skipped (`tf.cond`) and counted. The Adam update (Keras 3 `keras.optimizers.Adam`) is
+  applied in cross-replica context, variable by variable through `strategy.extended.update`
+  with the optimizer's own `update_step`, because Keras's `apply` sums gradients over
+  replicas again and cannot sit inside `tf.cond` in replica context.
+* Learning rate (`lcflow_tf.schedules.WarmupDecay`): linear warm-up over `warmup_steps`
+  optimizer steps, then `lr_schedule` (`constant`, or a `cosine`/`linear` decay driven by the
+  global step that reaches `lr_min_ratio * learning_rate` at `train_steps`), times the
+  learning-rate scale (lowered on non-finite recovery). Extending `train_steps` on resume
+  stretches the decay to the new end.
+* Weight averages (`ema_decay` > 0; `lcflow_tf.averaging.WeightAverage`): an exponential
+  moving average of every trainable variable (not ActNorm's `initialized`, the LC statistics,
+  the permutations or `split_fixed`), mirrored like the weights and updated in the same
+  `tf.cond` branch as the Adam update, right after it, so a skipped step leaves it alone;
+  decay `min(ema_decay, (1 + n) / (10 + n))` after n updates. The averages start from the
+  initialised weights and restart from the current weights when the pilot ends (the fixed
+  split changes what the weights mean; with `lc_reinit` they are the fresh weights). The
+  sample grids of the summaries (`write_images`, `averaged_weights`), `evaluation.load_run`
+  and hence eval.py, export.py and train.py's final evaluation and export use the averages
+  by default.
 * Likelihood contributions: the same pass returns the LC batch sums
   (`Flow.log_prob_and_lc_batch`); they are summed over replicas (`strategy.reduce`) and folded
   into `flow.lc_statistics` in cross-replica context, while the split is not fixed yet and
@@ -33,8 +47,11 @@
 * ActNorm: initialised eagerly, in cross-replica context, from the global first batch before
   the first step, so any number of replicas starts from the same state as one device.
 * Checkpoints (`tf.train.CheckpointManager` in `model_dir`): the flow (weights, ActNorm
-  state, split permutations, LC statistics, `split_fixed`), the optimizer, the step and the
-  learning-rate scale. A run resumes from the latest one ("Resuming from step N"). TF writes
+  state, split permutations, LC statistics, `split_fixed`), the optimizer, the step, the
+  learning-rate scale and the weight averages (as `averages`, with their update count). A
+  run resumes from the latest one ("Resuming from step N"); a checkpoint without averages
+  (an older run, or `ema_decay` turned on at resume) restores the rest, and the averages
+  restart from its weights. TF writes
   a checkpoint's shards under `<prefix>_temp/`, merges them into `<prefix>.index/.data-*`,
   and only then replaces the `checkpoint` index file atomically, so a crash never leaves a
   partial checkpoint as the latest. Rewriting an existing prefix is not atomic (the merge
@@ -45,16 +62,19 @@
   saved statistics. Non-chief workers (`multi_worker`) write their checkpoints into a
   temporary directory that is removed at the end, never into `model_dir`.
 * Non-finite steps: no periodic checkpoint is written during a streak of them; after
-  `max_nonfinite_steps` consecutive ones, the latest checkpoint is restored and the learning
-  rate is multiplied by `nonfinite_lr_factor` (kept in later checkpoints); after
+  `max_nonfinite_steps` consecutive ones, the latest checkpoint is restored (weights,
+  optimizer and averages) and the learning rate is multiplied by `nonfinite_lr_factor`
+  (kept in later checkpoints); after
   `max_nonfinite_restores` such restores training stops with `TrainingError`.
-* TensorBoard events are written with `tf.summary.write` in TensorBoard's scalar/image
-  format, so TensorBoard itself is not a dependency (install it only to view them).
+* TensorBoard events are written with `tf.summary.write` in the format of TensorBoard's
+  scalars and images plugins (`tensorboard --logdir MODEL_DIR`; tensorboard is in
+  requirements.txt, and the library itself does not import it).
 * Logs: a progress line every `log_every` steps (step, train bits/dim, images/s, learning
   rate, ETA); TensorBoard scalars in `model_dir/train` and, every `images_every` steps and at
   the end, sample grids and LC heatmaps.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -68,9 +88,11 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
 
+from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import flows
+from lcflow_tf import schedules
 from lcflow_tf import viz
 
 SUMMARY_TEMPERATURES = (0.0, 0.7, 1.0)
@@ -172,26 +194,6 @@ def seed_initializers(seed):
   tf.random.set_seed(None)
 
 
-# --- learning rate ---------------------------------------------------------------------------
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-  """`peak * scale * min(1, (step + 1) / warmup_steps)`; `scale` is a variable (lowered when
-  training recovers from non-finite steps)."""
-
-  def __init__(self, peak, warmup_steps, scale):
-    super().__init__()
-    self.peak = float(peak)
-    self.warmup_steps = int(warmup_steps)
-    self.scale = scale
-
-  def __call__(self, step):
-    step = tf.cast(step, tf.float32)
-    warm = tf.minimum(1.0, (step + 1.0) / float(max(self.warmup_steps, 1)))
-    return self.peak * warm * tf.cast(self.scale, tf.float32)
-
-  def get_config(self):
-    return {"peak": self.peak, "warmup_steps": self.warmup_steps}
-
-
 # --- mixed precision -------------------------------------------------------------------------
 def apply_mixed_precision(flow, policy=MIXED_PRECISION_POLICY):
   """Runs the coupling networks of `flow` under a Keras mixed-precision policy.
@@ -274,6 +276,8 @@ class Trainer:
 
   Attributes:
     flow, optimizer, strategy, dataset, checkpoint_manager, model_dir, config.
+    averages: the `averaging.WeightAverage` of `flow.trainable_variables`, or None when
+      `config.ema_decay` is 0.
   """
 
   def __init__(self, config, model_dir, strategy=None, dataset=None):
@@ -315,19 +319,29 @@ class Trainer:
       self._variables = self.flow.trainable_variables
       self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
       self._lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
-      self.optimizer = keras.optimizers.Adam(
-          WarmupSchedule(config.learning_rate, config.warmup_steps, self._lr_scale))
+      self.optimizer = keras.optimizers.Adam(schedules.WarmupDecay(
+          config.learning_rate, config.warmup_steps, kind=config.lr_schedule,
+          decay_steps=config.train_steps, min_ratio=config.lr_min_ratio, scale=self._lr_scale,
+          progress=self._step))
       self.optimizer.build(self._variables)
-      self._checkpoint = tf.train.Checkpoint(flow=self.flow, optimizer=self.optimizer,
-                                             step=self._step, lr_scale=self._lr_scale)
+      self.averages = (averaging.WeightAverage(self._variables, config.ema_decay)
+                       if config.ema_decay > 0 else None)
+      state = dict(flow=self.flow, optimizer=self.optimizer, step=self._step,
+                   lr_scale=self._lr_scale)
+      self._checkpoint_without_averages = tf.train.Checkpoint(**state)
+      if self.averages is not None:
+        state[averaging.CHECKPOINT_NAME] = self.averages.state
+      self._checkpoint = tf.train.Checkpoint(**state)
       self.checkpoint_manager = tf.train.CheckpointManager(
           self._checkpoint, self._write_dir, max_to_keep=config.keep_checkpoints)
       latest = tf.train.latest_checkpoint(self.model_dir)
       if latest:
-        _restore(self._checkpoint, latest)
+        self._restore_checkpoint(latest)
         logging.info("Resuming from step %d (%s)", self.step, latest)
       else:
         self.flow.initialize(self.global_batch(0))
+        if self.averages is not None:
+          self.averages.reset()  # from the initialised weights
     if self.is_chief:  # after the restore: an unreadable checkpoint changes nothing here
       os.makedirs(self.model_dir, exist_ok=True)
       if saved != config:
@@ -335,6 +349,9 @@ class Trainer:
           changed = [f"{name}: {old!r} -> {new!r}"
                      for name, old, new in saved.differences(config, ignore=())]
           logging.info("Run settings changed on resume: %s", "; ".join(changed))
+          if saved.train_steps != config.train_steps and config.lr_schedule != "constant":
+            logging.info("The %s learning-rate decay now reaches its floor at step %d.",
+                         config.lr_schedule, config.train_steps)
         config_lib.write_train_config(self.model_dir, config)
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
                             if self.is_chief else tf.summary.create_noop_writer())
@@ -467,6 +484,8 @@ class Trainer:
           var = var.value if isinstance(var, keras.Variable) else var
           strategy.extended.update(var, update, args=(grad, lr), group=False)
         optimizer.iterations.assign_add(1)
+        if self.averages is not None:  # after the weights moved; never on a skipped step
+          self.averages.update()
         if collect:
           self.flow.lc_statistics.update(sums)
         return tf.constant(True)
@@ -495,7 +514,9 @@ class Trainer:
     Fresh weights: every trainable variable takes the value it has in a flow freshly built
     from the same config and seed, the ActNorms are re-initialised (with the fixed split) on
     the global batch of the current step, and the optimizer's state (moments, iterations,
-    hence the warm-up) is zeroed. The permutations and the statistics are kept.
+    hence the warm-up) is zeroed. The permutations and the statistics are kept. Either way
+    the weight averages restart from the weights training continues with (the fixed split
+    changes what the weights mean).
 
     Returns:
       The permutations that were set, outermost junction first.
@@ -511,10 +532,14 @@ class Trainer:
         self.flow.initialize(self.global_batch(self.step), force=True)
         for var in self.optimizer.variables:
           var.assign(tf.zeros(var.shape, var.dtype))
-    logging.info("Pilot finished at step %d: split %r fixed from %d images%s.", self.step,
+      if self.averages is not None:
+        self.averages.reset()
+    averages = self.averages is not None
+    logging.info("Pilot finished at step %d: split %r fixed from %d images%s%s.", self.step,
                  self.config.split, int(self.flow.lc_statistics.count.numpy()),
                  "; weights and optimizer re-initialised" if self.config.lc_reinit else
-                 "; continuing from the pilot weights")
+                 "; continuing from the pilot weights",
+                 "; weight averages restarted from these weights" if averages else "")
     return chosen
 
   # --- checkpoints and recovery --------------------------------------------------------------
@@ -537,19 +562,56 @@ class Trainer:
       raise TrainingError("training diverged (non-finite loss or gradients) before the first "
                           "checkpoint; lower --learning_rate or --grad_clip_norm.")
     with self.strategy.scope():
-      _restore(self._checkpoint, latest)
+      self._restore_checkpoint(latest)
       self._lr_scale.assign(self._lr_scale * self.config.nonfinite_lr_factor)
     logging.warning("Restored %s (step %d) after non-finite steps; learning rate scale is now "
                     "%g.", latest, self.step, self.learning_rate_scale)
     return latest
 
+  def _restore_checkpoint(self, path):
+    """Restores the checkpoint `path` (averages included when it holds them).
+
+    A checkpoint without averages (written with `ema_decay=0`, or before averaging existed)
+    restores everything else; the averages then restart from the restored weights.
+
+    Raises:
+      ValueError: one line, when the checkpoint is unreadable or does not match the model.
+    """
+    if self.averages is None or _has_averages(path):
+      _restore(self._checkpoint, path)
+      return
+    _restore(self._checkpoint_without_averages, path)
+    self.averages.reset()
+    logging.info("%s holds no weight averages (written with ema_decay=0 or before averaging "
+                 "existed); averaging starts from its weights at step %d.", path, self.step)
+
+  # --- averaged weights ----------------------------------------------------------------------
+  @contextlib.contextmanager
+  def averaged_weights(self):
+    """Context in which `flow` holds the averaged weights (the raw ones when `ema_decay=0`).
+
+    The raw weights are back on exit; training must not run inside it.
+
+    Yields:
+      "ema" or "raw": which weights `flow` holds.
+    """
+    if self.averages is None:
+      yield "raw"
+      return
+    with self.strategy.scope(), self.averages.swapped():
+      yield "ema"
+
   # --- summaries -----------------------------------------------------------------------------
   def write_images(self):
-    """Sample grids and LC heatmaps of the current model as TensorBoard images."""
+    """Sample grids and LC heatmaps of the current model as TensorBoard images.
+
+    The samples come from the averaged weights (`averaged_weights`); the heatmaps show the
+    LC statistics, which were collected with the raw weights during training.
+    """
     if not self.is_chief:
       return
     step = self.step
-    with self._summary_writer.as_default():
+    with self._summary_writer.as_default(), self.averaged_weights():
       for t in SUMMARY_TEMPERATURES:
         grid = viz.sample_grid(self.flow, self.num_bins, t, SUMMARY_SAMPLES, seed=step)
         summary_image(f"samples/temperature_{t:.1f}", grid, step)
@@ -645,15 +707,30 @@ class Trainer:
 
 
 def _restore(checkpoint, path):
-  """Restores `path` into `checkpoint` (every saved object must match).
+  """Restores `path` into `checkpoint` (every object of `checkpoint` must be in `path`).
+
+  Values in `path` that `checkpoint` does not hold (weight averages restored into a run with
+  `ema_decay=0`) are ignored.
 
   Raises:
     ValueError: one line, when the checkpoint files cannot be read (corrupted or truncated)
       or do not match the model.
   """
   try:
-    checkpoint.restore(path).assert_existing_objects_matched()
+    checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
   except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
+    raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
+
+
+def _has_averages(path):
+  """Whether the checkpoint `path` holds weight averages.
+
+  Raises:
+    ValueError: one line, when the checkpoint cannot be read.
+  """
+  try:
+    return averaging.in_checkpoint(path)
+  except (tf.errors.OpError, ValueError, IndexError) as e:
     raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
 
 

@@ -5,7 +5,8 @@
 Trains `TrainConfig.from_dict(json.loads(CONFIG_JSON))` on digits with
 `lcflow_tf.training.Trainer` (the strategy from `config.strategy`; `multi_worker` reads
 TF_CONFIG) and writes OUT.npz: `steps`, `losses` (per step, nats/image), `step`,
-`num_replicas`, `is_chief`, and the final trainable variables as `w0, w1, ...`.
+`num_replicas`, `is_chief`, the final trainable variables as `w0, w1, ...` and their
+weight averages as `a0, a1, ...` (none when `ema_decay` is 0).
 """
 
 import json
@@ -29,6 +30,8 @@ def main(model_dir, out, config_json):
   result = trainer.train()
   steps = sorted(result.losses)
   weights = {f"w{i}": v.numpy() for i, v in enumerate(trainer.flow.trainable_variables)}
+  if trainer.averages is not None:
+    weights.update({f"a{i}": v.numpy() for i, v in enumerate(trainer.averages.values)})
   np.savez(out, steps=np.array(steps), losses=np.array([result.losses[s] for s in steps]),
            step=result.step, num_replicas=strategy.num_replicas_in_sync,
            is_chief=trainer.is_chief, **weights)

@@ -29,11 +29,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
+from lcflow_tf import frechet
+from lcflow_tf import sample_quality
 from lcflow_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +88,12 @@ def copy_run(runs, name, sb, spoil=None):
   elif spoil == "index":
     (target / "ckpt-2.index").write_bytes(b"not an sstable" * 20)
   return str(target)
+
+
+def fake_saved_model(path):
+  """A directory with an unparsable saved_model.pb."""
+  path.mkdir()
+  (path / "saved_model.pb").write_bytes(b"not a SavedModel" * 10)
 
 
 def a_file(sb):
@@ -156,6 +165,10 @@ CASES = [
          r"flag --split=best: value should be one of <static\|random\|lc\|lc_reverse\|variance>"),
     Case("train-learning-rate-zero", TRAIN, cli("--model_dir={sb}/run", "--learning_rate=0"),
          r"^learning_rate must be in \(0.0, inf\], got 0.0\.$"),
+    Case("train-ema-decay-one", TRAIN, cli("--model_dir={sb}/run", "--ema_decay=1"),
+         r"^ema_decay must be in \[0.0, 1.0\), got 1.0\.$"),
+    Case("train-unknown-lr-schedule", TRAIN, cli("--model_dir={sb}/run", "--lr_schedule=step"),
+         r"flag --lr_schedule=step: value should be one of <constant\|cosine\|linear>"),
     Case("train-multi-worker-without-tf-config", TRAIN,
          cli("--model_dir={sb}/run", "--strategy=multi_worker", *TRAIN_FLAGS),
          r"^strategy 'multi_worker' reads the cluster from the TF_CONFIG environment variable, "
@@ -198,10 +211,16 @@ CASES = [
          r"^model_dir .*/run has no checkpoint yet\.$"),
     Case("eval-negative-temperature", EVAL, cli("--model_dir={glow}", "--temperatures=0.7,-1"),
          r"^temperatures must be in \[0.0, inf\], got -1.0\.$"),
+    Case("eval-unknown-weights", EVAL, cli("--model_dir={glow}", "--weights=best"),
+         r"flag --weights=best: value should be one of <ema\|raw>"),
     Case("eval-output-dir-under-a-file", EVAL,
          cli("--model_dir={glow}", "--output_dir={sb}/file/eval",
              setup=lambda sb, runs: a_file(sb)),
          r"^output_dir .*/file/eval cannot be created: .*/file is a file, not a directory\.$"),
+    Case("eval-classifier-dir-under-a-file", EVAL,
+         cli("--model_dir={glow}", "--sample_quality", "--classifier_dir={sb}/file/cls",
+             setup=lambda sb, runs: a_file(sb)),
+         r"^classifier_dir .*/file/cls cannot be created: .*/file is a file, not a directory\.$"),
     # export.py
     Case("export-model-dir-without-config", EXPORT,
          cli("--model_dir={sb}", "--export_dir={sb}/exported"),
@@ -221,6 +240,22 @@ CASES = [
          r"file, not a directory\.$"),
     Case("export-missing-export-dir-flag", EXPORT, cli("--model_dir={glow}"),
          r"flag --export_dir=None: Flag --export_dir must have a value other than None"),
+    Case("export-version-zero", EXPORT,
+         cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=0"),
+         r"flag --version=0: 0 is not a positive integer"),
+    Case("export-version-folder-exists", EXPORT,
+         cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=1",
+             setup=lambda sb, runs: (sb / "models" / "1").mkdir(parents=True)),
+         r"^export_saved_model: version folder 1 of export_dir .*/models/1 already exists; "
+         r"pass overwrite=True"),
+    Case("export-upgrade-not-a-saved-model", EXPORT,
+         cli("--upgrade={sb}/old", "--export_dir={sb}/new",
+             setup=lambda sb, runs: (sb / "old").mkdir()),
+         r"^upgrade_saved_model: '.*/old' is not a SavedModel directory \(no saved_model.pb "
+         r"in it\)"),
+    Case("train-export-version-without-export-dir", TRAIN,
+         cli("--model_dir={sb}/run", "--export_version=2", *TRAIN_FLAGS),
+         r"^--export_version=2 needs --export_dir \(the model base path"),
 
     # library: data
     Case("read-idx-truncated", LIB, lib(
@@ -283,6 +318,15 @@ CASES = [
     Case("config-nonfinite-lr-factor", LIB, lib(
         lambda c: config_lib.TrainConfig(nonfinite_lr_factor=1.5)),
          r"nonfinite_lr_factor must be in \(0.0, 1.0\), got 1.5"),
+    Case("config-negative-lr-min-ratio", LIB, lib(
+        lambda c: config_lib.TrainConfig(lr_schedule="linear", lr_min_ratio=-0.1)),
+         r"lr_min_ratio must be in \[0.0, 1.0\), got -0.1"),
+    Case("config-unknown-lr-schedule", LIB, lib(
+        lambda c: config_lib.TrainConfig(lr_schedule="exponential")),
+         r"lr_schedule must be one of \['constant', 'cosine', 'linear'\], got 'exponential'"),
+    Case("weight-average-decay-one", LIB, lib(
+        lambda c: averaging.WeightAverage(c.flow.trainable_variables, 1.0)),
+         r"WeightAverage: decay must be in \[0, 1\), got 1.0"),
     Case("config-unknown-architecture", LIB, lib(
         lambda c: config_lib.TrainConfig(architecture="flow++")),
          r"architecture must be one of \['glow', 'realnvp'\], got 'flow\+\+'"),
@@ -310,6 +354,9 @@ CASES = [
         lambda c: evaluation.load_run(str(c.sb / "run"), dataset=c.digits),
         setup=lambda c: copy_run(c.runs, "glow", c.sb, "truncate")),
          r"cannot restore checkpoint .*ckpt-2: the files are unreadable"),
+    Case("load-run-unknown-weights", LIB, lib(lambda c: evaluation.load_run(
+        str(c.runs["glow"]), dataset=c.digits, weights="averaged")),
+         r"weights must be one of \['ema', 'raw'\], got 'averaged'"),
     Case("load-run-missing-checkpoint", LIB, lib(lambda c: evaluation.load_run(
         str(c.runs["glow"]), checkpoint=str(c.runs["glow"] / "ckpt-99"), dataset=c.digits)),
          r"checkpoint '.*ckpt-99' does not exist \(expected .*ckpt-99.index\)"),
@@ -318,6 +365,30 @@ CASES = [
             str(c.runs["glow"]), output_dir=str(c.sb / "file" / "eval"), dataset=c.digits),
         setup=lambda c: a_file(c.sb)),
          r"output_dir .*/file/eval cannot be created"),
+    # library: sample quality
+    Case("sample-quality-dataset-without-labels", LIB, lib(
+        lambda c: sample_quality.load_or_train(
+            data.load_dataset("fashion_mnist", str(c.sb / "idx")), str(c.sb / "cls")),
+        setup=lambda c: fashion_dir(c.sb)),
+         r"^sample quality needs a dataset with class labels to train its feature classifier: "
+         r"dataset 'fashion_mnist' has no class labels: '.*/idx' lacks "
+         r"train-labels-idx1-ubyte\[.gz\]"),
+    Case("sample-quality-classifier-dir-under-a-file", LIB, lib(
+        lambda c: sample_quality.load_or_train(c.digits, str(c.sb / "file" / "cls")),
+        setup=lambda c: a_file(c.sb)),
+         r"^classifier_dir .*/file/cls cannot be created: .*/file is a file, not a directory"),
+    Case("frechet-distance-one-sample", LIB, lib(
+        lambda c: frechet.frechet_distance_of_features(np.zeros((1, 4)),
+                                                              np.zeros((5, 4)))),
+         r"^frechet_distance: features1 must be \[N >= 2, F >= 1\] \(a covariance needs 2 "
+         r"samples\), got shape \[1, 4\]\.$"),
+    Case("quantize-samples-integer-images", LIB, lib(
+        lambda c: sample_quality.quantize_samples(np.zeros((2, 8, 8, 1), np.uint8), NUM_BINS)),
+         r"^quantize_samples: x must be float samples \[N, H, W, C\] in \[0, 1\), got dtype "
+         r"uint8"),
+    Case("eval-config-sample-quality-samples-one", LIB, lib(
+        lambda c: config_lib.EvalConfig(sample_quality_samples=1)),
+         r"^sample_quality_samples must be an integer >= 2, got 1\.$"),
     # library: export
     Case("export-existing-dir", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 17),
@@ -331,6 +402,35 @@ CASES = [
     Case("export-num-bins-one", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 1)),
          r"num_bins must be an int >= 2, got 1"),
+    Case("export-version-zero-in-library", LIB, lib(
+        lambda c: export.export_saved_model(c.flow, str(c.sb / "models"), 17, version=0)),
+         r"version must be None or an int >= 1 \(the number of the TensorFlow Serving version "
+         r"folder\), got 0"),
+    Case("export-version-string-in-library", LIB, lib(
+        lambda c: export.export_saved_model(c.flow, str(c.sb / "models"), 17, version="1")),
+         r"version must be None or an int >= 1 .*, got '1'"),
+    Case("export-version-in-a-saved-model", LIB, lib(
+        lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 17, version=1),
+        setup=lambda c: fake_saved_model(c.sb / "model")),
+         r"export_dir .*/model is itself a SavedModel; with version=1 it must be a model base "
+         r"path"),
+    Case("upgrade-not-a-saved-model", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb), str(c.sb / "new"))),
+         r"upgrade_saved_model: '.*' is not a SavedModel directory"),
+    Case("upgrade-into-itself", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "old"),
+                                             overwrite=True),
+        setup=lambda c: fake_saved_model(c.sb / "old")),
+         r"export_dir .*/old is or contains the export being upgraded .*/old; choose another"),
+    Case("upgrade-unreadable-saved-model", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "new")),
+        setup=lambda c: fake_saved_model(c.sb / "old")),
+         r"cannot load .*/old with tf.saved_model.load \(OSError: Cannot parse file"),
+    Case("upgrade-not-an-lcflow-export", LIB, lib(
+        lambda c: export.upgrade_saved_model(str(c.sb / "other"), str(c.sb / "new")),
+        setup=lambda c: tf.saved_model.save(tf.Module(), str(c.sb / "other"))),
+         r"other is not an lcflow_tf export: it lacks the signatures \['serving_default', "
+         r"'log_prob', 'sample', 'encode', 'decode'\] \(it has \[\]\)"),
     # SavedModel signatures
     Case("signature-value-equal-to-num-bins", SIG, lib(
         lambda c: c.serving.signatures["log_prob"](

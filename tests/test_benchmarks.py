@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from benchmarks import harness
 from benchmarks import peer_tfp_glow
 from benchmarks import scaling
 
@@ -182,16 +181,6 @@ def test_analytic_conv_flops_by_hand():
   level0 = (9 * 6 * 8 + 8 * 8 + 9 * 8 * 12 + 9 * 6 * 12) * 16
   level1 = (9 * 12 * 8 + 8 * 8 + 9 * 8 * 24) * 4
   assert scaling.analytic_conv_flops(8, 3, 2, 1, 8, 2) == 2 * 2 * (level0 + level1)
-
-
-def test_linear_warmup_schedule():
-  schedule = harness.LinearWarmup(1e-3, 200)
-  assert float(schedule(0)) == pytest.approx(1e-3 / 200)
-  assert float(schedule(99)) == pytest.approx(0.5e-3)
-  assert float(schedule(199)) == pytest.approx(1e-3)
-  assert float(schedule(5000)) == pytest.approx(1e-3)
-  with pytest.raises(ValueError, match="warmup_steps"):
-    harness.LinearWarmup(1e-3, 0)
 
 
 def test_union_length_of_overlapping_intervals():

@@ -44,7 +44,7 @@ ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
 def test_train_resume_then_eval(tmp_path):
   model_dir = str(tmp_path / "run")
   first = run("train.py", f"--model_dir={model_dir}", "--train_steps=4", "--noeval_at_end",
-              *TINY_FLAGS)
+              "--lr_schedule=linear", "--ema_decay=0.99", *TINY_FLAGS)
   assert first.returncode == 0, first.stderr[-3000:]
   assert "Traceback" not in first.stderr
   assert re.search(r"step 4/4 +train [\d.]+ bits/dim +\d+ images/s +lr [\d.e+-]+ .*ETA 0:00:00",
@@ -55,6 +55,7 @@ def test_train_resume_then_eval(tmp_path):
   slot = "optimizer/_variables/1/.ATTRIBUTES/VARIABLE_VALUE"  # an Adam moment
   saved = config_lib.read_train_config(model_dir)
   assert saved.train_steps == 4 and saved.hidden_channels == 8 and saved.split == "lc"
+  assert (saved.lr_schedule, saved.ema_decay) == ("linear", 0.99)
 
   # The optimizer state in the checkpoint is what a resumed Trainer starts from.
   trainer = training.Trainer(saved, model_dir)
@@ -69,10 +70,17 @@ def test_train_resume_then_eval(tmp_path):
   assert "Resuming from step 4" in second.stderr
   assert "step 5/6" not in second.stderr and re.search(r"step 6/6 ", second.stderr)
   assert "Pilot finished" not in second.stderr  # the split was fixed in the first run
+  # Not given again, --lr_schedule and --ema_decay kept the run's values (no mismatch).
+  resumed = config_lib.read_train_config(model_dir)
+  assert (resumed.train_steps, resumed.lr_schedule, resumed.ema_decay) == (6, "linear", 0.99)
+  with open(os.path.join(model_dir, "eval", "results.json")) as f:
+    assert json.load(f)["weights"] == "ema"  # --eval_at_end evaluates the averages
   ckpt6 = os.path.join(model_dir, "ckpt-6")
   assert checkpoint_value(ckpt6, ITERATIONS) == 6  # continued, not restarted at 0
   assert not np.array_equal(checkpoint_value(ckpt6, slot), checkpoint_value(ckpt4, slot))
   assert f"{model_dir}/eval/results.json" in second.stdout
+  with open(os.path.join(model_dir, "eval", "results.json")) as f:
+    assert "sample_quality" not in json.load(f)  # only with --sample_quality
   tags = set()
   for name in os.listdir(f"{model_dir}/train"):
     for event in tf.compat.v1.train.summary_iterator(f"{model_dir}/train/{name}"):
@@ -81,14 +89,17 @@ def test_train_resume_then_eval(tmp_path):
           ("train/learning_rate", "scalars"), ("train/grad_norm", "scalars"),
           ("samples/temperature_0.7", "images"), ("lc/heatmaps", "images")} <= tags
 
-  out_dir = str(tmp_path / "eval")
+  out_dir, classifier_dir = str(tmp_path / "eval"), str(tmp_path / "classifier")
   evaluated = run("eval.py", f"--model_dir={model_dir}", f"--output_dir={out_dir}",
-                  "--dequant_samples=2", "--temperatures=0,0.7,1", "--num_samples=16")
+                  "--dequant_samples=2", "--temperatures=0,0.7,1", "--num_samples=16",
+                  "--sample_quality", "--sample_quality_samples=40", "--classifier_steps=20",
+                  f"--classifier_dir={classifier_dir}", "--weights=raw")
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   assert "Traceback" not in evaluated.stderr
   with open(os.path.join(out_dir, "results.json")) as f:
     results = json.load(f)
   assert results["step"] == 6 and results["checkpoint"].endswith("ckpt-6")
+  assert results["weights"] == "raw"
   assert results["num_images"] == 297 and results["dequant_samples"] == 2
   # Six steps of a tiny model: better than nothing, worse than a trained model; uniform
   # over 17 levels would be log2(17) = 4.09 bits/dim.
@@ -103,7 +114,29 @@ def test_train_resume_then_eval(tmp_path):
     with Image.open(os.path.join(out_dir, name)) as image:
       assert image.width >= 64 and image.height >= 64
   assert results["lc_heatmaps"] == ["lc_level0.png", "lc_overview.png"]
-  assert f"step 6: test bits/dim {results['test_bits_per_dim']:.4f}" in evaluated.stdout
+  assert (f"step 6 (raw weights): test bits/dim {results['test_bits_per_dim']:.4f}"
+          in evaluated.stdout)
+
+  # --sample_quality: a tiny classifier trained into --classifier_dir, distances per temperature
+  quality = results["sample_quality"]
+  with open(os.path.join(classifier_dir, "classifier.json")) as f:
+    classifier = json.load(f)
+  assert classifier["dataset"] == "digits" and classifier["config"]["steps"] == 20
+  assert quality["classifier_dir"] == classifier_dir
+  assert quality["classifier_test_accuracy"] == classifier["test_accuracy"] > 0.1
+  assert quality["classifier_reference_distances"] == classifier["reference_distances"]
+  assert quality["num_samples"] == quality["num_reference_images"] == 40
+  assert sorted(quality["temperatures"]) == ["0", "0.7", "1"]
+  for r in quality["temperatures"].values():
+    assert r["num_used"] + r["nonfinite_excluded"] == 40
+    if r["num_used"] >= 2:
+      assert r["frechet_distance"] >= 0.0
+  # Six training steps: the samples are further from the test images than training images.
+  assert quality["temperatures"]["0.7"]["frechet_distance"] > quality[
+      "reference_frechet_distance"] > 0.0
+  assert results["eval_config"]["classifier"]["steps"] == 20
+  assert "sample quality (Frechet distance on classifier features, 40 samples vs 40 test" in (
+      evaluated.stdout)
 
 
 def _other_config_dir(tmp_path):

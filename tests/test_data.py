@@ -63,6 +63,22 @@ def test_digits_shapes_range_and_split():
     np.testing.assert_array_equal(_to_numpy(data.load_dataset("digits").test()), test)
 
 
+def test_digits_labels_follow_the_split():
+    ds = data.load_dataset("digits")
+    assert ds.has_labels and ds.num_classes == 10
+    train, test = _to_numpy(ds.train_labels()), _to_numpy(ds.test_labels())
+    assert train.dtype == np.int64 and train.shape == (1500,) and test.shape == (297,)
+
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    order = np.random.RandomState(0).permutation(1797)
+    np.testing.assert_array_equal(train, digits.target[order[:1500]])
+    np.testing.assert_array_equal(test, digits.target[order[1500:]])
+    # Each label belongs to the image at the same position.
+    images = digits.images.astype(np.uint8)[..., None]
+    np.testing.assert_array_equal(_to_numpy(ds.test())[test == 3], images[order[1500:]][test == 3])
+
+
 def test_digits_rejects_n_bits():
     with pytest.raises(ValueError, match=r"n_bits=5.*17 native levels"):
         data.load_dataset("digits", n_bits=5)
@@ -188,6 +204,38 @@ def test_fashion_mnist_from_idx_dir(tmp_path):
     np.testing.assert_array_equal(_to_numpy(ds.test())[..., 0], test // 32)
 
 
+def _idx1_bytes(labels: np.ndarray) -> bytes:
+    header = b"".join(v.to_bytes(4, "big") for v in (0x00000801, len(labels)))
+    return header + np.asarray(labels, np.uint8).tobytes()
+
+
+def test_fashion_mnist_idx_labels(tmp_path):
+    train, test = np.zeros((7, 28, 28), np.uint8), np.ones((3, 28, 28), np.uint8)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx_bytes(train))
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(test))
+    ds = data.load_dataset("fashion_mnist", data_dir=str(tmp_path))
+    assert not ds.has_labels and ds.num_classes is None  # no label files: images still load
+    with pytest.raises(ValueError, match=r"dataset 'fashion_mnist' has no class labels: .* "
+                       r"lacks train-labels-idx1-ubyte\[.gz\]"):
+        ds.train_labels()
+
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(_idx1_bytes([0, 1, 2, 3, 4, 9, 5])))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx1_bytes([7, 8]))  # one missing
+    ds = data.load_dataset("fashion_mnist", data_dir=str(tmp_path))
+    assert ds.has_labels and ds.num_classes == 10
+    np.testing.assert_array_equal(_to_numpy(ds.train_labels()), [0, 1, 2, 3, 4, 9, 5])
+    with pytest.raises(ValueError, match=r"holds 2 labels for 3 images"):
+        ds.test_labels()
+    with pytest.raises(ValueError, match=r"magic number 0x00000801; expected 0x00000803"):
+        data.read_idx_images(str(tmp_path / "t10k-labels-idx1-ubyte"))
+    with pytest.raises(ValueError, match=r"magic number 0x00000803; expected 0x00000801.*image"):
+        data.read_idx_labels(str(tmp_path / "t10k-images-idx3-ubyte"))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx1_bytes([7, 8, 5])[:-1])
+    with pytest.raises(ValueError, match=r"is truncated: the header declares 3 labels \(11 bytes"):
+        data.read_idx_labels(str(tmp_path / "t10k-labels-idx1-ubyte"))
+
+
 def test_fashion_mnist_partial_idx_dir(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros((2, 28, 28))))
     with pytest.raises(ValueError, match=r"no t10k-images-idx3-ubyte\[\.gz\].*both"):
@@ -222,6 +270,9 @@ def test_load_debian_fashion_mnist(debian_fashion_mnist):
     first = _to_numpy(ds.test().take(5))
     np.testing.assert_array_equal(first, test[:5])
 
+    labels = _to_numpy(ds.test_labels().batch(10000))[0]
+    assert labels.shape == (10000,) and np.all(np.bincount(labels) == 1000)  # balanced
+
     ds5 = data.load_dataset("fashion_mnist", n_bits=5)
     assert ds5.num_bins == 32
     got = _to_numpy(ds5.train().take(200))
@@ -247,6 +298,15 @@ def test_tfds_mocked(name, shape, n_bits, tmp_path):
             assert images.shape == (4,) + shape and images.dtype == np.uint8
             assert images.max() < num_bins
             assert images.max() > num_bins // 2  # Mock pixels are uniform, not all zeros.
+        if name == "celeb_a":
+            assert not ds.has_labels
+            with pytest.raises(ValueError, match=r"'celeb_a' has no class labels: the TFDS "
+                               r"dataset has no 'label' class feature"):
+                ds.test_labels()
+        else:
+            assert ds.num_classes == 10
+            labels = _to_numpy(ds.train_labels())
+            assert labels.shape == (4,) and labels.dtype == np.int64 and labels.max() < 10
 
 
 @pytest.mark.parametrize("name,size", [("downsampled_imagenet/32x32", 32),

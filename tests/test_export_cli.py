@@ -1,4 +1,4 @@
-"""export.py and train.py --export_dir: a tiny trained run exported as a SavedModel."""
+"""export.py and train.py --export_dir/--export_version: a tiny run exported as a SavedModel."""
 
 import os
 import subprocess
@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from lcflow_tf import averaging
 from lcflow_tf import evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,28 +23,42 @@ def run(script, *args, timeout=300):
 
 
 def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path):
-  model_dir, at_end, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
-  trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={at_end}", *TINY_FLAGS)
+  model_dir, base, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
+  at_end = base / "5"  # TensorFlow Serving's layout: model base path / version
+  trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={base}",
+                "--export_version=5", *TINY_FLAGS)
   assert trained.returncode == 0, trained.stderr[-3000:]
   assert "Traceback" not in trained.stderr
   assert f"SavedModel (step 4): {at_end}" in trained.stdout
+  assert os.listdir(base) == ["5"]
 
   later.mkdir()  # an older export there: replaced with --overwrite
   (later / "old.txt").write_text("old")
   exported = run("export.py", f"--model_dir={model_dir}", f"--export_dir={later}",
-                 f"--checkpoint={model_dir}/ckpt-2", "--overwrite")
+                 f"--checkpoint={model_dir}/ckpt-2", "--overwrite", "--weights=raw")
   assert exported.returncode == 0, exported.stderr[-3000:]
   assert "Traceback" not in exported.stderr
   assert f"exported step 2 ({model_dir}/ckpt-2) to {later}" in exported.stdout
   assert sorted(os.listdir(tmp_path)) == ["at_end", "exported", "run"]  # no staging leftovers
   assert not (later / "old.txt").exists() and (later / "saved_model.pb").exists()
 
-  # The signatures compute the library's log-density at the bin centres.
+  # The signatures compute the library's log-density at the bin centres: train.py's export
+  # with the weight averages swapped into the flow, export.py --weights=raw with the raw
+  # weights of ckpt-2.
   images = np.stack([np.arange(64).reshape(8, 8, 1) % 17,
                      np.full((8, 8, 1), 16), np.zeros((8, 8, 1))]).astype(np.uint8)
   centres = (images.astype(np.float32) + 0.5) / 17.0
-  for path, checkpoint in ((at_end, None), (later, f"{model_dir}/ckpt-2")):
-    library = evaluation.load_run(str(model_dir), checkpoint).flow.log_prob(centres).numpy()
+  raw = evaluation.load_run(str(model_dir), weights="raw")
+  average = averaging.WeightAverage(raw.flow.trainable_variables, 0.999)
+  tf.train.Checkpoint(averages=average.state).restore(raw.checkpoint).expect_partial()
+  assert average.num_updates == 2  # the averages restarted when the pilot ended at step 2
+  with average.swapped():
+    averaged = raw.flow.log_prob(centres).numpy()
+  assert np.abs(averaged - raw.flow.log_prob(centres).numpy()).max() > 1e-3
+  np.testing.assert_allclose(
+      evaluation.load_run(str(model_dir)).flow.log_prob(centres).numpy(), averaged, rtol=1e-6)
+  ckpt2 = evaluation.load_run(str(model_dir), f"{model_dir}/ckpt-2", weights="raw")
+  for path, library in ((at_end, averaged), (later, ckpt2.flow.log_prob(centres).numpy())):
     loaded = tf.saved_model.load(str(path))
     out = loaded.signatures["log_prob"](images=tf.constant(images))
     np.testing.assert_allclose(out["log_prob"].numpy(), library, rtol=1e-5)

@@ -80,10 +80,10 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
   """Two workers x 1 replica (8 images each) vs. one device (16 images), same 6 steps (LC
   pilot of 3, then the fixed split).
 
-  Tolerances: the two workers' final weights are exactly equal (both apply the same
-  all-reduced update); the per-step losses equal the single-worker ones to rtol 1e-4 (measured
-  ~5e-6: only the summation order of the all-reduce differs), the final weights to atol 1e-3
-  (measured ~5e-5 after 6 Adam steps).
+  Tolerances: the two workers' final weights and weight averages are exactly equal (both
+  apply the same all-reduced update); the per-step losses equal the single-worker ones to rtol
+  1e-4 (measured ~5e-6: only the summation order of the all-reduce differs), the final
+  weights and averages to atol 1e-3 (measured ~5e-5 after 6 Adam steps).
   """
   config = config_lib.TrainConfig(**TINY, strategy="multi_worker")
   model_dir = tmp_path / "run"
@@ -95,6 +95,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
                                str(tmp_path / "reference"), dataset=data.load_dataset("digits"))
   ref_result = reference.train()
   ref_weights = [v.numpy() for v in reference.flow.trainable_variables]
+  ref_averages = [v.numpy() for v in reference.averages.values]
 
   wait_for(procs, tmp_path, deadline)
   chief, other = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
@@ -111,6 +112,13 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
                              rtol=1e-4)
   for name, ref in zip(names, ref_weights):
     np.testing.assert_allclose(chief[name], ref, rtol=0, atol=1e-3, err_msg=name)
+  averages = [f"a{name[1:]}" for name in names]
+  assert set(averages) <= set(chief.files)
+  for name, ref in zip(averages, ref_averages):
+    np.testing.assert_array_equal(chief[name], other[name])
+    np.testing.assert_allclose(chief[name], ref, rtol=0, atol=1e-3, err_msg=name)
+  assert any(not np.allclose(chief[a], chief[w], rtol=0, atol=1e-5)
+             for a, w in zip(averages, names))  # the averages are not just the weights
 
   # Only the chief wrote into model_dir: its checkpoints and one TensorBoard events file; the
   # other worker's throw-away checkpoint directory is gone.

@@ -1,14 +1,22 @@
 """Training library (issue 4 and the LC pilot protocol of issue 3), in-process, tiny models."""
 
+import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import plugin_event_accumulator
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.util import tensor_util
 
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import evaluation
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import training
@@ -61,6 +69,21 @@ def test_mirrored_two_replicas_match_one_device(digits, straight, tmp_path):
                          strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
   assert two.strategy.num_replicas_in_sync == 2
   (r1, s1, n1, p1, i1), (r2, s2, n2, p2, i2) = state(*straight), state(two, two.train())
+  # Weight averages: the two replicas' copies are identical; they follow the single device's
+  # as closely as the weights do (measured 2026-11-30: both differ by at most 4.9e-5 after
+  # these 6 Adam steps, from the all-reduce's summation order), and within atol 1e-3.
+  for average in two.averages.values:
+    first, second = (v.numpy() for v in average.values)
+    np.testing.assert_array_equal(first, second)
+  assert two.averages.num_updates == straight[0].averages.num_updates == 3
+
+  def max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(values(a), values(b)))
+
+  weights_diff = max_diff(two.flow.trainable_variables, straight[0].flow.trainable_variables)
+  assert max_diff(two.averages.values, straight[0].averages.values) <= 2 * weights_diff + 1e-6
+  assert_all_close(values(two.averages.values), values(straight[0].averages.values), rtol=0,
+                   atol=1e-3)
   assert sorted(r1.losses) == sorted(r2.losses) == list(range(1, 7))
   np.testing.assert_allclose([r2.losses[k] for k in range(1, 7)],
                              [r1.losses[k] for k in range(1, 7)], rtol=1e-4)
@@ -122,9 +145,13 @@ def test_mixed_precision_policy_keeps_densities_close():
 
 # --- resume and checkpoints ----------------------------------------------------------------
 def test_resume_continues_exactly(digits, straight, tmp_path):
-  """Pilot to 3, fix the split, train to 4; a resumed run to 6 == 6 steps in one go."""
+  """Pilot to 3, fix the split, train to 4; a resumed run to 6 == 6 steps in one go.
+
+  With the default recipe (cosine decay to step 6, weight averages): the weights, the Adam
+  moments and the averages (with their update count) match the uninterrupted run.
+  """
   straight_trainer, _ = straight
-  first = training.Trainer(tiny(train_steps=4), str(tmp_path / "resumed"), dataset=digits)
+  first = training.Trainer(tiny(), str(tmp_path / "resumed"), dataset=digits)
   first.train(until_step=3)
   assert first.step == 3 and first.pilot_pending
   weights, slots = values(first.flow.trainable_variables), values(first.optimizer.variables)
@@ -132,22 +159,29 @@ def test_resume_continues_exactly(digits, straight, tmp_path):
   assert not first.pilot_pending
   assert_all_close(values(first.flow.trainable_variables), weights, rtol=0, atol=0)
   assert_all_close(values(first.optimizer.variables), slots, rtol=0, atol=0)
-  assert first.train().step == 4
+  # ... and restarts the averages from the pilot weights
+  assert_all_close(values(first.averages.values), weights, rtol=0, atol=0)
+  assert first.averages.num_updates == 0
+  assert first.train(until_step=4).step == 4  # writes ckpt-4 at the end
   resumed = training.Trainer(tiny(), str(tmp_path / "resumed"), dataset=digits)
   assert resumed.step == 4
   assert int(resumed.optimizer.iterations.numpy()) == 4
   assert_all_close(values(resumed.optimizer.variables), values(first.optimizer.variables),
                    rtol=0, atol=0)
+  assert_all_close(values(resumed.averages.values), values(first.averages.values), rtol=0,
+                   atol=0)
+  assert resumed.averages.num_updates == 1
   result = resumed.train()
   assert result.resumed_from == 4 and result.step == 6 and sorted(result.losses) == [5, 6]
   assert_all_close(values(resumed.flow.trainable_variables),
                    values(straight_trainer.flow.trainable_variables), rtol=1e-6, atol=1e-7)
   assert_all_close(values(resumed.optimizer.variables),
                    values(straight_trainer.optimizer.variables), rtol=1e-6, atol=1e-9)
+  assert resumed.averages.num_updates == straight_trainer.averages.num_updates == 3
+  assert_all_close(values(resumed.averages.values), values(straight_trainer.averages.values),
+                   rtol=1e-6, atol=1e-7)
   for a, b in zip(permutations(resumed.flow), permutations(straight_trainer.flow)):
     np.testing.assert_array_equal(a, b)
-  # The config saved with the run now says 6 steps (train_steps may change on resume).
-  assert config_lib.read_train_config(str(tmp_path / "resumed")).train_steps == 6
 
 
 def test_checkpoint_holds_the_whole_state(straight):
@@ -162,10 +196,48 @@ def test_checkpoint_holds_the_whole_state(straight):
   assert any("initialized" in n for n in names)
   slots = [n for n in names if n.startswith("optimizer/_variables/")]
   assert len(slots) == 2 * len(straight[0].flow.trainable_variables)  # Adam's m and v
+  # One average per trainable variable (ActNorm flags, permutations, LC statistics and
+  # split_fixed are not trainable, hence not averaged), with its update count.
+  averaged = straight[0].averages.variables
+  assert averaged == straight[0].flow.trainable_variables and all(v.trainable for v in averaged)
+  averages = [n for n in names if n.startswith("averages/values/")]
+  assert len(averages) == len(averaged)
+  assert reader.get_tensor("averages/num_updates/.ATTRIBUTES/VARIABLE_VALUE") == 3
+  for i, average in enumerate(straight[0].averages.values):
+    np.testing.assert_array_equal(
+        reader.get_tensor(f"averages/values/{i}/.ATTRIBUTES/VARIABLE_VALUE"), average.numpy())
   # Checkpoints at the pilot's end (3) and the last step (6); no temporary files left.
   listing = os.listdir(model_dir)
   assert {"ckpt-3.index", "ckpt-6.index", "checkpoint", "config.json"} <= set(listing)
   assert not [f for f in listing if "tmp" in f.lower()]
+
+
+# --- TensorBoard ---------------------------------------------------------------------------
+def test_tensorboard_reads_the_training_events(straight):
+  """TensorBoard's own reader (the one `tensorboard --logdir` uses) finds the scalars, with
+  the logged values, and the sample / LC heatmap PNGs as its images plugin's data."""
+  trainer, result = straight
+  accumulator = plugin_event_accumulator.EventAccumulator(
+      os.path.join(trainer.model_dir, "train"), size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  scalars = set(accumulator.PluginTagToContent(scalar_metadata.PLUGIN_NAME))
+  assert {"train/bits_per_dim", "train/loss_nats", "train/learning_rate", "train/grad_norm",
+          "train/images_per_sec", "train/nonfinite_steps"} <= scalars
+  logged = {e.step: float(tensor_util.make_ndarray(e.tensor_proto))
+            for e in accumulator.Tensors("train/bits_per_dim")}
+  assert sorted(logged) == [2, 4, 6]  # log_every=2: the mean over the last two steps
+  for step, value in logged.items():
+    np.testing.assert_allclose(
+        value, np.mean([result.bits_per_dim[step - 1], result.bits_per_dim[step]]), rtol=1e-5)
+  images = set(accumulator.PluginTagToContent(image_metadata.PLUGIN_NAME))
+  assert images == {"samples/temperature_0.0", "samples/temperature_0.7",
+                    "samples/temperature_1.0", "lc/heatmaps"}
+  for tag in images:
+    (event,) = accumulator.Tensors(tag)  # images_every=100: once, at the end
+    assert event.step == 6
+    width, height, png = tensor_util.make_ndarray(event.tensor_proto)
+    decoded = tf.io.decode_png(png).numpy()
+    assert decoded.shape[:2] == (int(height), int(width)) and min(decoded.shape[:2]) >= 16
 
 
 # --- the pilot protocol --------------------------------------------------------------------
@@ -212,6 +284,9 @@ def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
   assert_all_close(values(flow.lc_statistics.mean_lc) + [flow.lc_statistics.count.numpy()],
                    stats_before, rtol=0, atol=0)
   assert all(not np.any(v) for v in values(trainer.optimizer.variables))  # moments, iterations
+  assert_all_close(values(trainer.averages.values), values(flow.trainable_variables), rtol=0,
+                   atol=0)  # the averages restart from the fresh weights
+  assert trainer.averages.num_updates == 0
   result = trainer.train()
   assert result.step == 6 and int(trainer.optimizer.iterations.numpy()) == 3
   assert bool(flow.split_fixed.numpy())
@@ -222,33 +297,52 @@ def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
 # --- static split, non-finite steps ---------------------------------------------------------
 def test_static_split_collects_statistics_and_nonfinite_steps_are_handled(digits, tmp_path):
   config = tiny(split="static", train_steps=20, checkpoint_every=2, max_nonfinite_steps=2,
-                max_nonfinite_restores=1)
+                max_nonfinite_restores=1, ema_decay=0.5)
   trainer = training.Trainer(config, str(tmp_path / "run"), dataset=digits)
-  trainer.train(until_step=2)  # checkpoint at step 2
+  # The averages start at the initialised weights; after the update n (0, 1, ...) they are
+  # d a + (1 - d) w with d = min(ema_decay, (1 + n) / (10 + n)).
+  expected = values(trainer.flow.trainable_variables)
+  iterator = trainer.distributed_iterator()
+  for n in range(2):
+    trainer.train_step(next(iterator))
+    d = min(0.5, (1 + n) / (10 + n))
+    expected = [d * a + (1 - d) * w for a, w in zip(expected,
+                                                    values(trainer.flow.trainable_variables))]
+  assert trainer.averages.num_updates == 2
+  assert_all_close(values(trainer.averages.values), expected, rtol=1e-6, atol=1e-7)
+  assert max(np.abs(a - w).max() for a, w in zip(
+      expected, values(trainer.flow.trainable_variables))) > 1e-5  # really an average
+  trainer.save_checkpoint()  # checkpoint at step 2
   # static: the identity split, statistics collected at every step (for the heatmaps)
   assert float(trainer.flow.lc_statistics.count.numpy()) == 2 * 16
   for order in permutations(trainer.flow):
     np.testing.assert_array_equal(order, np.broadcast_to(np.arange(order.shape[-1]), order.shape))
 
-  # A non-finite step is spent but not applied.
+  # A non-finite step is spent but not applied (nor averaged).
   weights, slots = values(trainer.flow.trainable_variables), values(trainer.optimizer.variables)
+  averages = values(trainer.averages.values)
   nan_batch = tf.fill([16, 8, 8, 1], float("nan"))
   loss, _, finite, _ = trainer.train_step(nan_batch)
   assert not finite and not np.isfinite(loss)
   assert trainer.step == 3
   assert_all_close(values(trainer.flow.trainable_variables), weights, rtol=0, atol=0)
   assert_all_close(values(trainer.optimizer.variables), slots, rtol=0, atol=0)
+  assert_all_close(values(trainer.averages.values), averages, rtol=0, atol=0)
+  assert trainer.averages.num_updates == 2
   assert float(trainer.flow.lc_statistics.count.numpy()) == 2 * 16
 
   # max_nonfinite_steps in a row: restore the checkpoint and halve the learning rate; when
   # that happened max_nonfinite_restores times already: stop with TrainingError.
   real_step = trainer.train_step
   trainer.train_step = lambda batch: real_step(nan_batch)
+  for average in trainer.averages.values:  # spoilt: the restore must bring them back
+    average.assign_add(tf.ones_like(average))
   with pytest.raises(training.TrainingError, match=r"diverged: 2 consecutive non-finite steps"):
     trainer.train()
   assert trainer.learning_rate_scale == pytest.approx(0.5)  # one restore, lr halved
   assert trainer.step == 4  # back at the checkpoint of step 2, then 2 more failed steps
   assert_all_close(values(trainer.flow.trainable_variables), weights, rtol=0, atol=0)
+  assert_all_close(values(trainer.averages.values), averages, rtol=0, atol=0)
 
 
 def test_recover_without_checkpoint_is_an_error(digits, tmp_path):
@@ -267,6 +361,78 @@ def test_model_dir_with_another_config_is_refused_untouched(digits, tmp_path):
     training.Trainer(tiny(batch_size=8), str(model_dir), dataset=digits)
   assert os.listdir(model_dir) == ["config.json"]
   assert (model_dir / "config.json").read_bytes() == before
+
+
+def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digits, tmp_path):
+  """A config.json without lr_schedule / lr_min_ratio / ema_decay (written by the code before
+  they existed) and a checkpoint without averages.
+
+  It reads as a constant learning rate without averages; train.py's flags, when not given,
+  keep those values. Resumed with averaging turned on, the averages start from the restored
+  weights and the weights follow exactly the trajectory of the uninterrupted old-style run.
+  """
+  old_style = tiny(split="static", lc_pilot_steps=0, train_steps=4, lr_schedule="constant",
+                   ema_decay=0.0)
+  reference = training.Trainer(old_style, str(tmp_path / "reference"), dataset=digits)
+  assert reference.averages is None
+  reference.train(until_step=2)
+  model_dir = tmp_path / "old"
+  shutil.copytree(tmp_path / "reference", model_dir)
+  names = {n for n, _ in tf.train.list_variables(str(model_dir / "ckpt-2"))}
+  assert not any(n.startswith("averages/") for n in names)  # the old checkpoint layout
+  fields = old_style.to_dict()
+  for name in ("lr_schedule", "lr_min_ratio", "ema_decay"):
+    del fields[name]
+  config_lib.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
+
+  saved = config_lib.read_train_config(str(model_dir))
+  assert (saved.lr_schedule, saved.ema_decay) == ("constant", 0.0)
+  assert saved == old_style
+  # train.py with the run's flags only: the new fields come from the saved run ...
+  from_flags = tiny(split="static", lc_pilot_steps=0, train_steps=4)
+  assert (from_flags.lr_schedule, from_flags.ema_decay) == ("cosine", 0.999)  # defaults
+  assert config_lib.inherit_unset(from_flags, saved, given=set()) == old_style
+  # ... unless given: --ema_decay may change on resume, --lr_schedule may not.
+  with_ema = config_lib.inherit_unset(from_flags, saved, given={"ema_decay"})
+  assert with_ema == dataclasses.replace(old_style, ema_decay=0.999)
+  with pytest.raises(ValueError, match=r"lr_schedule='constant' there but 'cosine' now"):
+    training.Trainer(config_lib.inherit_unset(from_flags, saved, given={"lr_schedule"}),
+                     str(model_dir), dataset=digits)
+
+  resumed = training.Trainer(with_ema, str(model_dir), dataset=digits)
+  assert resumed.step == 2 and resumed.averages.num_updates == 0
+  assert_all_close(values(resumed.averages.values), values(resumed.flow.trainable_variables),
+                   rtol=0, atol=0)
+  resumed.train()
+  reference.train()
+  assert resumed.averages.num_updates == 2
+  assert_all_close(values(resumed.flow.trainable_variables),
+                   values(reference.flow.trainable_variables), rtol=1e-6, atol=1e-7)
+  assert config_lib.read_train_config(str(model_dir)).ema_decay == 0.999
+
+
+def test_evaluation_uses_the_averages_unless_raw_is_asked_for(digits, straight, tmp_path):
+  trainer, _ = straight
+  settings = config_lib.EvalConfig(dequant_samples=1, temperatures=(0.7,), num_samples=4,
+                                   reconstruction_images=0)
+  ema = evaluation.load_run(trainer.model_dir, dataset=digits)
+  raw = evaluation.load_run(trainer.model_dir, dataset=digits, weights="raw")
+  assert (ema.weights, raw.weights) == ("ema", "raw")
+  assert_all_close(values(ema.flow.trainable_variables), values(trainer.averages.values),
+                   rtol=0, atol=0)
+  assert_all_close(values(raw.flow.trainable_variables),
+                   values(trainer.flow.trainable_variables), rtol=0, atol=0)
+  with trainer.averaged_weights() as which:  # the trainer's own view of the same averages
+    assert which == "ema"
+    assert_all_close(values(trainer.flow.trainable_variables), values(ema.flow.trainable_variables),
+                     rtol=0, atol=0)
+  assert_all_close(values(trainer.flow.trainable_variables), values(raw.flow.trainable_variables),
+                   rtol=0, atol=0)  # raw weights back
+  results = {w: evaluation.evaluate_model_dir(trainer.model_dir, settings, str(tmp_path / w),
+                                              dataset=digits, weights=w)[0]
+             for w in ("ema", "raw")}
+  assert (results["ema"]["weights"], results["raw"]["weights"]) == ("ema", "raw")
+  assert abs(results["ema"]["test_bits_per_dim"] - results["raw"]["test_bits_per_dim"]) > 1e-4
 
 
 def test_model_dir_with_foreign_checkpoints_is_refused(digits, tmp_path):
@@ -302,15 +468,6 @@ def test_make_strategy():
   assert training.make_strategy("mirrored", cpu_replicas=2).num_replicas_in_sync == 2
   with pytest.raises(ValueError, match=r"strategy must be one of"):
     training.make_strategy("tpu")
-
-
-def test_warmup_schedule():
-  scale = tf.Variable(1.0)
-  schedule = training.WarmupSchedule(1e-3, 4, scale)
-  np.testing.assert_allclose([float(schedule(s)) for s in range(6)],
-                             [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-6)
-  scale.assign(0.5)
-  np.testing.assert_allclose(float(schedule(10)), 5e-4, rtol=1e-6)
 
 
 # --- other data sources --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from lcflow_tf.bijectors.affine_coupling import AffineCoupling
 from lcflow_tf.bijectors.affine_coupling import conditioner_channels
 from lcflow_tf.bijectors.base import ImageBijector
 from lcflow_tf.bijectors.base import collect_trainable_variables
+from lcflow_tf.bijectors.base import collect_variables
 from lcflow_tf.bijectors.base import inverse_with_log_det_map
 from lcflow_tf.bijectors.channel_permutation import ChannelPermutation
 from lcflow_tf.bijectors.factor_out import FactorOut
@@ -13,6 +14,6 @@ from lcflow_tf.bijectors.squeeze import Squeeze
 
 __all__ = [
     "ActNorm", "AffineCoupling", "ChannelPermutation", "FactorOut", "ImageBijector",
-    "InvertibleConv1x1", "Squeeze", "collect_trainable_variables", "conditioner_channels",
-    "inverse_with_log_det_map",
+    "InvertibleConv1x1", "Squeeze", "collect_trainable_variables", "collect_variables",
+    "conditioner_channels", "inverse_with_log_det_map",
 ]

@@ -114,6 +114,11 @@ class AffineCoupling(base.ImageBijector):
     """Trainable variables of the conditioner (Keras 3 variables are invisible to tf.Module)."""
     return list(getattr(self._conditioner, "trainable_variables", []))
 
+  @property
+  def networks(self):
+    """The networks this bijector holds (its conditioner), for `collect_variables`."""
+    return (self._conditioner,)
+
   def _checkerboard(self, dtype):
     h, w, _ = self._event_shape
     parity = (tf.range(h)[:, None] + tf.range(w)[None, :] + self._parity) % 2

@@ -229,3 +229,24 @@ def collect_trainable_variables(bijector):
       seen.add(id(v))
       found.append(v)
   return tuple(found)
+
+
+def collect_variables(bijector):
+  """Every variable of a bijector, trainable or not, and of the networks its parts hold.
+
+  The bijectors' own `tf.Variable`s (e.g. ActNorm's `initialized`, the split permutations)
+  come from `tf.Module.variables`; each part's `networks` (couplings' conditioners, learned
+  priors) add all their variables, which for Keras 3 networks are `keras.Variable`s (returned
+  as they are; their `.value` is the `tf.Variable` they wrap). Duplicates are dropped; order
+  is stable.
+  """
+  candidates = list(bijector.variables)
+  for module in (bijector,) + tuple(bijector.submodules):
+    for network in getattr(module, "networks", ()):
+      candidates += getattr(network, "variables", [])
+  found, seen = [], set()
+  for v in candidates:
+    if id(v) not in seen:
+      seen.add(id(v))
+      found.append(v)
+  return tuple(found)

@@ -93,6 +93,11 @@ class FactorOut(base.ImageBijector):
   def network_variables(self):
     return list(getattr(self._prior_network, "trainable_variables", []))
 
+  @property
+  def networks(self):
+    """The networks this bijector holds (the learned prior's, if any), for `collect_variables`."""
+    return () if self._prior_network is None else (self._prior_network,)
+
   def _prior_params(self, kept):
     flat, batch_shape = base.flatten_batch(kept)
     out = base.unflatten_batch(tf.cast(self._prior_network(flat), kept.dtype), batch_shape)

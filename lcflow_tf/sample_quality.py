@@ -1,0 +1,533 @@
+"""Sample quality as a number: a Frechet distance on the features of our own classifier.
+
+The FID of Heusel et al. (arXiv:1706.08500) compares generated and real images through the
+penultimate features of an ImageNet Inception network. Here no pretrained weights can be
+downloaded, so the features come from a small CNN trained in this repository on the
+dataset's own training split and labels: a domain-specific FID. Its values depend on that
+classifier; they are comparable between models evaluated with the same cached classifier,
+not with published FIDs.
+
+Pieces:
+  * `load_or_train(dataset, directory, config)`: the `FeatureClassifier` of a labelled
+    dataset, trained once (`ClassifierConfig` in `lcflow_tf.config`) and cached in
+    `directory` (default `default_classifier_dir`) as `classifier.json` (dataset, image shape,
+    bins, a SHA-1 of the images and labels, the settings, test accuracy, reference distances,
+    date) plus a Keras weights file. A cache whose dataset, data or settings differ is
+    refused with a `ValueError` naming the differences (never silently reused); `retrain=True`
+    replaces it.
+  * `FeatureClassifier.features(images)`: penultimate activations (float64) of integer
+    images `[N, H, W, C]` in `[0, num_bins)`, fed to the network as `k / (num_bins - 1)`;
+    real and generated images go through the same path.
+  * The distance itself, between Gaussians fitted to two feature sets, in float64:
+    `lcflow_tf.frechet.frechet_distance_of_features` (numerics documented there).
+  * `quantize_samples(x, num_bins)`: model-space samples (floats in [0, 1)) -> integer images
+    like the SavedModel's `sample` signature (`floor(x * bins)` clipped to the bins). Samples
+    with any non-finite value are excluded and counted; finite values outside [0, 1) are
+    clipped and counted.
+  * `evaluate_sampler` / `evaluate_flow`: per temperature, the distance of N generated images
+    to the first min(N, test size) test images, with the floor a perfect model would reach at
+    the same sample sizes (N training images against the same test images).
+
+Excluding non-finite samples flatters a model: the distance describes only the samples that
+decoded, so always read it with `nonfinite_excluded`.
+"""
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from lcflow_tf import config as config_lib
+from lcflow_tf import frechet
+
+INFO_FILE = "classifier.json"
+CACHE_ENV = "LCFLOW_TF_CACHE"
+# Bumped whenever the network or the training recipe changes, so old caches are refused.
+ARCHITECTURE = "conv32-pool-conv64/2-dense(feature_dim, relu)-dropout0.3-dense; v1"
+_DROPOUT = 0.3
+_FEATURE_BATCH = 1000
+# The fields of classifier.json that must agree for a cache to be reused.
+_KEY_FIELDS = ("architecture", "dataset", "image_shape", "num_bins", "num_classes",
+               "num_train", "num_test", "data_sha1", "config")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetArrays:
+  """A labelled dataset in memory (see `load_arrays`)."""
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+
+  def sha1(self):
+    """SHA-1 of the images and labels of both splits (identifies the data of a cache)."""
+    digest = hashlib.sha1()
+    for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+      digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def check_dataset(dataset):
+  """Raises ValueError unless `dataset` (an `ImageDataset`) has class labels."""
+  if not dataset.has_labels:
+    try:
+      dataset.test_labels()
+      reason = f"dataset {dataset.name!r} has no class labels."
+    except ValueError as e:
+      reason = str(e)
+    raise ValueError(f"sample quality needs a dataset with class labels to train its feature "
+                     f"classifier: {reason}")
+
+
+def load_arrays(dataset):
+  """Both splits of a labelled `ImageDataset`, images and labels, as numpy arrays.
+
+  Raises:
+    ValueError: the dataset has no labels, a split is empty, or labels and images differ
+      in number.
+  """
+  check_dataset(dataset)
+
+  def read(ds):
+    batches = list(ds.batch(8192).as_numpy_iterator())
+    return np.concatenate(batches) if batches else None
+
+  arrays = {}
+  for split in ("train", "test"):
+    images = read(getattr(dataset, split)())
+    labels = read(getattr(dataset, split + "_labels")())
+    if images is None or len(images) == 0:
+      raise ValueError(f"the {split} split of {dataset.name} is empty (0 images).")
+    if labels is None or len(labels) != len(images):
+      raise ValueError(f"the {split} split of {dataset.name} has {len(images)} images but "
+                       f"{0 if labels is None else len(labels)} labels.")
+    arrays[split + "_images"] = images.astype(np.uint8)
+    arrays[split + "_labels"] = labels.astype(np.int64)
+  return DatasetArrays(**arrays)
+
+
+def default_cache_root():
+  """$LCFLOW_TF_CACHE, else $XDG_CACHE_HOME/lcflow_tf, else ~/.cache/lcflow_tf."""
+  if os.environ.get(CACHE_ENV):
+    return os.environ[CACHE_ENV]
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "lcflow_tf")
+
+
+def default_classifier_dir(dataset):
+  """`<default_cache_root()>/classifiers/<name>_<num_bins>bins` for an `ImageDataset`.
+
+  A per-user cache, not a run directory: every run evaluated on the same data shares one
+  classifier, so their distances are comparable.
+  """
+  name = dataset.name.replace("/", "_")
+  return os.path.join(default_cache_root(), "classifiers", f"{name}_{dataset.num_bins}bins")
+
+
+def build_classifier(image_shape, num_classes, config):
+  """The CNN: (model with outputs [features, logits], model with the logits only).
+
+  conv 3x3 32 -> max-pool 2 -> conv 3x3 64 stride 2 -> dense `feature_dim` (ReLU; the
+  features) -> dropout 0.3 (training only) -> dense `num_classes` (logits), all ReLU. "Same"
+  padding everywhere, so any image size works (8x8 digits too). About 1.5M multiply-adds per
+  28x28 image.
+  """
+  def init(i):
+    return keras.initializers.GlorotUniform(seed=config.seed * 16 + i)
+
+  inputs = keras.Input(tuple(image_shape), name="images")
+  x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", kernel_initializer=init(0),
+                          name="conv1")(inputs)
+  x = keras.layers.MaxPooling2D(2, padding="same", name="pool1")(x)
+  x = keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu",
+                          kernel_initializer=init(1), name="conv2")(x)
+  x = keras.layers.Flatten(name="flatten")(x)
+  features = keras.layers.Dense(config.feature_dim, activation="relu",
+                                kernel_initializer=init(2), name="features")(x)
+  x = keras.layers.Dropout(_DROPOUT, seed=config.seed, name="dropout")(features)
+  logits = keras.layers.Dense(num_classes, kernel_initializer=init(3), name="logits")(x)
+  return (keras.Model(inputs, [features, logits], name="features_and_logits"),
+          keras.Model(inputs, logits, name="classifier"))
+
+
+class FeatureClassifier:
+  """A trained classifier of one dataset and its penultimate features.
+
+  Attributes:
+    directory: the cache directory it was loaded from or saved to.
+    info: the contents of its `classifier.json`.
+    image_shape, num_bins: the images it accepts.
+    test_accuracy: its accuracy on the dataset's test split.
+  """
+
+  def __init__(self, model, info, directory):
+    """`model`: the first model of `build_classifier`, trained; `info`: classifier.json."""
+    self.directory = directory
+    self.info = info
+    self.image_shape = tuple(info["image_shape"])
+    self.num_bins = int(info["num_bins"])
+    self._apply_fn = tf.function(lambda x: model(x, training=False), input_signature=[
+        tf.TensorSpec((None,) + self.image_shape, tf.float32)])
+
+  @property
+  def test_accuracy(self):
+    return float(self.info["test_accuracy"])
+
+  def features(self, images):
+    """Penultimate activations of integer `images` [N >= 1, H, W, C]: float64 [N, F].
+
+    Raises:
+      ValueError: `images` are not integers in [0, num_bins), or not of shape
+        [N, *image_shape], or N < 1.
+    """
+    return self.features_and_predictions(images, "features")[0]
+
+  def features_and_predictions(self, images, what="images"):
+    """(features float64 [N, F], predicted classes int64 [N]) of integer `images`.
+
+    Raises:
+      ValueError: as `features` (naming `what`).
+    """
+    images = check_images(images, self.image_shape, self.num_bins, what)
+    features, classes = [], []
+    for start in range(0, len(images), _FEATURE_BATCH):
+      batch = images[start:start + _FEATURE_BATCH].astype(np.float32) / (self.num_bins - 1)
+      f, logits = self._apply_fn(tf.constant(batch))
+      features.append(f.numpy().astype(np.float64))
+      classes.append(np.argmax(logits.numpy(), axis=1))
+    return np.concatenate(features), np.concatenate(classes).astype(np.int64)
+
+  def frechet_distance(self, generated, reference):
+    """Frechet distance between the features of two sets of integer images.
+
+    Args:
+      generated: integer images [N >= 2, H, W, C] in [0, num_bins) (see `quantize_samples`
+        for model-space samples).
+      reference: integer images [M >= 2, H, W, C], e.g. the test split.
+
+    Returns:
+      float, >= 0; symmetric in its arguments.
+
+    Raises:
+      ValueError: bad images (see `features`) or fewer than 2 of either.
+    """
+    check_images(generated, self.image_shape, self.num_bins, "generated", minimum=2)
+    check_images(reference, self.image_shape, self.num_bins, "reference", minimum=2)
+    return frechet.frechet_distance_of_features(self.features(generated), self.features(reference))
+
+
+def check_images(images, image_shape, num_bins, what="images", minimum=1):
+  """Returns `images` as a numpy array after checking them; raises ValueError otherwise.
+
+  Integer dtype, shape [N, *image_shape] with N >= `minimum`, values in [0, num_bins).
+  """
+  if isinstance(images, tf.Tensor):
+    images = images.numpy()
+  images = np.asarray(images)
+  shape = "[N, " + ", ".join(str(d) for d in image_shape) + "]"
+  if not np.issubdtype(images.dtype, np.integer):
+    raise ValueError(f"{what} must be integer images in [0, {num_bins}) of shape {shape}, "
+                     f"got dtype {images.dtype}; turn model-space samples into images with "
+                     "sample_quality.quantize_samples.")
+  if images.ndim != 4 or tuple(images.shape[1:]) != tuple(image_shape):
+    raise ValueError(f"{what} must have shape {shape}, got shape {list(images.shape)}.")
+  if len(images) < minimum:
+    raise ValueError(f"{what}: need at least {minimum} images, got {len(images)}.")
+  if images.size and (images.min() < 0 or images.max() >= num_bins):
+    raise ValueError(f"{what} must be integers in [0, {num_bins}), got values in "
+                     f"[{images.min()}, {images.max()}].")
+  return images
+
+
+def quantize_samples(x, num_bins):
+  """Model-space samples -> integer images, excluding the non-finite ones.
+
+  Args:
+    x: float samples [N, H, W, C], meant to lie in [0, 1) (`Flow.sample`).
+    num_bins: levels of the images.
+
+  Returns:
+    (uint8 images [N', H, W, C] of the samples whose every value is finite,
+     number of samples excluded as non-finite,
+     number of kept samples with values outside [0, 1), clipped to the outer bins).
+
+  Raises:
+    ValueError: `x` is not a float array [N, H, W, C], or `num_bins` not in 2..256.
+  """
+  if isinstance(x, tf.Tensor):
+    x = x.numpy()
+  x = np.asarray(x)
+  if not np.issubdtype(x.dtype, np.floating) or x.ndim != 4:
+    raise ValueError(f"quantize_samples: x must be float samples [N, H, W, C] in [0, 1), got "
+                     f"dtype {x.dtype} and shape {list(x.shape)}.")
+  if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or not (
+      2 <= num_bins <= 256):
+    raise ValueError(f"quantize_samples: num_bins must be an int in 2..256, got {num_bins!r}.")
+  flat = x.reshape(len(x), -1).astype(np.float64)
+  finite = np.all(np.isfinite(flat), axis=1)
+  kept = flat[finite]
+  outside = int(np.sum(np.any((kept < 0.0) | (kept >= 1.0), axis=1)))
+  k = np.clip(np.floor(kept * num_bins), 0, num_bins - 1).astype(np.uint8)
+  return k.reshape((-1,) + x.shape[1:]), int(np.sum(~finite)), outside
+
+
+# --- training and the cache ------------------------------------------------------------------
+def load_or_train(dataset, directory=None, config=None, retrain=False, arrays=None):
+  """The `FeatureClassifier` of `dataset`: loaded from `directory`, or trained and saved there.
+
+  Args:
+    dataset: a labelled `ImageDataset`.
+    directory: the cache directory (default `default_classifier_dir(dataset)`).
+    config: a `config.ClassifierConfig` (default settings when None).
+    retrain: train even if `directory` holds a classifier, and replace it.
+    arrays: `load_arrays(dataset)`, when the caller has it already.
+
+  Returns:
+    the `FeatureClassifier`.
+
+  Raises:
+    ValueError: the dataset has no labels; `directory` cannot be created; it holds a
+      classifier of another dataset, data or settings (unless `retrain`), or an unreadable
+      one.
+  """
+  config = config or config_lib.ClassifierConfig()
+  if not isinstance(config, config_lib.ClassifierConfig):
+    raise ValueError(f"config must be a ClassifierConfig, got {config!r}.")
+  check_dataset(dataset)
+  directory = directory or default_classifier_dir(dataset)
+  config_lib.check_creatable_dir(directory, "classifier_dir")
+  arrays = arrays or load_arrays(dataset)
+  key = _cache_key(dataset, arrays, config)
+  info_path = os.path.join(directory, INFO_FILE)
+  old = _read_info(info_path) if os.path.exists(info_path) else None
+  if old is not None and not retrain:
+    differences = _differences(old, key)
+    if differences:
+      raise ValueError(f"classifier_dir {directory} holds a classifier of other data or "
+                       f"settings ({'; '.join(differences)}); pass another classifier_dir "
+                       "(eval.py --classifier_dir), or delete it to train a new one.")
+    return _load(old, directory)
+  classifier = _train(dataset, arrays, config, key, directory)
+  if old is not None and old.get("weights_file") != classifier.info["weights_file"]:
+    stale = os.path.join(directory, os.path.basename(str(old.get("weights_file"))))
+    if os.path.isfile(stale):
+      os.remove(stale)
+  return classifier
+
+
+def _differences(old, key):
+  """["name=old there but new now"] over the cache key (the settings field by field)."""
+  found = []
+  for name, value in key.items():
+    if name == "config" and isinstance(old.get(name), dict):
+      found += [f"classifier {field}={old[name].get(field)!r} there but {v!r} now"
+                for field, v in value.items() if old[name].get(field) != v]
+    elif old.get(name) != value:
+      found.append(f"{name}={old.get(name)!r} there but {value!r} now")
+  return found
+
+
+def _cache_key(dataset, arrays, config):
+  return {"architecture": ARCHITECTURE, "dataset": dataset.name,
+          "image_shape": [int(d) for d in dataset.image_shape],
+          "num_bins": int(dataset.num_bins), "num_classes": int(dataset.num_classes),
+          "num_train": int(len(arrays.train_images)), "num_test": int(len(arrays.test_images)),
+          "data_sha1": arrays.sha1(), "config": dataclasses.asdict(config)}
+
+
+def _read_info(path):
+  try:
+    with open(path) as f:
+      info = json.load(f)
+    if not isinstance(info, dict):
+      raise ValueError("not a JSON object")
+    missing = [k for k in _KEY_FIELDS + ("test_accuracy", "weights_file") if k not in info]
+    if missing:
+      raise ValueError(f"fields {missing} are missing")
+    return info
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path} is not a readable classifier cache ({type(e).__name__}: {e}); "
+                     "delete it or pass another classifier_dir.") from None
+
+
+def _load(info, directory):
+  models = build_classifier(info["image_shape"], info["num_classes"],
+                            config_lib.ClassifierConfig(**info["config"]))
+  weights = os.path.join(directory, os.path.basename(str(info.get("weights_file"))))
+  try:
+    models[1].load_weights(weights)
+  except (OSError, ValueError, KeyError) as e:
+    raise ValueError(f"cannot load the classifier weights {weights} "
+                     f"({type(e).__name__}: {str(e)[:200]}); delete {directory} to train a new "
+                     "classifier.") from None
+  logging.info("Loaded the feature classifier from %s (test accuracy %.4f).", directory,
+               info["test_accuracy"])
+  return FeatureClassifier(models[0], info, directory)
+
+
+def _train(dataset, arrays, config, key, directory):
+  """Trains a classifier, measures it, and saves weights then classifier.json atomically."""
+  model, logits_model = build_classifier(dataset.image_shape, dataset.num_classes,
+                                                  config)
+  scale = 1.0 / (dataset.num_bins - 1)
+  n = len(arrays.train_images)
+  stream = (tf.data.Dataset.from_tensor_slices((arrays.train_images, arrays.train_labels))
+            .shuffle(n, seed=config.seed, reshuffle_each_iteration=True).repeat()
+            .batch(config.batch_size, drop_remainder=n >= config.batch_size)
+            .map(lambda x, y: (tf.cast(x, tf.float32) * scale, y))
+            .prefetch(tf.data.AUTOTUNE))
+  schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps)
+  logits_model.compile(optimizer=keras.optimizers.Adam(schedule),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  logging.info("Training the feature classifier of %s (%d steps of %d images) for %s.",
+               dataset.name, config.steps, config.batch_size, directory)
+  t0 = time.time()
+  logits_model.fit(stream, steps_per_epoch=config.steps, epochs=1, verbose=0, shuffle=False)
+  seconds = time.time() - t0
+  info = {**key, "training_seconds": seconds,
+          "date": datetime.datetime.now().isoformat(timespec="seconds"),
+          "tensorflow": tf.__version__, "keras": keras.__version__, "test_accuracy": None}
+  classifier = FeatureClassifier(model, info, directory)
+  train_features, train_classes = classifier.features_and_predictions(arrays.train_images)
+  test_features, test_classes = classifier.features_and_predictions(arrays.test_images)
+  info["test_accuracy"] = float(np.mean(test_classes == arrays.test_labels))
+  info["train_accuracy"] = float(np.mean(train_classes == arrays.train_labels))
+  info["reference_distances"] = reference_distances(train_features, test_features)
+  os.makedirs(directory, exist_ok=True)
+  token = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+  info["weights_file"] = f"classifier-{token}.weights.h5"
+  tmp = os.path.join(directory, f".tmp-{token}.weights.h5")
+  try:
+    logits_model.save_weights(tmp)
+    os.replace(tmp, os.path.join(directory, info["weights_file"]))
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  config_lib.write_json_atomic(os.path.join(directory, INFO_FILE), info)
+  logging.info("Feature classifier: test accuracy %.4f after %.0f s; saved in %s.",
+               info["test_accuracy"], seconds, directory)
+  return classifier
+
+
+def reference_distances(train_features, test_features):
+  """Distances between real image sets: what sample-size noise alone gives.
+
+  Args:
+    train_features, test_features: features of all training and all test images.
+
+  Returns:
+    dict: `train_vs_test` (all training images against all test images) and
+    `test_half_vs_half` (first against second half of the test split), with their sizes.
+  """
+  test = test_features
+  half = len(test) // 2
+  result = {"train_vs_test": frechet.frechet_distance_of_features(train_features, test),
+            "num_train": int(len(train_features)), "num_test": int(len(test))}
+  if half >= 2:
+    result["test_half_vs_half"] = frechet.frechet_distance_of_features(test[:half],
+                                                                       test[half:2 * half])
+    result["test_half_size"] = int(half)
+  return result
+
+
+# --- evaluating a generator ------------------------------------------------------------------
+def flow_sampler(flow):
+  """`sample_fn(n, temperature, seed)` of a `Flow`, for `evaluate_sampler`."""
+  return lambda n, temperature, seed: flow.sample(n, temperature=temperature, seed=seed)
+
+
+def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0,
+                     batch_size=500, classifier_dir=None, classifier_config=None,
+                     classifier=None, arrays=None):
+  """Frechet distance of generated to test images, per temperature.
+
+  Args:
+    sample_fn: `sample_fn(n, temperature, seed)` -> float model-space samples [n, H, W, C]
+      (e.g. `flow_sampler(flow)`, or a wrapper around another library's model). Batch b of
+      each temperature uses the seed `seed + b`.
+    dataset: the labelled `ImageDataset` the model was trained on.
+    temperatures: sampling temperatures (numbers >= 0).
+    num_samples: N >= 2 generated images per temperature; the test side uses the first
+      min(N, test size) test images.
+    seed, batch_size: see `sample_fn`; images per `sample_fn` call.
+    classifier_dir, classifier_config: see `load_or_train` (ignored when `classifier`).
+    classifier: a `FeatureClassifier` to use instead of loading one.
+    arrays: `load_arrays(dataset)`, when the caller has it already.
+
+  Returns:
+    dict: `classifier_dir`, `classifier_test_accuracy`, `classifier_reference_distances`
+    (see `reference_distances`), `num_samples`, `num_reference_images`,
+    `reference_frechet_distance` (N training images against the same test images: the floor
+    at these sample sizes), and `temperatures`: {"T": {`frechet_distance` (None when fewer
+    than 2 samples are finite), `num_used`, `nonfinite_excluded`, `out_of_range_clipped`}}.
+
+  Raises:
+    ValueError: bad arguments, or see `load_or_train`.
+  """
+  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+    raise ValueError(f"num_samples must be an integer >= 2 (a covariance needs 2 samples), "
+                     f"got {num_samples!r}.")
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+  temperatures = [float(t) for t in temperatures]
+  for t in temperatures:
+    if not t >= 0 or math.isinf(t):
+      raise ValueError(f"temperatures must be finite numbers >= 0, got {t!r}.")
+  arrays = arrays or load_arrays(dataset)
+  classifier = classifier or load_or_train(dataset, classifier_dir, classifier_config,
+                                           arrays=arrays)
+  reference = classifier.features(arrays.test_images[:num_samples])
+  order = np.random.RandomState(seed).permutation(len(arrays.train_images))[:num_samples]
+  result = {
+      "classifier_dir": os.path.abspath(classifier.directory),
+      "classifier_test_accuracy": classifier.test_accuracy,
+      "classifier_reference_distances": classifier.info.get("reference_distances"),
+      "num_samples": num_samples,
+      "num_reference_images": int(len(reference)),
+      "reference_frechet_distance": frechet.frechet_distance_of_features(
+          classifier.features(arrays.train_images[np.sort(order)]), reference),
+      "temperatures": {},
+  }
+  for t in temperatures:
+    images, nonfinite, outside = [], 0, 0
+    for b, start in enumerate(range(0, num_samples, batch_size)):
+      x = sample_fn(min(batch_size, num_samples - start), t, seed + b)
+      kept, excluded, clipped = quantize_samples(x, dataset.num_bins)
+      images.append(kept)
+      nonfinite, outside = nonfinite + excluded, outside + clipped
+    images = np.concatenate(images)
+    distance = (frechet.frechet_distance_of_features(classifier.features(images), reference)
+                if len(images) >= 2 else None)
+    result["temperatures"][f"{t:g}"] = {
+        "frechet_distance": distance, "num_used": int(len(images)),
+        "nonfinite_excluded": nonfinite, "out_of_range_clipped": outside}
+  return result
+
+
+def evaluate_flow(flow, dataset, temperatures, num_samples=10000, seed=0, batch_size=500,
+                  classifier_dir=None, classifier_config=None, classifier=None):
+  """`evaluate_sampler` with the samples of a `Flow` (see there)."""
+  return evaluate_sampler(flow_sampler(flow), dataset, temperatures, num_samples, seed,
+                          batch_size, classifier_dir, classifier_config, classifier)
+
+
+def summary(result):
+  """One line of text for the dict of `evaluate_sampler`."""
+  parts = []
+  for t, r in result["temperatures"].items():
+    fd = "n/a" if r["frechet_distance"] is None else f"{r['frechet_distance']:.4g}"
+    excluded = f" ({r['nonfinite_excluded']} non-finite excluded)" if r[
+        "nonfinite_excluded"] else ""
+    parts.append(f"T={t} {fd}{excluded}")
+  return (f"sample quality (Frechet distance on classifier features, {result['num_samples']} "
+          f"samples vs {result['num_reference_images']} test images; training images give "
+          f"{result['reference_frechet_distance']:.4g}; classifier test accuracy "
+          f"{result['classifier_test_accuracy']:.4f}): " + ", ".join(parts))
