@@ -66,7 +66,8 @@ flags.DEFINE_enum("scale_fn", None, affine_coupling.SCALE_FNS,
                   "realnvp).")
 flags.DEFINE_integer("resnet_blocks", _D.resnet_blocks,
                      "Residual blocks of the realnvp coupling networks.", lower_bound=0)
-flags.DEFINE_float("max_log_scale", None, "Soft bound of the couplings' |log scale| (default: "
+flags.DEFINE_float("max_log_scale", None,
+                   "Soft bound of the couplings' |log scale| (default: "
                    f"{flows.DEFAULT_BOUNDS['max_log_scale']['sigmoid']:g} for the sigmoid "
                    f"scale, {flows.DEFAULT_BOUNDS['max_log_scale']['tanh']:g} for tanh); 0: "
                    "unbounded (Glow's original sigmoid scale).")

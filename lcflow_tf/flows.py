@@ -30,9 +30,18 @@ COUPLINGS = ("affine", "additive")
 # Soft bounds that keep sampling and encoding finite (FlowConfig.max_*; 0 turns one off).
 DEFAULT_BOUNDS = {"max_log_scale": {"sigmoid": 3.0, "tanh": 2.0}, "max_shift": 5.0,
                   "max_log_sigma": 3.0}
-# The values that reproduce models built before the bounds existed (configs without them).
-UNBOUNDED = {"max_log_scale": {"sigmoid": 0.0, "tanh": 2.0}, "max_shift": 0.0,
-             "max_log_sigma": 0.0}
+BOUND_FIELDS = ("max_log_scale", "max_shift", "max_log_sigma")
+
+
+def unbounded_values(architecture="glow", scale_fn=None):
+  """The bound fields that rebuild a model of before the bounds existed (2026-11-30).
+
+  Glow's sigmoid scale, the shift and the split prior were unbounded; the tanh scale was
+  always bounded by 2.
+  """
+  scale_fn = scale_fn or ("sigmoid" if architecture == "glow" else "tanh")
+  return {"max_log_scale": 0.0 if scale_fn == "sigmoid" else 2.0, "max_shift": 0.0,
+          "max_log_sigma": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +129,7 @@ def _validate(cfg):
   _positive_int("steps_per_level", cfg.steps_per_level)
   _positive_int("hidden_channels", cfg.hidden_channels)
   _positive_int("resnet_blocks", cfg.resnet_blocks, minimum=0)
-  for name in ("max_log_scale", "max_shift", "max_log_sigma"):
+  for name in BOUND_FIELDS:
     value = getattr(cfg, name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                               or not 0 <= value < math.inf):
