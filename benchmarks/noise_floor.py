@@ -56,9 +56,9 @@ def confidence_halfwidth(values):
 
 
 def recipe_config(recipe, dataset, seed, perturbed):
-  cfg = ablation.run_config(dict(ablation.SIZES[dataset]), dataset, "glow", "static", False,
-                            seed)
-  cfg.update(RECIPES[recipe])
+  """The run's TrainConfig fields: the ablation's, the default recipe, then `recipe`'s."""
+  sizes = {**ablation.SIZES[dataset], **ablation.default_recipe("glow"), **RECIPES[recipe]}
+  cfg = ablation.run_config(sizes, dataset, "glow", "static", False, seed)
   if perturbed:
     cfg.update(strategy="mirrored", cpu_replicas=2)
   return cfg
@@ -93,7 +93,7 @@ def main():
   results_dir = args.results_dir or results.RESULTS_DIR
   name = args.name or "noise_floor" + ("" if args.dataset == "fashion_mnist"
                                        else f"_{args.dataset}")
-  rows, per_run, dates = [], [], set()
+  rows, per_run, dates, sizes = [], [], set(), {}
   for recipe in recipes:
     values, perturbed, nonfinite = {}, {}, 0
     for seed in seeds + [("twin", s) for s in twins]:
@@ -104,6 +104,8 @@ def main():
         cfg.update(train_steps=args.train_steps, checkpoint_every=args.train_steps,
                    warmup_steps=min(cfg["warmup_steps"], args.train_steps),
                    log_every=max(1, args.train_steps // 4))
+      sizes = {k: cfg[k] for k in ("levels", "steps_per_level", "hidden_channels", "train_steps",
+                                   "batch_size", "learning_rate", "warmup_steps")}
       run = f"{recipe}_seed{s}" + ("_2replicas" if twin else "")
       record = ablation.recorded_or_trained(
           cfg, os.path.join(args.workdir, name, run),
@@ -125,8 +127,7 @@ def main():
         "perturbation |diff| max": max(diffs) if diffs else float("nan"),
         "per twin (2 replicas)": ", ".join(f"{perturbed[s]:.4f}" for s in twins),
         "non-finite steps": nonfinite})
-  sizes = ablation.SIZES[args.dataset]
-  notes = (f"{args.dataset} Glow, static split, {ablation.SIZES[args.dataset]}; recipes "
+  notes = (f"{args.dataset} Glow, static split, {sizes}; recipes "
            + "; ".join(f"`{r}`: {RECIPES[r] or 'the library defaults'}" for r in recipes)
            + f". Seeds {seeds}; twins of seeds {twins} trained with the global batch of "
            f"{sizes['batch_size']} split over 2 replicas (MirroredStrategy, 2 logical CPU "
