@@ -66,6 +66,16 @@ flags.DEFINE_enum("scale_fn", None, affine_coupling.SCALE_FNS,
                   "realnvp).")
 flags.DEFINE_integer("resnet_blocks", _D.resnet_blocks,
                      "Residual blocks of the realnvp coupling networks.", lower_bound=0)
+flags.DEFINE_float("max_log_scale", None,
+                   "Soft bound of the couplings' |log scale| (default: "
+                   f"{flows.DEFAULT_BOUNDS['max_log_scale']['sigmoid']:g} for the sigmoid "
+                   f"scale, {flows.DEFAULT_BOUNDS['max_log_scale']['tanh']:g} for tanh); 0: "
+                   "unbounded (Glow's original sigmoid scale).")
+flags.DEFINE_float("max_shift", None, "Soft bound of the couplings' |shift| (default "
+                   f"{flows.DEFAULT_BOUNDS['max_shift']:g}); 0: unbounded.")
+flags.DEFINE_float("max_log_sigma", None, "Soft bound of the learned split prior's "
+                   f"|log sigma| (default {flows.DEFAULT_BOUNDS['max_log_sigma']:g}); 0: "
+                   "unbounded.")
 # LC protocol
 flags.DEFINE_integer("lc_pilot_steps", _D.lc_pilot_steps,
                      "Steps of the pilot phase (static split, statistics collected) before a "

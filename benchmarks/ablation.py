@@ -52,6 +52,22 @@ ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_bloc
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
 # TrainConfig fields of the training recipe: the library's defaults, recorded with each run.
 RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay")
+
+
+def default_recipe(architecture):
+  """The library's default recipe and soft bounds for `architecture`, as explicit values.
+
+  Written into every run's configuration (bounds resolved to numbers, 0 = unbounded), so a
+  record says exactly what was trained, and records of another recipe, or from before the
+  recipe existed, are retrained rather than reused.
+  """
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
+  defaults = config_lib.TrainConfig()
+  model = flows.FlowConfig(image_shape=(8, 8, 1), architecture=architecture, levels=1)
+  bounds = {name: float(getattr(model, f"resolved_{name}") or 0.0)
+            for name in flows.BOUND_FIELDS}
+  return dict({name: getattr(defaults, name) for name in RECIPE_FIELDS}, **bounds)
 # Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
 # lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1
@@ -70,6 +86,7 @@ def run_worker(spec_path):
   with open(spec_path) as f:
     spec = json.load(f)
   cfg = config_lib.TrainConfig(**spec["config"])
+  training.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
   start = time.time()
   trainer = training.Trainer(cfg, spec["model_dir"])
   result = trainer.train()
@@ -193,11 +210,6 @@ def main():
   if args.quick:
     sizes.update(QUICK)
     seeds = seeds[:1] if args.seeds == "0,1,2" else seeds
-  # The library's default training recipe, written into every run's configuration: records
-  # of another recipe (or of runs from before it existed) are retrained, never reused.
-  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  defaults = config_lib.TrainConfig()
-  sizes.update({name: getattr(defaults, name) for name in RECIPE_FIELDS})
   if args.train_steps:
     sizes.update(train_steps=args.train_steps,
                  lc_pilot_steps=max(1, min(sizes["lc_pilot_steps"], args.train_steps // 3)),
@@ -219,7 +231,8 @@ def main():
         run = f"{arch}_{label.replace('+', '_')}_seed{seed}"
         model_dir = os.path.join(workdir, run)
         record_path = os.path.join(results_dir, "ablation_runs", run_name, run + ".json")
-        cfg = run_config(dict(sizes, **ARCH_SIZES.get((args.dataset, arch), {})),
+        cfg = run_config(dict(sizes, **default_recipe(arch),
+                              **ARCH_SIZES.get((args.dataset, arch), {})),
                          args.dataset, arch, split, reinit, seed)
         figures = None
         if seed == seeds[0] and split == "lc":

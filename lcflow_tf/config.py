@@ -37,8 +37,10 @@ RESUMABLE_FIELDS = frozenset({
 # config.json lacks them was trained (a constant learning rate after the warm-up, no weight
 # averages; the floor does not matter then). `TrainConfig.from_dict` fills them in, and
 # `inherit_unset` lets train.py keep a resumed run's values of them.
+# The soft bounds of the couplings and split prior (`flows.BOUND_FIELDS`) were added with them:
+# their values for such a run come from `flows.unbounded_values`.
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0}
+                "ema_decay": 0.0, **flows.unbounded_values()}
 
 
 def _check_int(name, value, minimum):
@@ -89,6 +91,9 @@ class TrainConfig:
   split_prior: str | None = None
   scale_fn: str | None = None
   resnet_blocks: int = 2
+  max_log_scale: float | None = None
+  max_shift: float | None = None
+  max_log_sigma: float | None = None
   # likelihood-contribution protocol
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
@@ -137,6 +142,9 @@ class TrainConfig:
     _check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
     _check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
     _check_int("resnet_blocks", self.resnet_blocks, 0)
+    for name in flows.BOUND_FIELDS:
+      if getattr(self, name) is not None:
+        _check_float(name, getattr(self, name), 0.0, low_open=False)
     _check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
     _check_bool("lc_reinit", self.lc_reinit)
     _check_int("train_steps", self.train_steps, 1)
@@ -180,7 +188,8 @@ class TrainConfig:
         levels=self.levels, steps_per_level=self.steps_per_level,
         hidden_channels=self.hidden_channels, coupling=self.coupling, split=self.split,
         conv1x1=self.conv1x1, split_prior=self.split_prior, scale_fn=self.scale_fn,
-        resnet_blocks=self.resnet_blocks, seed=self.seed)
+        resnet_blocks=self.resnet_blocks, seed=self.seed, max_log_scale=self.max_log_scale,
+        max_shift=self.max_shift, max_log_sigma=self.max_log_sigma)
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -196,7 +205,9 @@ class TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
       raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(known)}.")
-    return cls(**{**ADDED_FIELDS, **values})
+    legacy = dict(ADDED_FIELDS, **flows.unbounded_values(values.get("architecture", "glow"),
+                                                          values.get("scale_fn")))
+    return cls(**{**legacy, **values})
 
   def differences(self, other, ignore=RESUMABLE_FIELDS):
     """[(field, self's value, other's value)] for the fields that differ, except `ignore`."""

@@ -27,6 +27,21 @@ tfd = tfp.distributions
 
 ARCHITECTURES = ("glow", "realnvp")
 COUPLINGS = ("affine", "additive")
+# Soft bounds that keep sampling and encoding finite (FlowConfig.max_*; 0 turns one off).
+DEFAULT_BOUNDS = {"max_log_scale": {"sigmoid": 3.0, "tanh": 2.0}, "max_shift": 5.0,
+                  "max_log_sigma": 3.0}
+BOUND_FIELDS = ("max_log_scale", "max_shift", "max_log_sigma")
+
+
+def unbounded_values(architecture="glow", scale_fn=None):
+  """The bound fields that rebuild a model of before the bounds existed (2026-11-30).
+
+  Glow's sigmoid scale, the shift and the split prior were unbounded; the tanh scale was
+  always bounded by 2.
+  """
+  scale_fn = scale_fn or ("sigmoid" if architecture == "glow" else "tanh")
+  return {"max_log_scale": 0.0 if scale_fn == "sigmoid" else 2.0, "max_shift": 0.0,
+          "max_log_sigma": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +60,10 @@ class FlowConfig:
   resnet_blocks: int = 2
   seed: int = 0
   dtype: str = "float32"
+  # Soft bounds (see AffineCoupling, FactorOut): None = the default below, 0 = unbounded.
+  max_log_scale: float | None = None   # couplings' |log scale|
+  max_shift: float | None = None       # couplings' |shift|
+  max_log_sigma: float | None = None   # learned split prior's |log sigma|
 
   def __post_init__(self):
     _validate(self)
@@ -60,6 +79,23 @@ class FlowConfig:
     if self.scale_fn is not None:
       return self.scale_fn
     return "sigmoid" if self.architecture == "glow" else "tanh"
+
+  @property
+  def resolved_max_log_scale(self):
+    """The couplings' log-scale bound (None: unbounded; only Glow's sigmoid allows that)."""
+    value = (DEFAULT_BOUNDS["max_log_scale"][self.resolved_scale_fn]
+             if self.max_log_scale is None else self.max_log_scale)
+    return value or None
+
+  @property
+  def resolved_max_shift(self):
+    value = DEFAULT_BOUNDS["max_shift"] if self.max_shift is None else self.max_shift
+    return value or None
+
+  @property
+  def resolved_max_log_sigma(self):
+    value = DEFAULT_BOUNDS["max_log_sigma"] if self.max_log_sigma is None else self.max_log_sigma
+    return value or None
 
   @property
   def num_squeezes(self):
@@ -93,6 +129,15 @@ def _validate(cfg):
   _positive_int("steps_per_level", cfg.steps_per_level)
   _positive_int("hidden_channels", cfg.hidden_channels)
   _positive_int("resnet_blocks", cfg.resnet_blocks, minimum=0)
+  for name in BOUND_FIELDS:
+    value = getattr(cfg, name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0 <= value < math.inf):
+      raise ValueError(f"build_flow: {name} must be None (default), 0 (unbounded) or a finite "
+                       f"number > 0, got {value!r}.")
+  if cfg.resolved_scale_fn == "tanh" and cfg.max_log_scale == 0:
+    raise ValueError("build_flow: max_log_scale=0 (unbounded) needs scale_fn='sigmoid'; the "
+                     "'tanh' scale is always bounded (give a number > 0).")
   factor = 2 ** cfg.num_squeezes
   h, w, _ = shape
   if h % factor or w % factor:
@@ -115,7 +160,7 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
     split: how each junction chooses the channels that stay: `"static"`, `"random"`, `"lc"`,
       `"lc_reverse"` or `"variance"` (see `lcflow_tf.lc`).
     **kwargs: the other fields of `FlowConfig` (conv1x1, split_prior, scale_fn,
-      resnet_blocks, seed, dtype).
+      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma).
 
   Returns:
     A `Flow`.
@@ -176,7 +221,9 @@ class Flow(tf.Module):
       net = networks.resnet_network(n_in, n_out, cfg.hidden_channels,
                                     num_blocks=cfg.resnet_blocks, dtype=cfg.dtype)
     return lcb.AffineCoupling(net, shape, mask=mask, parity=parity, kind=cfg.coupling,
-                              scale_fn=cfg.resolved_scale_fn, dtype=self.dtype, name=name)
+                              scale_fn=cfg.resolved_scale_fn,
+                              max_log_scale=cfg.resolved_max_log_scale,
+                              max_shift=cfg.resolved_max_shift, dtype=self.dtype, name=name)
 
   def _glow_steps(self, shape, level):
     steps = []
@@ -228,7 +275,8 @@ class Flow(tf.Module):
     permutation = lcb.ChannelPermutation(shape, dtype=self.dtype, name=f"level{level}_split_perm")
     inner = self._build_level(level + 1, (h, w, c // 2), junctions)
     junction = lcb.FactorOut(inner, shape, prior=prior, prior_network=net,
-                             permutation=permutation, dtype=self.dtype,
+                             permutation=permutation,
+                             max_log_sigma=self.config.resolved_max_log_sigma, dtype=self.dtype,
                              name=f"level{level}_factor_out")
     junctions.append(junction)
     return junction

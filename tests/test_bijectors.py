@@ -22,10 +22,11 @@ def conditioner(n_in, n_out, dtype, seed, last_scale=0.1):
   return contract.randomize_network(net, seed, last_scale)
 
 
-def coupling(event, dtype, mask="channel", parity=0, kind="affine", scale_fn="sigmoid", seed=0):
+def coupling(event, dtype, mask="channel", parity=0, kind="affine", scale_fn="sigmoid", seed=0,
+             **bounds):
   n_in, n_out = lcb.conditioner_channels(event[-1], mask, kind)
   return lcb.AffineCoupling(conditioner(n_in, n_out, dtype, seed), event, mask=mask,
-                            parity=parity, kind=kind, scale_fn=scale_fn, dtype=dtype)
+                            parity=parity, kind=kind, scale_fn=scale_fn, dtype=dtype, **bounds)
 
 
 def actnorm_random(channels, dtype, seed=0):
@@ -67,7 +68,7 @@ def channel_permutation(event, dtype, seed=0):
   return lcb.ChannelPermutation(event, indices=random_permutation(event, seed), dtype=dtype)
 
 
-def factor_out(dtype, prior, inner_kind, permute, event=IMAGE, seed=0):
+def factor_out(dtype, prior, inner_kind, permute, event=IMAGE, seed=0, max_log_sigma=None):
   half = event[:2] + (event[2] // 2,)
   if inner_kind == "coupling":
     inner = coupling(half, dtype, mask="checkerboard", seed=seed + 1)
@@ -82,7 +83,7 @@ def factor_out(dtype, prior, inner_kind, permute, event=IMAGE, seed=0):
     contract.randomize_network(net, seed + 5, last_scale=0.03)
   permutation = channel_permutation(event, dtype, seed + 6) if permute else None
   return lcb.FactorOut(inner, event, prior=prior, prior_network=net, permutation=permutation,
-                       dtype=dtype)
+                       max_log_sigma=max_log_sigma, dtype=dtype)
 
 
 def _coupling_cases():
@@ -95,6 +96,13 @@ def _coupling_cases():
             lambda dtype, m=mask, e=event, k=kind, s=scale_fn, p=parity:
             coupling(e, dtype, m, p, k, s, seed=p),
             event, event))
+  # soft bounds small enough to be active on the random conditioners' outputs
+  for mask, event in (("channel", IMAGE), ("checkerboard", (4, 4, 2))):
+    cases.append(contract.Case(
+        f"coupling-{mask}-affine-sigmoid-bounded",
+        lambda dtype, m=mask, e=event: coupling(e, dtype, m, 0, "affine", "sigmoid", seed=3,
+                                                max_log_scale=0.05, max_shift=0.05),
+        event, event))
   # unequal halves: C = 3 splits 1 (conditioning) / 2 (transformed)
   for parity in (0, 1):
     cases.append(contract.Case(
@@ -120,6 +128,9 @@ CASES = [
                   lambda dtype: factor_out(dtype, "conditional", "coupling", True), IMAGE, IMAGE),
     contract.Case("factor-out-conditional-chain",
                   lambda dtype: factor_out(dtype, "conditional", "chain", False), IMAGE, IMAGE),
+    contract.Case("factor-out-conditional-bounded",
+                  lambda dtype: factor_out(dtype, "conditional", "coupling", True,
+                                           max_log_sigma=0.02), IMAGE, IMAGE),
 ]
 IDS = [c.name for c in CASES]
 
@@ -136,7 +147,8 @@ def test_contract_float64_round_trip_log_dets_and_jacobian(case):
 COMPILED_COUPLINGS = ("coupling-channel-affine-sigmoid-p0", "coupling-channel-additive-sigmoid-p1",
                       "coupling-checkerboard-affine-tanh-p0",
                       "coupling-checkerboard-additive-sigmoid-p1",
-                      "coupling-checkerboard-affine-sigmoid-p1", "coupling-channel-odd-p1")
+                      "coupling-checkerboard-affine-sigmoid-p1", "coupling-channel-odd-p1",
+                      "coupling-channel-affine-sigmoid-bounded")
 EAGER_PLAN = tuple(("eager", shape) for shape in contract.BATCH_SHAPES)
 
 
@@ -493,6 +505,41 @@ def test_coupling_rejects_bad_arguments():
     lcb.AffineCoupling(net, IMAGE, parity=2)
   with pytest.raises(TypeError, match="conditioner must be callable"):
     lcb.AffineCoupling("net", IMAGE)
+
+
+def test_coupling_and_prior_bounds_hold_for_extreme_conditioner_outputs():
+  """Soft bounds: |log scale| <= B, |shift| <= S, |log sigma| <= B_p for any network output.
+
+  (tanh saturates to exactly 1 in float32, so the bounds are reached, never exceeded.)
+  """
+  huge = lambda t: 1e4 * tf.concat([t, -t], -1)  # pylint: disable=unnecessary-lambda-assignment
+  y = tf.constant(np.random.default_rng(0).normal(size=(3,) + IMAGE) * 10, tf.float32)
+  bounded = lcb.AffineCoupling(huge, IMAGE, max_log_scale=3.0, max_shift=5.0)
+  unbounded = lcb.AffineCoupling(huge, IMAGE)
+  a = bounded.inverse_log_det_map(y).numpy()
+  assert a.min() >= -3.0 and a.max() <= 0.0 and a.min() < -2.9  # the floor is reached
+  assert unbounded.inverse_log_det_map(y).numpy().min() < -1e3
+  shift, _ = bounded._shift_and_log_scale(y[..., :2])  # pylint: disable=protected-access
+  assert np.abs(shift.numpy()).max() <= 5.0
+  # the sampling direction amplifies by at most e^B per element (plus the bounded shift)
+  x = bounded.forward(y).numpy()
+  assert np.all(np.abs(x[..., 2:]) <= np.exp(3.0) * (np.abs(y.numpy()[..., 2:]) + 5.0))
+  tanh = lcb.AffineCoupling(huge, IMAGE, scale_fn="tanh")
+  assert np.abs(tanh.inverse_log_det_map(y).numpy()).max() <= 2.0  # RealNVP's default B = 2
+  fo = lcb.FactorOut(tfb.Identity(), IMAGE, prior="conditional", prior_network=huge,
+                     max_log_sigma=3.0)
+  terms = fo.inverse_log_det_map(y).numpy()[..., 2:]
+  assert 2.9 < np.abs(terms).max() <= 3.0
+  with pytest.raises(ValueError, match=r"max_log_scale must be None or a finite number > 0, "
+                                       r"got 0"):
+    lcb.AffineCoupling(huge, IMAGE, max_log_scale=0)
+  with pytest.raises(ValueError, match=r"max_shift must be None or a finite number > 0, got "
+                                       r"-1.0"):
+    lcb.AffineCoupling(huge, IMAGE, max_shift=-1.0)
+  with pytest.raises(ValueError, match=r"max_log_sigma must be None or a finite number > 0, "
+                                       r"got 'big'"):
+    lcb.FactorOut(tfb.Identity(), IMAGE, prior="conditional", prior_network=huge,
+                  max_log_sigma="big")
 
 
 def test_conv1x1_and_actnorm_reject_bad_arguments():

@@ -25,9 +25,17 @@ class AffineCoupling(base.ImageBijector):
   The image is cut into a conditioning part `a` and a transformed part `b` by a mask. With
   `(shift, raw) = conditioner(a)`, `inverse` (image -> latent) computes
   `x_b = (y_b + shift) * scale`, `x_a = y_a`, and `forward` undoes it. The scale is
-    * `"sigmoid"`: `scale = sigmoid(raw + 2)` (Glow; in (0, 1), numerically safe);
-    * `"tanh"`:    `scale = exp(max_log_scale * tanh(raw))` (RealNVP's bounded log-scale);
+    * `"sigmoid"`: `log scale = log sigmoid(raw + 2)` (Glow), in (-inf, 0]; with
+      `max_log_scale = B` it is bounded softly, `B * tanh(log sigmoid(raw + 2) / B)`, in
+      (-B, 0]: the same as Glow's near the identity, but `forward` (the sampling direction)
+      can amplify an element by at most e^B per coupling;
+    * `"tanh"`:    `log scale = B * tanh(raw)`, in (-B, B) (RealNVP's bounded log-scale;
+      B = `max_log_scale`, default 2);
   and `kind="additive"` uses `scale = 1` (NICE), so the conditioner returns only `shift`.
+  With `max_shift = S` the shift is bounded softly too, `S * tanh(shift / S)`. Both bounds
+  keep an input far outside the training data (a tail latent when sampling, an unusual
+  image when encoding) from being amplified without limit by the conditioner networks'
+  linear growth, coupling after coupling.
 
   Masks:
     * `"channel"`: `a` = first half of the channels when `parity == 0`, second half otherwise.
@@ -50,19 +58,22 @@ class AffineCoupling(base.ImageBijector):
     parity: 0 or 1, which part conditions.
     kind: `"affine"` or `"additive"`.
     scale_fn: `"sigmoid"` or `"tanh"` (affine only).
-    max_log_scale: bound of `|log scale|` for `"tanh"`.
+    max_log_scale: B above: `None` means 2 for `"tanh"` and no bound for `"sigmoid"`;
+      otherwise a number > 0.
+    max_shift: S above, a number > 0, or `None` for an unbounded shift.
     dtype: dtype of the images.
     validate_args: unused beyond TFP's checks.
     name: name of the bijector.
 
   Raises:
     ValueError: for unknown mask/kind/scale_fn, parity not in {0, 1}, a channel mask on fewer
-      than 2 channels, or inputs whose event shape differs from `event_shape`.
+      than 2 channels, bounds that are not positive numbers, or inputs whose event shape
+      differs from `event_shape`.
   """
 
   def __init__(self, conditioner, event_shape, mask="channel", parity=0, kind="affine",
-               scale_fn="sigmoid", max_log_scale=2.0, dtype=tf.float32, validate_args=False,
-               name="affine_coupling"):
+               scale_fn="sigmoid", max_log_scale=None, max_shift=None, dtype=tf.float32,
+               validate_args=False, name="affine_coupling"):
     parameters = dict(locals())
     event_shape = tuple(event_shape)
     if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
@@ -75,6 +86,11 @@ class AffineCoupling(base.ImageBijector):
     if mask == "channel" and event_shape[-1] < 2:
       raise ValueError("AffineCoupling: a channel mask needs at least 2 channels, got event "
                        f"shape {list(event_shape)}; use mask='checkerboard' or squeeze first.")
+    for arg, value in (("max_log_scale", max_log_scale), ("max_shift", max_shift)):
+      if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not 0 < value < float("inf")):
+        raise ValueError(f"AffineCoupling: {arg} must be None or a finite number > 0, got "
+                         f"{value!r}.")
     if not callable(conditioner):
       raise TypeError(f"AffineCoupling: conditioner must be callable, got {conditioner!r}.")
     super().__init__(validate_args=validate_args, parameters=parameters, name=name, dtype=dtype)
@@ -84,7 +100,10 @@ class AffineCoupling(base.ImageBijector):
     self._parity = parity
     self._kind = kind
     self._scale_fn = scale_fn
-    self._max_log_scale = max_log_scale
+    if max_log_scale is None and scale_fn == "tanh":
+      max_log_scale = 2.0
+    self._max_log_scale = None if max_log_scale is None else float(max_log_scale)
+    self._max_shift = None if max_shift is None else float(max_shift)
 
   @property
   def conditioner(self):
@@ -120,13 +139,13 @@ class AffineCoupling(base.ImageBijector):
     out = tf.cast(self._conditioner(flat), cond_input.dtype)
     out = base.unflatten_batch(out, batch_shape)
     if self._kind == "additive":
-      return out, None
+      return _soft_bound(out, self._max_shift), None
     shift, raw = tf.split(out, 2, axis=-1)
     if self._scale_fn == "sigmoid":
-      log_scale = tf.math.log_sigmoid(raw + 2.0)
+      log_scale = _soft_bound(tf.math.log_sigmoid(raw + 2.0), self._max_log_scale)
     else:
       log_scale = self._max_log_scale * tf.tanh(raw)
-    return shift, log_scale
+    return _soft_bound(shift, self._max_shift), log_scale
 
   def _conditioning_input(self, t):
     if self._mask_kind == "channel":
@@ -169,3 +188,10 @@ class AffineCoupling(base.ImageBijector):
   def _forward_log_det_jacobian(self, x):
     # The conditioning part is the same on both sides, so the scale is known at x.
     return -tf.reduce_sum(self._apply(x, "forward")[1], axis=[-3, -2, -1])
+
+
+def _soft_bound(t, bound):
+  """`bound * tanh(t / bound)`: ~`t` near 0, never beyond `bound` in size; `t` if no bound."""
+  if bound is None:
+    return t
+  return bound * tf.tanh(t / bound)

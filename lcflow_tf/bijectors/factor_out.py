@@ -16,8 +16,10 @@ class FactorOut(base.ImageBijector):
     2. `kept, out = h[..., :C/2], h[..., C/2:]`;
     3. the factored part gets its prior as an affine map to a standard Normal:
        `"standard"` (RealNVP): `z_out = out`;
-       `"conditional"` (Glow's learned prior): `(mean, log_sigma) = prior_network(kept)`,
-       `z_out = (out - mean) * exp(-log_sigma)`;
+       `"conditional"` (Glow's learned prior): `(mean, raw) = prior_network(kept)`,
+       `z_out = (out - mean) * exp(-log_sigma)` with `log_sigma = raw`, or, with
+       `max_log_sigma = B`, `log_sigma = B * tanh(raw / B)` (sampling then scales a factored
+       element by at most e^B);
     4. `z_kept = inner.inverse(kept)` (the deeper levels, any shape-preserving bijector);
     5. returns `concat([z_kept, z_out], -1)`, shaped like `h`.
   `forward` undoes the steps in reverse order. With this, a whole multi-scale flow is one
@@ -33,17 +35,19 @@ class FactorOut(base.ImageBijector):
     prior_network: for `"conditional"`, a callable [N, H, W, C/2] -> [N, H, W, C]
       (mean and log_sigma, concatenated), last layer zero-initialised.
     permutation: optional `ChannelPermutation` of `event_shape` applied first.
+    max_log_sigma: None (unbounded) or a number > 0 bounding |log_sigma| softly.
     dtype: dtype of the images.
     validate_args: unused beyond TFP's checks.
     name: name of the bijector.
 
   Raises:
-    ValueError: for an odd channel count, an unknown prior, a missing prior network, or a
-      permutation of another shape.
+    ValueError: for an odd channel count, an unknown prior, a missing prior network, a
+      permutation of another shape, or a `max_log_sigma` that is not a number > 0.
   """
 
   def __init__(self, inner, event_shape, prior="conditional", prior_network=None,
-               permutation=None, dtype=tf.float32, validate_args=False, name="factor_out"):
+               permutation=None, max_log_sigma=None, dtype=tf.float32, validate_args=False,
+               name="factor_out"):
     parameters = dict(locals())
     event_shape = tuple(event_shape)
     if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
@@ -60,7 +64,13 @@ class FactorOut(base.ImageBijector):
     if permutation is not None and tuple(permutation.event_shape) != event_shape:
       raise ValueError(f"FactorOut: permutation has event shape {permutation.event_shape}, "
                        f"expected {event_shape}.")
+    if max_log_sigma is not None and (isinstance(max_log_sigma, bool)
+                                      or not isinstance(max_log_sigma, (int, float))
+                                      or not 0 < max_log_sigma < float("inf")):
+      raise ValueError("FactorOut: max_log_sigma must be None or a finite number > 0, got "
+                       f"{max_log_sigma!r}.")
     super().__init__(validate_args=validate_args, parameters=parameters, name=name, dtype=dtype)
+    self._max_log_sigma = None if max_log_sigma is None else float(max_log_sigma)
     self._inner = inner
     self._event_shape = event_shape
     self._prior = prior
@@ -92,6 +102,8 @@ class FactorOut(base.ImageBijector):
     flat, batch_shape = base.flatten_batch(kept)
     out = base.unflatten_batch(tf.cast(self._prior_network(flat), kept.dtype), batch_shape)
     mean, log_sigma = tf.split(out, 2, axis=-1)
+    if self._max_log_sigma is not None:
+      log_sigma = self._max_log_sigma * tf.tanh(log_sigma / self._max_log_sigma)
     return mean, log_sigma
 
   def _halves(self, t):

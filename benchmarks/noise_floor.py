@@ -1,0 +1,149 @@
+"""How much one training run's result moves: seed to seed, and under a float-order perturbation.
+
+For each training recipe, trains the ablation's Fashion-MNIST Glow (static split; sizes of
+`benchmarks/ablation.py`) with several seeds, and reports the test bits/dim (all 10,000 test
+images, the ablation's evaluation) of each: the seed-to-seed standard deviation and a 95%
+confidence interval of the mean. The perturbation test retrains some of the seeds with the
+same data, initialisation and step sequence, but with the global batch split over two
+replicas (MirroredStrategy on two logical CPU devices): the per-replica sums and the
+all-reduce change the order of the floating-point additions and nothing else, so the
+difference between the twins is the run's sensitivity to rounding.
+
+Recipes (`RECIPES`): `main` is the library before issue 13 (constant learning rate after the
+warm-up, no weight averaging, unbounded couplings and split prior); `default` is the library
+now (whatever `TrainConfig` defaults to); the others vary one part of the default.
+
+Every finished run leaves a record under docs/results/noise_floor_runs/ (committed), reused by
+later invocations, so the study can be extended one recipe or seed at a time.
+
+  python benchmarks/noise_floor.py --recipes main,default          # 6 seeds + 3 twins each
+  python benchmarks/noise_floor.py --recipes default --seeds 0,1 --perturb_seeds ""
+"""
+
+import argparse
+import math
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import ablation  # pylint: disable=g-import-not-at-top
+
+UNBOUNDED = dict(max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
+RECIPES = {
+    "main": dict(lr_schedule="constant", ema_decay=0.0, **UNBOUNDED),
+    "default": {},
+    "constant": dict(lr_schedule="constant"),
+    "linear": dict(lr_schedule="linear"),
+    "no_ema": dict(ema_decay=0.0),
+    "ema_0.99": dict(ema_decay=0.99),
+    "ema_0.995": dict(ema_decay=0.995),
+    "unbounded": dict(UNBOUNDED),
+}
+# Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201}
+
+
+def confidence_halfwidth(values):
+  """Half-width of the 95% t interval of the mean of `values` (nan for fewer than 2)."""
+  n = len(values)
+  if n < 2:
+    return float("nan")
+  return T975.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n)
+
+
+def recipe_config(recipe, dataset, seed, perturbed):
+  """The run's TrainConfig fields: the ablation's, the default recipe, then `recipe`'s."""
+  sizes = {**ablation.SIZES[dataset], **ablation.default_recipe("glow"), **RECIPES[recipe]}
+  cfg = ablation.run_config(sizes, dataset, "glow", "static", False, seed)
+  if perturbed:
+    cfg.update(strategy="mirrored", cpu_replicas=2)
+  return cfg
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--recipes", default="main,default",
+                      help=f"comma-separated, from {', '.join(RECIPES)}")
+  parser.add_argument("--dataset", default="fashion_mnist", choices=sorted(ablation.SIZES))
+  parser.add_argument("--seeds", default="0,1,2,3,4,5")
+  parser.add_argument("--perturb_seeds", default="0,1,2",
+                      help="seeds also trained on two replicas (empty: none)")
+  parser.add_argument("--train_steps", type=int, default=None, help="override (smoke tests)")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "noise_floor"))
+  parser.add_argument("--name", default=None, help="result name (default noise_floor[_dataset])")
+  parser.add_argument("--results_dir", default=None, help="default docs/results")
+  args = parser.parse_args()
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  recipes = [r for r in args.recipes.split(",") if r]
+  unknown = [r for r in recipes if r not in RECIPES]
+  if unknown:
+    parser.error(f"--recipes: unknown {unknown}; allowed: {', '.join(RECIPES)}")
+  try:
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    twins = [int(s) for s in args.perturb_seeds.split(",") if s]
+  except ValueError:
+    parser.error(f"--seeds/--perturb_seeds must be comma-separated integers, got "
+                 f"{args.seeds!r} / {args.perturb_seeds!r}")
+  if not seeds or not set(twins) <= set(seeds):
+    parser.error("--seeds must not be empty and --perturb_seeds must be a subset of it")
+  results_dir = args.results_dir or results.RESULTS_DIR
+  name = args.name or "noise_floor" + ("" if args.dataset == "fashion_mnist"
+                                       else f"_{args.dataset}")
+  rows, per_run, dates, sizes = [], [], set(), {}
+  for recipe in recipes:
+    values, perturbed, nonfinite = {}, {}, 0
+    for seed in seeds + [("twin", s) for s in twins]:
+      twin = isinstance(seed, tuple)
+      s = seed[1] if twin else seed
+      cfg = recipe_config(recipe, args.dataset, s, twin)
+      if args.train_steps:
+        cfg.update(train_steps=args.train_steps, checkpoint_every=args.train_steps,
+                   warmup_steps=min(cfg["warmup_steps"], args.train_steps),
+                   log_every=max(1, args.train_steps // 4))
+      sizes = {k: cfg[k] for k in ("levels", "steps_per_level", "hidden_channels", "train_steps",
+                                   "batch_size", "learning_rate", "warmup_steps")}
+      run = f"{recipe}_seed{s}" + ("_2replicas" if twin else "")
+      record = ablation.recorded_or_trained(
+          cfg, os.path.join(args.workdir, name, run),
+          os.path.join(results_dir, "noise_floor_runs", name, run + ".json"))
+      res = record["result"]
+      dates.add(record["machine"]["date"])
+      (perturbed if twin else values)[s] = res["test_bits_per_dim"]
+      nonfinite += res["nonfinite_steps"]
+      per_run.append(dict(recipe=recipe, seed=s, replicas=2 if twin else 1, **res))
+      print(f"[{run}] test bits/dim {res['test_bits_per_dim']:.4f}", flush=True)
+    v = [values[s] for s in seeds]
+    diffs = [abs(perturbed[s] - values[s]) for s in twins]
+    rows.append({
+        "recipe": recipe, "seeds": len(v), "test bpd mean": statistics.mean(v),
+        "95% CI of mean": f"+- {confidence_halfwidth(v):.3f}",
+        "seed std": statistics.stdev(v) if len(v) > 1 else float("nan"),
+        "per seed": ", ".join(f"{x:.4f}" for x in v),
+        "perturbation |diff| mean": statistics.mean(diffs) if diffs else float("nan"),
+        "perturbation |diff| max": max(diffs) if diffs else float("nan"),
+        "per twin (2 replicas)": ", ".join(f"{perturbed[s]:.4f}" for s in twins),
+        "non-finite steps": nonfinite})
+  notes = (f"{args.dataset} Glow, static split, {sizes}; recipes "
+           + "; ".join(f"`{r}`: {RECIPES[r] or 'the library defaults'}" for r in recipes)
+           + f". Seeds {seeds}; twins of seeds {twins} trained with the global batch of "
+           f"{sizes['batch_size']} split over 2 replicas (MirroredStrategy, 2 logical CPU "
+           "devices): same data, initialisation and steps, other float summation order. Test "
+           "bits/dim over the whole test split, one dequantisation pass (seed "
+           f"{ablation.EVAL_SEED}), with the weights the library evaluates by default (the "
+           "weight averages when the recipe keeps them). 95% CI: Student t interval of the "
+           f"mean over seeds. Runs trained on {', '.join(sorted(dates))}.")
+  columns = ["recipe", "seeds", "test bpd mean", "95% CI of mean", "seed std", "per seed",
+             "perturbation |diff| mean", "perturbation |diff| max", "per twin (2 replicas)",
+             "non-finite steps"]
+  text = results.write(name, results.command_line(), rows, columns, notes=notes,
+                       results_dir=results_dir)
+  results.write_json(os.path.join(results_dir, f"{name}_runs.json"), per_run)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
