@@ -37,11 +37,13 @@ class Worker:
     args: its command-line arguments.
     name: the worker's name in error messages.
     python: the interpreter to run it with (default: this one, `sys.executable`).
+    env: environment variables to set for it, on top of this process's.
   """
 
-  def __init__(self, script, args, name, python=None):
+  def __init__(self, script, args, name, python=None, env=None):
     self.name = name
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               **(env or {}))
     self._proc = subprocess.Popen([python or sys.executable, script] + list(args),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   env=env)
