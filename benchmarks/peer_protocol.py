@@ -85,7 +85,10 @@ def ema_decay(decay, updates):
 
 
 def bits_per_dim(log_prob, dims, num_bins):
-  """`-(log p(x) - D log bins) / (D log 2)` (float64) for densities over x in [0, 1)^D."""
+  """`-(log p(x) - D log bins) / (D log 2)` (float64) for densities over x in [0, 1)^D.
+
+  The formula of `lcflow_tf.flows.log_prob_to_bits_per_dim`, without importing TensorFlow.
+  """
   log_prob = np.asarray(log_prob, np.float64)
   return -(log_prob - dims * math.log(num_bins)) / (dims * math.log(2.0))
 
