@@ -203,10 +203,10 @@ def torch_python(args):
 def torch_env():
   """Environment of the PyTorch worker: OpenMP threads that sleep instead of spinning.
 
-  PyTorch's OpenMP threads spin while they wait; on a shared 2-core machine (load ~8) that
-  made a training step of the full-size model ~6x slower with 2 threads (15 s) than with 1
-  (2.5 s), while with OMP_WAIT_POLICY=PASSIVE 2 threads took about as long as 1. A value
-  already set in the environment is kept.
+  PyTorch's OpenMP threads spin while they wait; on the shared 2-core machine (load ~8,
+  2026-11-30, an ad-hoc check) that made a training step of the full-size model ~6x slower
+  with 2 threads (15 s) than with 1 (2.5 s), while with OMP_WAIT_POLICY=PASSIVE 2 threads
+  took about as long as 1. A value already set in the environment is kept.
   """
   return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
