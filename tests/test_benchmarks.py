@@ -7,12 +7,33 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+from benchmarks import peer_normflows
+from benchmarks import peer_protocol
 from benchmarks import peer_tfp_glow
+from benchmarks import procs
 from benchmarks import scaling
+from lcflow_tf import data as lf_data
+from lcflow_tf import flows as lf_flows
+from lcflow_tf import schedules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def torch_python():
+  """(Python of the PyTorch peer venv, None) or (None, why it is not usable)."""
+  python = os.environ.get(peer_normflows.TORCH_PYTHON_ENV) or peer_normflows.DEFAULT_TORCH_PYTHON
+  if not os.path.isfile(python):
+    return None, (f"no PyTorch peer venv at {python} (install it as docs/benchmarks.md says, "
+                  f"or set ${peer_normflows.TORCH_PYTHON_ENV})")
+  proc = subprocess.run([python, "-c", "import normflows, torch"], capture_output=True,
+                        text=True, timeout=120)
+  if proc.returncode != 0:
+    return None, f"{python} cannot import normflows and torch: {proc.stderr[-300:]}"
+  return python, None
 
 
 def run_smoke(script, results_dir, *args):
@@ -197,3 +218,140 @@ def test_peer_arguments_are_checked():
     peer_tfp_glow.parse_args(["--steps", "10", "--warmup_steps", "10"])
   with pytest.raises(SystemExit):
     scaling.parse_args(["--sizes", "12", "--levels", "3"])
+
+
+@pytest.mark.slow
+def test_peer_normflows_smoke(tmp_path):
+  python, why_not = torch_python()
+  if python is None:
+    pytest.skip(why_not)
+  env_args = ("--torch_python", python)
+  run_smoke("peer_normflows.py", tmp_path, "--smoke", *env_args)
+  record = load(tmp_path, "peer_normflows_smoke")
+  details = record["details"]
+  assert details["same_data"] == {"ours": True, "normflows": True}
+  rows = {r["metric"].split(" (")[0].split(",")[0]: r for r in record["rows"]}
+  for row in record["rows"]:
+    assert row["ours"] > 0 and row["normflows"] > 0, row
+    assert row["ratio ours/normflows"] == pytest.approx(row["ours"] / row["normflows"], rel=1e-9)
+  # Matched architecture: within 10% in parameters; normflows keeps unused LU triangles.
+  assert rows["trainable parameters"]["ratio ours/normflows"] == pytest.approx(1.0, abs=0.1)
+  used = rows["trainable parameters the model uses"]
+  assert used["ours"] == rows["trainable parameters"]["ours"]
+  assert used["normflows"] < rows["trainable parameters"]["normflows"]
+  for model in ("ours", "normflows"):
+    evaluation = details["evaluation"][model]
+    assert evaluation["n_all"] == 297 and evaluation["finite"] == 1.0  # all digits test images
+    assert 0 < rows["test bits/dim"][model] < 40
+    # 4 steps at a tiny learning rate: test bits/dim close to the training loss's
+    assert rows["test bits/dim"][model] == pytest.approx(
+        rows["final train loss as bits/dim"][model], abs=0.5)
+    assert rows["peak RSS of the process"][model] >= rows["RSS after imports"][model]
+  # The identical recipe: our model's warm-up schedule, step by step.
+  assert details["normflows_learning_rates"] == pytest.approx(
+      [float(schedules.WarmupDecay(1e-3, 200)(s)) for s in range(4)], rel=1e-6)
+  assert "raw_weights" not in details["evaluation"]["normflows"]
+
+  # The torch worker alone with the other recipe: cosine to the floor, clipping, averaging.
+  _, config = peer_normflows.parse_args(
+      ["--smoke", "--lr_schedule", "cosine", "--lr_warmup", "2", "--lr_min_ratio", "0.1",
+       "--ema_decay", "0.9", "--grad_clip_norm", "5"])
+  stream = tmp_path / "stream"
+  stream.mkdir()
+  meta = peer_protocol.export_stream(str(stream), "digits", 8, 4, seed=0, eval_seed=1234)
+  worker = procs.Worker(peer_normflows.WORKER, [
+      "--stream", str(stream), "--config", json.dumps(peer_normflows.normflows_config(config))],
+                        "normflows", python=python, env=peer_normflows.torch_env())
+  try:
+    trained = worker.request("train", n=4)
+    evaluation = worker.request("evaluate")
+    worker.close()
+  finally:
+    worker.kill()
+  ours = schedules.WarmupDecay(1e-3, 2, "cosine", 4, 0.1)
+  assert trained["learning_rates"] == pytest.approx([float(ours(s)) for s in range(4)], rel=1e-6)
+  assert trained["checksums"] == [[0, meta["checksums"][0]], [3, meta["checksums"][3]]]
+  assert evaluation["averaged"] and evaluation["raw_weights"]["finite"] == 1.0
+  # the averaged weights are another model than the last ones, but close after 4 steps
+  assert evaluation["bpd_all"] != evaluation["raw_weights"]["bpd_all"]
+  assert evaluation["bpd_all"] == pytest.approx(evaluation["raw_weights"]["bpd_all"], abs=0.1)
+
+
+def test_stream_export_is_the_training_pipeline(tmp_path, digits):
+  meta = peer_protocol.export_stream(str(tmp_path), "digits", batch_size=8, steps=3, seed=5,
+                                     eval_seed=7, eval_images=40, eval_batch=16)
+  assert (meta["image_shape"], meta["num_bins"], meta["test_images"]) == ([8, 8, 1], 17, 40)
+  reader = peer_protocol.StreamReader(str(tmp_path))
+  pipeline = lf_data.make_train_pipeline(digits.train(), 8, 17, seed=5)
+  for i, expected in enumerate(pipeline.take(3)):
+    batch = reader.batch(i)
+    np.testing.assert_array_equal(batch, expected.numpy())
+    assert meta["checksums"][i] == peer_protocol.checksum(batch)
+    assert meta["tf_checksums"][i] == float(tf.reduce_sum(tf.cast(expected, tf.float64)))
+  assert meta["checksums"][0] != meta["checksums"][1]
+  with pytest.raises(IndexError, match="batch 3 of a stream of 3"):
+    reader.batch(3)
+  reader.close()
+  # the test images with the evaluation's noise, independent of the batch size
+  test = peer_protocol.load_test(str(tmp_path))
+  expected = np.concatenate([x.numpy() for x in lf_data.make_eval_pipeline(
+      digits.test().take(40), 256, 17, seed=7)])
+  np.testing.assert_array_equal(test, expected)
+  assert meta["test_checksum"] == peer_protocol.checksum(test)
+  assert peer_protocol.read_meta(str(tmp_path)) == meta
+
+
+def test_peer_protocol_recipe_formulas():
+  warmup = schedules.WarmupDecay(1e-3, 200)
+  for step in (0, 99, 199, 200, 1999):
+    assert peer_protocol.learning_rate(step, 1e-3, 200) == pytest.approx(float(warmup(step)))
+  cosine = [peer_protocol.learning_rate(s, 1e-3, 200, "cosine", 2000, 0.01) for s in range(2001)]
+  ours = schedules.WarmupDecay(1e-3, 200, "cosine", 2000, 0.01)  # the library's, step by step
+  assert cosine == pytest.approx([float(ours(s)) for s in range(2001)], rel=1e-5)
+  assert cosine[1100] == pytest.approx(0.5 * (1e-3 + 1e-5))  # half way after the warm-up
+  assert cosine[-1] == pytest.approx(1e-5)  # the floor after the last update
+  assert all(a >= b for a, b in zip(cosine[199:], cosine[200:]))
+  with pytest.raises(ValueError, match="schedule"):
+    peer_protocol.learning_rate(0, 1e-3, 200, "linear")
+  with pytest.raises(ValueError, match="total_steps"):
+    peer_protocol.learning_rate(300, 1e-3, 200, "cosine", 200)
+  assert peer_protocol.ema_decay(0.999, 0) == pytest.approx(0.1)
+  assert peer_protocol.ema_decay(0.999, 90) == pytest.approx(0.91)
+  assert peer_protocol.ema_decay(0.999, 10 ** 6) == 0.999
+  log_prob = np.array([-1500.0, 200.0])
+  assert peer_protocol.bits_per_dim(log_prob, 784, 256) == pytest.approx(
+      lf_flows.log_prob_to_bits_per_dim(log_prob, (28, 28, 1), 256))
+  assert peer_protocol.checksum(np.float32([0.1] * 10 + [1e8, -1e8])) == pytest.approx(
+      10 * float(np.float32(0.1)), rel=1e-15)
+  assert peer_protocol.chunk_plan(95, 20, 30) == [20, 30, 30, 15]
+  assert peer_protocol.chunk_bounds([2, 1, 3]) == [(0, 1), (2, 2), (3, 5)]
+
+
+def test_peer_normflows_arguments(capsys):
+  _, config = peer_normflows.parse_args(["--grad_clip_norm", "1000"])
+  assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch,
+          config.chunk_steps, config.warmup_steps) == (2000, 2, 8, 128, 64, 100, 20)
+  assert peer_normflows.result_suffix(config) == "_clip1000"
+  # our model's worker is peer_tfp_glow.py's, with the same sizes and recipe
+  _, ours = peer_tfp_glow.parse_args(peer_normflows.ours_worker_args(config))
+  assert (ours.steps, ours.width, ours.chunk_steps, ours.grad_clip_norm, ours.lr_warmup) == (
+      2000, 128, 100, 1000.0, 200)
+  _, config = peer_normflows.parse_args(["--quick", "--steps", "400", "--lr_schedule", "cosine",
+                                         "--ema_decay", "0.999", "--normflows_recipe", "example"])
+  assert peer_normflows.result_suffix(config) == "_quick_cosine_ema0.999_nfexample"
+  assert "--lr_schedule" in peer_normflows.ours_worker_args(config)
+  example = peer_normflows.normflows_config(config)
+  assert (example["optimizer"], example["weight_decay"], example["lr_warmup"],
+          example["ema_decay"], example["grad_clip_norm"], example["skip_nonfinite"]) == (
+              "adamax", 1e-5, 0, 0.0, None, True)
+  for bad in (["--ema_decay", "1"], ["--lr_min_ratio", "2"], ["--torch_threads", "-1"],
+              ["--grad_clip_norm", "0"], ["--smoke", "--lr_schedule", "cosine"]):
+    with pytest.raises(SystemExit):
+      peer_normflows.parse_args(bad)
+  args, config = peer_normflows.parse_args(["--smoke", "--torch_python", "/no/such/python"])
+  capsys.readouterr()  # the usage messages above
+  with pytest.raises(SystemExit) as exit_info:
+    peer_normflows.compare(args, config)
+  assert exit_info.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: no PyTorch Python at /no/such/python;") and err.count("\n") == 1

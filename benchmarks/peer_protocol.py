@@ -1,0 +1,258 @@
+"""What a peer benchmark's models share: the data they see, the recipe's formulas, the turns.
+
+Peer libraries that do not run on TensorFlow (normflows, PyTorch) train in a worker process of
+their own venv on *exactly* the batches our model gets from `data.make_train_pipeline`: the
+parent exports that stream once to a directory, and every worker reads it from there.
+
+Stream directory (written by `export_stream`, read by `StreamReader` and `load_test`):
+  train.npy  float32 [steps, batch, H, W, C]: batch i of make_train_pipeline(seed), i.e.
+             x = (k + u) / bins in [0, 1) exactly as our model receives it;
+  test.npy   float32 [N, H, W, C]: the test split with one dequantisation pass
+             (make_eval_pipeline, eval_seed), as our model is evaluated on;
+  meta.json  dataset, image_shape, num_bins, seeds, and checksums of every batch.
+
+Checksums: `checksum` is the exact (math.fsum) float64 sum of an array, the same in any
+process; `tf_checksum` is TensorFlow's float64 reduce_sum, the checksum our model's worker
+(benchmarks/peer_tfp_glow.py) reports for its own batches.
+
+This module imports no TensorFlow at load time (the PyTorch worker imports it);
+`export_stream` imports it when called.
+"""
+
+import json
+import math
+import os
+import statistics
+
+import numpy as np
+
+SCHEDULES = ("constant", "cosine")
+TEST_FIRST_IMAGES = 2000  # the anchor's evaluation subset (peer_tfp_glow.FIRST_TEST_IMAGES)
+
+
+# ------------------------------------------------------------------------- the recipe
+
+
+def learning_rate(step, rate, warmup_steps, schedule="constant", total_steps=None,
+                  min_ratio=0.0):
+  """The learning rate of update `step` (0-based).
+
+  The formula of `lcflow_tf.schedules.WarmupDecay` (which our model's optimizer uses, with the
+  update's index as its step and progress), written without TensorFlow for the torch worker.
+  Warm-up: `rate * (step + 1) / warmup_steps` while `step < warmup_steps`. After it:
+    * `"constant"`: `rate`;
+    * `"cosine"`: `rate * (r + (1 - r) * (1 + cos(pi * t)) / 2)` with `r = min_ratio` and
+      `t = (step - warmup_steps) / (total_steps - warmup_steps)`, so the rate reaches the floor
+      `rate * min_ratio` at `step = total_steps` (the update after the last).
+
+  Args:
+    step: index of the update, >= 0.
+    rate: peak learning rate, > 0.
+    warmup_steps: length of the linear warm-up, >= 0 (0: none).
+    schedule: one of `SCHEDULES`.
+    total_steps: number of updates of the run (`"cosine"` only), > warmup_steps.
+    min_ratio: floor of the cosine decay as a fraction of `rate`, in [0, 1].
+
+  Returns:
+    The learning rate, a float.
+
+  Raises:
+    ValueError: for an unknown schedule or arguments outside the ranges above.
+  """
+  if schedule not in SCHEDULES:
+    raise ValueError(f"learning_rate: schedule must be one of {SCHEDULES}, got {schedule!r}.")
+  if not rate > 0 or warmup_steps < 0:
+    raise ValueError(f"learning_rate: need rate > 0 and warmup_steps >= 0, got rate={rate!r}, "
+                     f"warmup_steps={warmup_steps!r}.")
+  if step < warmup_steps:
+    return rate * (step + 1) / warmup_steps
+  if schedule == "constant":
+    return rate
+  if total_steps is None or total_steps <= warmup_steps or not 0.0 <= min_ratio <= 1.0:
+    raise ValueError("learning_rate: the cosine schedule needs total_steps > warmup_steps and "
+                     f"min_ratio in [0, 1], got total_steps={total_steps!r}, "
+                     f"warmup_steps={warmup_steps!r}, min_ratio={min_ratio!r}.")
+  t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+  return rate * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def ema_decay(decay, updates):
+  """Decay of the weight average at an update: `min(decay, (1 + n) / (10 + n))`.
+
+  `n = updates` is the number of updates before this one, so the average (which starts at the
+  weights before training) follows the early weights closely and settles to `decay`.
+  """
+  return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def bits_per_dim(log_prob, dims, num_bins):
+  """`-(log p(x) - D log bins) / (D log 2)` (float64) for densities over x in [0, 1)^D.
+
+  The formula of `lcflow_tf.flows.log_prob_to_bits_per_dim`, without importing TensorFlow.
+  """
+  log_prob = np.asarray(log_prob, np.float64)
+  return -(log_prob - dims * math.log(num_bins)) / (dims * math.log(2.0))
+
+
+def checksum(array):
+  """Exact float64 sum of the array's values (`math.fsum`): equal arrays, equal checksums."""
+  return math.fsum(np.asarray(array, np.float64).ravel().tolist())
+
+
+# ------------------------------------------------------------------------- the stream
+
+
+def export_stream(directory, dataset_name, batch_size, steps, seed, eval_seed,
+                  eval_images=None, eval_batch=256):
+  """Writes our model's training stream and test set into `directory` (see the module doc).
+
+  The training batches are those of `data.make_train_pipeline(dataset.train(), batch_size,
+  num_bins, seed)`, the test images those of `data.make_eval_pipeline(test, eval_batch,
+  num_bins, eval_seed)`, i.e. what benchmarks/peer_tfp_glow.py's workers train and evaluate
+  on.
+
+  Args:
+    directory: an existing, empty directory.
+    dataset_name: `data.DATASETS` name.
+    batch_size: images per training batch.
+    steps: number of training batches to write.
+    seed: seed of the training stream.
+    eval_seed: seed of the test set's dequantisation noise.
+    eval_images: the first this many test images (None: all).
+    eval_batch: batch size of the test pipeline (the noise does not depend on it).
+
+  Returns:
+    The metadata written to meta.json (a dict).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import data as lf_data  # pylint: disable=g-import-not-at-top
+
+  dataset = lf_data.load_dataset(dataset_name)
+  shape = (steps, batch_size) + tuple(dataset.image_shape)
+  train = lf_data.make_train_pipeline(dataset.train(), batch_size, dataset.num_bins, seed=seed)
+  sums, tf_sums = [], []
+  with open(os.path.join(directory, "train.npy"), "wb") as f:
+    np.lib.format.write_array_header_2_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False, "shape": shape})
+    for x in train.take(steps):
+      tf_sums.append(tf_checksum(x))
+      x = x.numpy()
+      sums.append(checksum(x))
+      f.write(np.ascontiguousarray(x, np.float32).tobytes())
+  if len(sums) != steps:
+    raise RuntimeError(f"export_stream: the pipeline gave {len(sums)} of {steps} batches.")
+
+  test = dataset.test()
+  if eval_images is not None:
+    test = test.take(eval_images)
+  test = np.concatenate([x.numpy() for x in lf_data.make_eval_pipeline(
+      test, eval_batch, dataset.num_bins, seed=eval_seed)])
+  np.save(os.path.join(directory, "test.npy"), test)
+  meta = {"dataset": dataset_name, "image_shape": list(dataset.image_shape),
+          "num_bins": dataset.num_bins, "batch_size": batch_size, "steps": steps, "seed": seed,
+          "eval_seed": eval_seed, "test_images": len(test), "checksums": sums,
+          "tf_checksums": tf_sums, "test_checksum": checksum(test)}
+  with open(os.path.join(directory, "meta.json"), "w") as f:
+    json.dump(meta, f)
+  return meta
+
+
+def tf_checksum(x):
+  """TensorFlow's float64 sum of a tensor: the checksum peer_tfp_glow.py's workers report."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return float(tf.reduce_sum(tf.cast(x, tf.float64)))
+
+
+def read_meta(directory):
+  with open(os.path.join(directory, "meta.json")) as f:
+    return json.load(f)
+
+
+class StreamReader:
+  """Reads batch i of an exported train.npy with one positioned read (no memory map).
+
+  A memory map would count every page read so far in the reader's resident memory; a
+  positioned read keeps only the current batch.
+  """
+
+  def __init__(self, directory):
+    path = os.path.join(directory, "train.npy")
+    with open(path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)
+      shape, fortran, dtype = read_header(f)
+      self._offset = f.tell()
+    if fortran or dtype != np.float32 or len(shape) != 5:
+      raise ValueError(f"StreamReader: {path} must hold float32 [steps, batch, H, W, C] in C "
+                       f"order, got {dtype} {shape} (fortran_order={fortran}).")
+    self.shape = shape
+    self._batch_bytes = int(np.prod(shape[1:])) * 4
+    self._fd = os.open(path, os.O_RDONLY)
+
+  def __len__(self):
+    return self.shape[0]
+
+  def batch(self, i):
+    """float32 [batch, H, W, C] of step i (0-based)."""
+    if not 0 <= i < self.shape[0]:
+      raise IndexError(f"StreamReader: batch {i} of a stream of {self.shape[0]} batches.")
+    raw = os.pread(self._fd, self._batch_bytes, self._offset + i * self._batch_bytes)
+    return np.frombuffer(raw, np.float32).reshape(self.shape[1:])
+
+  def close(self):
+    os.close(self._fd)
+
+
+def load_test(directory):
+  """float32 [N, H, W, C]: the exported test images."""
+  return np.load(os.path.join(directory, "test.npy"))
+
+
+# ------------------------------------------------------------------------- turns
+
+
+def chunk_plan(steps, warmup_steps, chunk_steps):
+  """Training turns: `warmup_steps` first (not timed), then turns of `chunk_steps`."""
+  chunks = [warmup_steps]
+  left = steps - warmup_steps
+  while left > 0:
+    chunks.append(min(chunk_steps, left))
+    left -= chunks[-1]
+  return chunks
+
+
+def chunk_bounds(chunks):
+  """(first, last) 0-based step of each turn: the batches whose checksums workers report."""
+  bounds, start = [], 0
+  for n in chunks:
+    bounds.append((start, start + n - 1))
+    start += n
+  return bounds
+
+
+def alternate_training(workers, chunks, batch_size, total_steps):
+  """Trains the `workers` (name -> procs.Worker) in turns; the first to go alternates.
+
+  Each worker answers `train(n)` with at least `seconds` and `losses`.
+
+  Returns:
+    name -> list of the answers, one per turn.
+  """
+  names = list(workers)
+  answers = {name: [] for name in names}
+  done = 0
+  for i, n in enumerate(chunks):
+    done += n
+    for name in (names if i % 2 == 0 else names[::-1]):
+      answer = workers[name].request("train", n=n)
+      answers[name].append(answer)
+      print(f"[{name}] steps {done}/{total_steps}: {n * batch_size / answer['seconds']:.1f} "
+            f"images/s, loss {answer['losses'][-1]:.1f}", flush=True)
+  return answers
+
+
+def median_rate(answers, count):
+  """`count` items over the median of all timed calls of the answers."""
+  return count / statistics.median(t for a in answers for t in a["seconds"])
