@@ -27,6 +27,7 @@ from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import networks
 from lcflow_tf import schedules
 from lcflow_tf import training
 from lcflow_tf.bijectors import affine_coupling
@@ -71,6 +72,10 @@ flags.DEFINE_float("max_log_scale", None,
                    f"{flows.DEFAULT_BOUNDS['max_log_scale']['sigmoid']:g} for the sigmoid "
                    f"scale, {flows.DEFAULT_BOUNDS['max_log_scale']['tanh']:g} for tanh); 0: "
                    "unbounded (Glow's original sigmoid scale).")
+flags.DEFINE_enum("network_init", _D.network_init, networks.INITS,
+                  "Initialisation of the conditioner networks' hidden layers: uniform "
+                  "(U(+-1/sqrt(fan_in)) weights and biases, PyTorch's default) or he_normal "
+                  "(He normal weights, zero biases; the library's before 2026-11-30).")
 flags.DEFINE_float("max_shift", None, "Soft bound of the couplings' |shift| (default "
                    f"{flows.DEFAULT_BOUNDS['max_shift']:g}); 0: unbounded.")
 flags.DEFINE_float("max_log_sigma", None, "Soft bound of the learned split prior's "

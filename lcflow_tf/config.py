@@ -18,6 +18,7 @@ import tempfile
 from lcflow_tf import data
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import networks
 from lcflow_tf import schedules
 from lcflow_tf.bijectors import affine_coupling
 from lcflow_tf.bijectors import factor_out
@@ -40,7 +41,7 @@ RESUMABLE_FIELDS = frozenset({
 # The soft bounds of the couplings and split prior (`flows.BOUND_FIELDS`) were added with them:
 # their values for such a run come from `flows.unbounded_values`.
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0, **flows.unbounded_values()}
+                "ema_decay": 0.0, "network_init": "he_normal", **flows.unbounded_values()}
 
 
 def _check_int(name, value, minimum):
@@ -94,6 +95,7 @@ class TrainConfig:
   max_log_scale: float | None = None
   max_shift: float | None = None
   max_log_sigma: float | None = None
+  network_init: str = "uniform"
   # likelihood-contribution protocol
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
@@ -142,6 +144,7 @@ class TrainConfig:
     _check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
     _check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
     _check_int("resnet_blocks", self.resnet_blocks, 0)
+    _check_choice("network_init", self.network_init, networks.INITS)
     for name in flows.BOUND_FIELDS:
       if getattr(self, name) is not None:
         _check_float(name, getattr(self, name), 0.0, low_open=False)
@@ -189,7 +192,8 @@ class TrainConfig:
         hidden_channels=self.hidden_channels, coupling=self.coupling, split=self.split,
         conv1x1=self.conv1x1, split_prior=self.split_prior, scale_fn=self.scale_fn,
         resnet_blocks=self.resnet_blocks, seed=self.seed, max_log_scale=self.max_log_scale,
-        max_shift=self.max_shift, max_log_sigma=self.max_log_sigma)
+        max_shift=self.max_shift, max_log_sigma=self.max_log_sigma,
+        network_init=self.network_init)
 
   def to_dict(self):
     return dataclasses.asdict(self)

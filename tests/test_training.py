@@ -367,13 +367,14 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   """A config.json without lr_schedule / lr_min_ratio / ema_decay / the soft bounds (written by
   the code before they existed) and a checkpoint without averages.
 
-  It reads as a constant learning rate without averages and unbounded couplings and split
-  prior (Glow's sigmoid scale then); train.py's flags, when not given,
+  It reads as a constant learning rate without averages, unbounded couplings and split prior
+  (Glow's sigmoid scale then) and He-normal conditioners; train.py's flags, when not given,
   keep those values. Resumed with averaging turned on, the averages start from the restored
   weights and the weights follow exactly the trajectory of the uninterrupted old-style run.
   """
   old_style = tiny(split="static", lc_pilot_steps=0, train_steps=4, lr_schedule="constant",
-                   ema_decay=0.0, max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
+                   ema_decay=0.0, max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0,
+                   network_init="he_normal")
   reference = training.Trainer(old_style, str(tmp_path / "reference"), dataset=digits)
   assert reference.averages is None
   reference.train(until_step=2)
@@ -382,7 +383,7 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   names = {n for n, _ in tf.train.list_variables(str(model_dir / "ckpt-2"))}
   assert not any(n.startswith("averages/") for n in names)  # the old checkpoint layout
   fields = old_style.to_dict()
-  for name in ("lr_schedule", "lr_min_ratio", "ema_decay") + flows.BOUND_FIELDS:
+  for name in ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init") + flows.BOUND_FIELDS:
     del fields[name]
   config_lib.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
 
