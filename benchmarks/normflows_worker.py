@@ -1,9 +1,10 @@
-"""PyTorch worker of benchmarks/peer_normflows.py: normflows' multi-scale Glow.
+"""PyTorch worker of benchmarks/peer_glow.py: normflows' multi-scale Glow.
 
 Runs under the Python of the PyTorch venv (benchmarks/requirements-peers.txt) and never
-imports TensorFlow. It trains on the stream exported by `peer_protocol.export_stream`,
-answers the parent's requests (`procs.serve`: train / log_prob / sample / evaluate /
-peak_rss) and reports checksums of the batches it used.
+imports TensorFlow. It trains on the stream exported by `peer_protocol.export_stream` with a
+`peer_protocol.Recipe`, answers the parent's requests with the protocol of
+`benchmarks/peer_worker.py` (`procs.serve`: train / time / evaluate / reconstruction /
+samples / peak_rss) and reports checksums of the batches it used.
 
 The model is normflows' own Glow, built as in its Glow example (`examples/glow_colab.ipynb`
 of normflows' repository) but unconditional: `nf.MultiscaleFlow` of L levels, each K
@@ -13,12 +14,14 @@ conditioner) plus `nf.flows.Squeeze`, halves merged by `nf.flows.Merge`, and one
 `nf.distributions.GlowBase` per level (a diagonal Gaussian with a learned mean and log-scale
 per channel, shared by all positions; not conditioned on the kept half).
 
+normflows' `sample` returns the samples with their log-density from one pass, so its
+"sample" and "sample_and_log_prob" timings are the same call.
+
   <torch venv>/bin/python benchmarks/normflows_worker.py --stream DIR --config JSON
 """
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -32,7 +35,6 @@ import torch
 from benchmarks import peer_protocol
 from benchmarks import procs
 
-OPTIMIZERS = ("adam", "adamax")
 ADAM_EPSILON = 1e-7  # Keras' Adam default, which our model's optimizer uses
 
 
@@ -120,6 +122,7 @@ def serve(stream_dir, config):
   if config["threads"]:
     torch.set_num_threads(config["threads"])
   torch.manual_seed(config["seed"])
+  recipe = peer_protocol.Recipe(**config["recipe"])
   meta = peer_protocol.read_meta(stream_dir)
   image_shape = tuple(meta["image_shape"])
   dims = int(np.prod(image_shape))
@@ -127,28 +130,25 @@ def serve(stream_dir, config):
   test = peer_protocol.load_test(stream_dir)
   model = build_glow(image_shape, config["levels"], config["steps_per_level"], config["width"])
   parameters = [p for p in model.parameters() if p.requires_grad]
-  if config["optimizer"] == "adam":
-    optimizer = torch.optim.Adam(parameters, lr=config["learning_rate"], eps=ADAM_EPSILON,
-                                 weight_decay=config["weight_decay"])
-  else:
-    optimizer = torch.optim.Adamax(parameters, lr=config["learning_rate"],
-                                   weight_decay=config["weight_decay"])
+  optimizer_class = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.Adamax
+  extra = {"eps": ADAM_EPSILON} if recipe.optimizer == "adam" else {}
+  optimizer = optimizer_class(parameters, lr=recipe.learning_rate,
+                              weight_decay=recipe.weight_decay, **extra)
   state = {"step": 0, "average": None, "averaged_in": False}
 
   def rate(step):
-    return peer_protocol.learning_rate(step, config["learning_rate"], config["lr_warmup"],
-                                       config["lr_schedule"], config["steps"],
-                                       config["lr_min_ratio"])
+    return peer_protocol.learning_rate(step, recipe.learning_rate, recipe.lr_warmup,
+                                       recipe.lr_schedule, config["steps"], recipe.lr_min_ratio)
 
   def train_step(x):
     loss = -torch.mean(model.log_prob(x, None))
     optimizer.zero_grad(set_to_none=True)
-    if config["skip_nonfinite"] and not torch.isfinite(loss):
+    if recipe.skip_nonfinite and not torch.isfinite(loss):
       return loss.item(), float("nan"), True  # normflows' example skips such a step
     loss.backward()
     grads = [p.grad for p in parameters if p.grad is not None]
-    if config["grad_clip_norm"] is not None:
-      norm = torch.nn.utils.clip_grad_norm_(parameters, config["grad_clip_norm"])
+    if recipe.grad_clip_norm is not None:
+      norm = torch.nn.utils.clip_grad_norm_(parameters, recipe.grad_clip_norm)
     else:
       norm = torch.nn.utils.get_total_norm(grads)
     for group in optimizer.param_groups:
@@ -169,8 +169,8 @@ def serve(stream_dir, config):
       if state["step"] == 0:
         with torch.no_grad():
           model.log_prob(x, None)  # data-dependent ActNorm initialisation on the first batch
-        if config["ema_decay"] > 0:
-          state["average"] = WeightAverage(parameters, config["ema_decay"])
+        if recipe.ema_decay > 0:
+          state["average"] = WeightAverage(parameters, recipe.ema_decay)
       rates.append(rate(state["step"]))
       loss, norm, skip = train_step(x)
       losses.append(loss)
@@ -190,10 +190,14 @@ def serve(stream_dir, config):
     state["averaged_in"] = True
 
   fixed = to_torch(test[:config["log_prob_batch"]])
+  timed_calls = {"log_prob": lambda: model.log_prob(fixed, None),
+                 "sample": lambda: model.sample(config["sample_count"])[0],
+                 "sample_and_log_prob": lambda: model.sample(config["sample_count"])[1]}
 
   @torch.no_grad()
-  def timed(fn, repeats):
+  def timed(what, repeats):
     averaged_in()
+    fn = timed_calls[what]
     fn()  # warm up
     times = []
     for _ in range(repeats):
@@ -202,11 +206,14 @@ def serve(stream_dir, config):
       times.append(time.perf_counter() - start)
     return {"seconds": times, "finite": float(np.mean(np.isfinite(out.numpy())))}
 
+  def batches(images):
+    for i in range(0, len(images), config["eval_batch"]):
+      yield to_torch(images[i:i + config["eval_batch"]])
+
   @torch.no_grad()
   def test_bits_per_dim():
     start = time.perf_counter()
-    log_probs = [model.log_prob(to_torch(test[i:i + config["eval_batch"]]), None).double().numpy()
-                 for i in range(0, len(test), config["eval_batch"])]
+    log_probs = [model.log_prob(x, None).double().numpy() for x in batches(test)]
     bpd = peer_protocol.bits_per_dim(np.concatenate(log_probs), dims, meta["num_bins"])
     first = bpd[:peer_protocol.TEST_FIRST_IMAGES]
     return {"bpd_all": float(np.mean(bpd)), "n_all": len(bpd), "bpd_first": float(np.mean(first)),
@@ -224,34 +231,62 @@ def serve(stream_dir, config):
       state["average"].swap()
     return answer
 
+  @torch.no_grad()
+  def sample(n, temperature, seed):
+    """n samples NHWC (float32 numpy), latents at `temperature`, seeded by `seed`."""
+    torch.manual_seed(seed)
+    x, _ = model.sample(n, temperature=float(temperature))
+    return np.transpose(x.numpy(), (0, 2, 3, 1)).astype(np.float32)
+
+  @torch.no_grad()
+  def max_errors(images):
+    """Per-image max |forward(inverse(x)) - x| (NaN where the round trip is not finite)."""
+    errors = []
+    for x in batches(images):
+      z, _ = model.inverse_and_log_det(x)
+      back, _ = model.forward_and_log_det(z)
+      error = torch.amax(torch.abs(back - x), dim=(1, 2, 3))
+      finite = torch.isfinite(back).all(dim=(1, 2, 3))
+      errors.append(torch.where(finite, error, torch.full_like(error, float("nan"))).numpy())
+    return np.concatenate(errors) if errors else np.zeros(0)
+
+  def reconstruction(samples):
+    averaged_in()
+    drawn = np.concatenate([sample(min(config["eval_batch"], samples - i), 1.0, 1000 + i)
+                            for i in range(0, samples, config["eval_batch"])])
+    return peer_protocol.round_trip_summary(max_errors(test), drawn, max_errors)
+
+  def samples(n, temperature, seed, path):
+    averaged_in()
+    x = sample(n, temperature, seed)
+    np.save(path, x)
+    return {"path": path, "finite": float(np.mean(np.all(np.isfinite(x), axis=(1, 2, 3))))}
+
   total, used = parameter_counts(model)
   procs.serve(
       {"parameters": total, "parameters_used": used, "image_shape": list(image_shape),
        "num_bins": meta["num_bins"], "rss_after_setup_mb": procs.current_rss_mb(),
        "torch": torch.__version__, "normflows": nf.__version__,
        "threads": torch.get_num_threads(),
-       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-      {"train": train,
-       "log_prob": lambda repeats: timed(lambda: model.log_prob(fixed, None), repeats),
-       "sample": lambda repeats: timed(lambda: model.sample(config["sample_count"])[0],
-                                       repeats),
-       "evaluate": evaluate,
-       "peak_rss": lambda: {"peak_rss_mb": procs.peak_rss_mb()}})
+       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+       "model": (f"normflows MultiscaleFlow of {config['levels']} levels x "
+                 f"{config['steps_per_level']} GlowBlock(scale_map='sigmoid', "
+                 "split_mode='channel', use_lu=True) + Squeeze, GlowBase per level")},
+      {"train": train, "time": timed, "evaluate": evaluate, "reconstruction": reconstruction,
+       "samples": samples, "peak_rss": lambda: {"peak_rss_mb": procs.peak_rss_mb()}})
   reader.close()
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--stream", required=True, help="directory written by export_stream")
-  parser.add_argument("--config", required=True, help="JSON settings from peer_normflows.py")
+  parser.add_argument("--config", required=True, help="JSON settings from peer_glow.py")
   args = parser.parse_args()
   config = json.loads(args.config)
-  if config["optimizer"] not in OPTIMIZERS:
-    parser.error(f"--config: optimizer must be one of {OPTIMIZERS}, got "
-                 f"{config['optimizer']!r}")
-  if config["grad_clip_norm"] is not None and not math.isfinite(config["grad_clip_norm"]):
-    parser.error(f"--config: grad_clip_norm must be finite or null, got "
-                 f"{config['grad_clip_norm']!r}")
+  try:
+    peer_protocol.Recipe(**config["recipe"])
+  except (TypeError, ValueError) as e:
+    parser.error(f"--config: {e}")
   serve(args.stream, config)
 
 
