@@ -21,9 +21,9 @@ from benchmarks import results
 
 REFERENCES = os.path.join(results.RESULTS_DIR, "peer_references.json")
 LOSS_WINDOW = 50
-COLUMNS = ["row", "model", "training images/s", "test bits/dim", "test bits/dim, raw weights",
-           "log_prob images/s", "sampling images/s", "sampling with log-prob images/s",
-           "peak RSS MB", "parameters"]
+COLUMNS = ["row", "model", "training images/s", "training images/s / TFP's", "test bits/dim",
+           "test bits/dim - TFP's", "test bits/dim, raw weights", "log_prob images/s",
+           "sampling images/s", "sampling with log-prob images/s", "peak RSS MB", "parameters"]
 LABELS = {"ours": "ours", "tfp": "TFP tfb.Glow", "normflows": "normflows Glow"}
 
 
@@ -42,17 +42,22 @@ def _rate(answers, count):
   return peer_protocol.median_rate(answers, count)
 
 
-def table_row(config, row, model, result):
-  """The main table's values for one record."""
-  turns = result["train"][1:]  # after the warm-up turn
+def table_row(config, row, model, result, tfp=None):
+  """The main table's values for one record; `tfp`: the TFP record's result of the same row.
+
+  The columns against TFP ("/ TFP's", "- TFP's") are empty without a TFP record in the row.
+  """
   evaluation, ready = result["evaluation"], result["ready"]
   timings = result["timings"]
   raw = evaluation.get("raw_weights", {}).get("bpd_all", "")
   return {
       "row": row, "model": LABELS[model],
-      "training images/s": sum(len(t["losses"]) for t in turns) * config.batch
-                           / sum(t["seconds"] for t in turns),
-      "test bits/dim": evaluation["bpd_all"], "test bits/dim, raw weights": raw,
+      "training images/s": _train_rate(result) * config.batch,
+      "training images/s / TFP's": _train_rate(result) / _train_rate(tfp) if tfp else "",
+      "test bits/dim": evaluation["bpd_all"],
+      "test bits/dim - TFP's": (evaluation["bpd_all"] - tfp["evaluation"]["bpd_all"]
+                                if tfp else ""),
+      "test bits/dim, raw weights": raw,
       "log_prob images/s": _rate(timings["log_prob"], config.log_prob_batch),
       "sampling images/s": _rate(timings["sample"], config.sample_count),
       "sampling with log-prob images/s": _rate(timings["sample_and_log_prob"],
@@ -142,6 +147,7 @@ def _earlier_values(entry, references_path):
 
 
 def _train_rate(result):
+  """Training steps/s after the first (warm-up, not timed) turn."""
   turns = result["train"][1:]
   return sum(len(t["losses"]) for t in turns) / sum(t["seconds"] for t in turns)
 
@@ -213,7 +219,9 @@ def write(run):
   """Writes <name>.{md,json} from the run's records; returns the Markdown."""
   found = collect(run)
   config = run.config
-  rows = [table_row(config, row, model, record["result"]) for row, model, record in found]
+  tfp = {row: record["result"] for row, model, record in found if model == "tfp"}
+  rows = [table_row(config, row, model, record["result"], tfp.get(row))
+          for row, model, record in found]
   details = {"records": {f"{row}/{model}": os.path.relpath(
       peer_glow.record_path(run.records_dir, model, row), run.results_dir)
                          for row, model, _ in found},

@@ -167,7 +167,6 @@ def test_analytic_conv_flops_by_hand():
   assert scaling.analytic_conv_flops(8, 3, 2, 1, 8, 2) == 2 * 2 * (level0 + level1)
 
 
-
 def test_stream_export_is_the_training_pipeline(tmp_path, digits):
   meta = peer_protocol.export_stream(str(tmp_path), "digits", batch_size=8, steps=3, seed=5,
                                      eval_seed=7, eval_images=40, eval_batch=16)
@@ -232,6 +231,8 @@ def test_peer_protocol_recipe_formulas():
                        (dict(optimizer="sgd"), "optimizer must be one of")):
     with pytest.raises(ValueError, match=message):
       peer_protocol.Recipe(**bad)
+
+
 def test_peer_glow_arguments_rows_and_recipes(capsys):
   _, config = peer_glow.parse_args([])
   assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch,
@@ -317,6 +318,29 @@ def test_profile_attributes_every_op_by_name_scope():
   union_length = profile_step.union_length
   assert union_length([]) == 0
   assert union_length([(0, 4), (2, 6), (8, 9), (8, 9)]) == 7
+
+
+def _fake_result(steps_per_second, bpd):
+  """The parts of a peer record's result that the main table reads."""
+  turns = [{"losses": [0.0] * 5, "seconds": 99.0}]  # the warm-up turn: not timed
+  turns += [{"losses": [0.0] * 10, "seconds": 10.0 / steps_per_second}] * 2
+  timing = [{"seconds": [0.5, 0.25, 1.0]}]
+  return {"train": turns, "evaluation": {"bpd_all": bpd},
+          "timings": {"log_prob": timing, "sample": timing, "sample_and_log_prob": timing},
+          "ready": {"parameters": 10}, "peak_rss_mb": 100.0}
+
+
+def test_peer_table_columns_against_tfp():
+  _, config = peer_glow.parse_args(["--smoke"])
+  tfp = _fake_result(steps_per_second=2.0, bpd=4.1)
+  ours = peer_report.table_row(config, "best", "ours", _fake_result(5.0, 3.95), tfp)
+  assert ours["training images/s"] == pytest.approx(5.0 * config.batch)
+  assert ours["training images/s / TFP's"] == pytest.approx(2.5)
+  assert ours["test bits/dim - TFP's"] == pytest.approx(-0.15)
+  assert ours["log_prob images/s"] == pytest.approx(config.log_prob_batch / 0.5)  # the median
+  assert set(ours) == set(peer_report.COLUMNS)
+  alone = peer_report.table_row(config, "noclip", "ours", _fake_result(5.0, 3.95))
+  assert alone["training images/s / TFP's"] == alone["test bits/dim - TFP's"] == ""
 
 
 @pytest.mark.slow
