@@ -16,9 +16,9 @@ so the same weights; the table checks that both give the same log-densities):
 Besides images/s, each path's network runs per call: the Conv2D ops in its traced graph over
 those of one run of every coupling and prior network.
 
-  python benchmarks/log_det_cost.py           # Fashion-MNIST Glow L=2 K=8 w128 (peer size)
-  python benchmarks/log_det_cost.py --quick   # fewer rounds
-  python benchmarks/log_det_cost.py --smoke   # 8x8 digits, tiny model (seconds)
+  python benchmarks/log_det_cost.py              # Fashion-MNIST Glow L=2 K=4 w32 (small)
+  python benchmarks/log_det_cost.py --peer_size  # Fashion-MNIST Glow L=2 K=8 w128
+  python benchmarks/log_det_cost.py --smoke      # 8x8 digits, tiny model (seconds)
   python benchmarks/log_det_cost.py --before_commit <commit>
 """
 
@@ -40,10 +40,10 @@ SCRIPT = os.path.abspath(__file__)
 BEFORE_COMMIT = "588bc04"  # main before the fused log-dets (issue 15)
 SIDES = ("before", "after")
 MODES = {
-    "full": dict(dataset="fashion_mnist", levels=2, steps_per_level=8, width=128,
-                 log_prob_batch=256, sample_count=64, rounds=6, repeats=5),
-    "quick": dict(dataset="fashion_mnist", levels=2, steps_per_level=8, width=128,
-                  log_prob_batch=256, sample_count=64, rounds=3, repeats=3),
+    "small": dict(dataset="fashion_mnist", levels=2, steps_per_level=4, width=32,
+                  log_prob_batch=256, sample_count=64, rounds=6, repeats=5),
+    "peer_size": dict(dataset="fashion_mnist", levels=2, steps_per_level=8, width=128,
+                      log_prob_batch=256, sample_count=64, rounds=4, repeats=3),
     "smoke": dict(dataset="digits", levels=2, steps_per_level=2, width=8, log_prob_batch=16,
                   sample_count=8, rounds=2, repeats=2),
 }
@@ -63,7 +63,8 @@ def parse_args(argv=None):
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
   mode = parser.add_mutually_exclusive_group()
-  mode.add_argument("--quick", action="store_true", help="fewer rounds")
+  mode.add_argument("--peer_size", action="store_true",
+                    help="the peer benchmark's model (L=2, K=8, width 128), fewer rounds")
   mode.add_argument("--smoke", action="store_true", help="8x8 digits, a tiny model")
   parser.add_argument("--before_commit", default=BEFORE_COMMIT,
                       help="git commit whose lcflow_tf is 'before' (default: main before the "
@@ -72,19 +73,53 @@ def parse_args(argv=None):
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--library_root", default=ROOT, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
-  args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+  args.mode = "smoke" if args.smoke else "peer_size" if args.peer_size else "small"
   return args
 
 
 # ------------------------------------------------------------------------- worker
 
 
+def paths(flow, images, n):
+  """name -> compiled call (`tf.function`) of each timed path of `flow` (see `PATHS`).
+
+  `Flow.sample_and_log_prob` only where the library has it (not before the fused log-dets).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  calls = {
+      "tfp_sample_and_log_prob": lambda: flow.distribution.experimental_sample_and_log_prob(
+          n, seed=(1, 2))[1],
+      "flow_log_prob": lambda: flow.log_prob(images),
+      "tfp_log_prob": lambda: flow.distribution.log_prob(images),
+      "flow_sample": lambda: flow.sample(n, seed=1),
+  }
+  if hasattr(flow, "sample_and_log_prob"):
+    calls["flow_sample_and_log_prob"] = lambda: flow.sample_and_log_prob(n, seed=1)[1]
+  return {name: tf.function(fn) for name, fn in calls.items()}
+
+
+def network_runs(flow, compiled):
+  """name -> how often each network of `flow` runs per call of `compiled[name]`.
+
+  The Conv2D ops in the path's traced graph over those of one run of every coupling and prior
+  network (1.0: each network once).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def convolutions(fn):
+    graph = fn.get_concrete_function().graph
+    return sum(op.type == "Conv2D" for op in graph.get_operations())
+
+  nets = {id(net): net for m in flow.bijector.submodules for net in getattr(m, "networks", ())}
+  one_pass = convolutions(tf.function(lambda: [
+      net(tf.zeros((1, 2, 2, net.inputs[0].shape[-1]))) for net in nets.values()]))
+  return {name: convolutions(fn) / one_pass for name, fn in compiled.items()}
+
+
 def worker(args):
   """Builds the model with the lcflow_tf under --library_root; serves timing requests."""
   sys.path.insert(0, args.library_root)
   import keras  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import lcflow_tf as lf  # pylint: disable=g-import-not-at-top
   from lcflow_tf import data  # pylint: disable=g-import-not-at-top
 
@@ -97,29 +132,15 @@ def worker(args):
                        steps_per_level=settings["steps_per_level"],
                        hidden_channels=settings["width"], seed=0)
   flow.initialize(images)
-  n = settings["sample_count"]
-  calls = {
-      "tfp_sample_and_log_prob": lambda: flow.distribution.experimental_sample_and_log_prob(
-          n, seed=(1, 2))[1],
-      "flow_log_prob": lambda: flow.log_prob(images),
-      "tfp_log_prob": lambda: flow.distribution.log_prob(images),
-      "flow_sample": lambda: flow.sample(n, seed=1),
-  }
-  if hasattr(flow, "sample_and_log_prob"):
-    calls["flow_sample_and_log_prob"] = lambda: flow.sample_and_log_prob(n, seed=1)[1]
-  compiled = {name: tf.function(fn) for name, fn in calls.items()}
+  compiled = paths(flow, images, settings["sample_count"])
 
-  def convolutions(fn, what="Conv2D"):
-    graph = fn.get_concrete_function().graph
-    return sum(what in (op.type, "any") for op in graph.get_operations())
-
-  nets = {id(net): net for m in flow.bijector.submodules for net in getattr(m, "networks", ())}
-  one_pass = convolutions(tf.function(lambda: [
-      net(tf.zeros((1, 2, 2, net.inputs[0].shape[-1]))) for net in nets.values()]))
+  warm = set()
 
   def timed(name, repeats):
     fn = compiled[name]
-    fn().numpy()  # warm
+    if name not in warm:  # the first call traces
+      fn().numpy()
+      warm.add(name)
     seconds = []
     for _ in range(repeats):
       start = time.perf_counter()
@@ -129,8 +150,7 @@ def worker(args):
 
   procs.serve(
       {"library": os.path.dirname(lf.__file__), "paths": list(compiled),
-       "network_runs": {name: convolutions(fn) / one_pass for name, fn in compiled.items()},
-       "graph_ops": {name: convolutions(fn, "any") for name, fn in compiled.items()},
+       "network_runs": network_runs(flow, compiled),
        "log_prob": [float(v) for v in compiled["flow_log_prob"]().numpy()],
        "images": [int(images.shape[0])] + list(dataset.image_shape)},
       {"time": timed})
@@ -157,7 +177,7 @@ def measure(args):
   workers = {}
   try:
     commit = export_library(args.before_commit, before_root)
-    flags = [f"--{args.mode}"] if args.mode != "full" else []
+    flags = [f"--{args.mode}"] if args.mode != "small" else []
     for side, root in (("before", before_root), ("after", ROOT)):
       workers[side] = procs.Worker(SCRIPT, flags + ["--worker", "--library_root", root], side)
     ready = {side: w.ready for side, w in workers.items()}
@@ -165,11 +185,15 @@ def measure(args):
       print(f"[{side}] {ready[side]['library']}: network runs per call "
             f"{ready[side]['network_runs']}", flush=True)
     timings = {side: {p: [] for p in ready[side]["paths"]} for side in SIDES}
+    # Call by call, the sides alternating (first side alternating too), so that the load of
+    # the shared machine, which can change several-fold within seconds, hits both alike.
     for r in range(settings["rounds"]):
-      for side in (SIDES if r % 2 == 0 else SIDES[::-1]):
-        for path in ready[side]["paths"]:
-          timings[side][path] += workers[side].request(
-              "time", name=path, repeats=settings["repeats"])["seconds"]
+      for path in PATHS:
+        for k in range(settings["repeats"]):
+          for side in (SIDES if (r + k) % 2 == 0 else SIDES[::-1]):
+            if path in timings[side]:
+              timings[side][path] += workers[side].request("time", name=path,
+                                                           repeats=1)["seconds"]
       print(f"round {r + 1}/{settings['rounds']} done", flush=True)
     for w in workers.values():
       w.close()
@@ -214,15 +238,18 @@ def report(args, commit, ready, timings):
       f"{diff:.3g} nats). Before: lcflow_tf of commit {commit} (git archive); after: this "
       f"checkout. Each in its own process, compiled with tf.function; log_prob on a batch of "
       f"{count['log_prob']} test images, sampling {count['sample']} images per call; median "
-      f"of {settings['rounds']} alternating rounds x {settings['repeats']} calls after a "
-      "warm-up call. Network runs per call: Conv2D ops in the traced graph over those of one "
-      "run of every coupling and prior network (1 = each network once). TFP's paths call "
-      "the chain's forward (or inverse) and then its log-det separately, and tfb.Chain's "
-      "forward log-det calls each part's forward again: without TFP's tensor cache (which "
-      "this library bypasses: its variables change during training) a network runs once "
-      "per such call; before the change each part's forward log-det also re-ran networks "
-      "(a coupling's its own, a junction's the whole inner flow forward).")
-  name = "log_det_cost" + ("" if args.mode == "full" else f"_{args.mode}")
+      f"of {settings['rounds']} rounds x {settings['repeats']} calls per path after a "
+      "warm-up call, the two sides alternating call by call; Flow.log_prob and Flow.sample "
+      "run the same networks before and after, so their after/before ratio shows what the "
+      "machine's noise alone does to a ratio. Network runs per call: Conv2D ops in the "
+      "traced graph over those of one run of every coupling and prior network (1 = each "
+      "network once). TFP's paths call the chain's forward (or inverse) and then its log-det "
+      "separately, and tfb.Chain's forward log-det calls each part's forward again: without "
+      "TFP's tensor cache (which this library bypasses: its variables change during "
+      "training) a network runs once per such call; before the change each part's forward "
+      "log-det also re-ran networks (a coupling's its own, a junction's the whole inner flow "
+      "forward).")
+  name = "log_det_cost" + ("" if args.mode == "small" else f"_{args.mode}")
   print(results.write(name, results.command_line(), rows,
                       ["path", "before images/s", "after images/s", "after / before",
                        "network runs per call, before", "network runs per call, after"],

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import log_det_cost
 from benchmarks import peer_glow
 from benchmarks import peer_models
 from benchmarks import peer_protocol
@@ -341,6 +342,22 @@ def test_peer_table_columns_against_tfp():
   assert set(ours) == set(peer_report.COLUMNS)
   alone = peer_report.table_row(config, "noclip", "ours", _fake_result(5.0, 3.95))
   assert alone["training images/s / TFP's"] == alone["test bits/dim - TFP's"] == ""
+
+
+def test_log_det_cost_counts_network_runs():
+  """The benchmark's count of network runs per call, on a tiny flow of this checkout: the
+  library's paths run every network once, TFP's composite paths (no tensor cache) three times."""
+  flow = lf_flows.build_flow((8, 8, 1), architecture="glow", levels=2, steps_per_level=1,
+                             hidden_channels=8, seed=0)
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=(1, 2))
+  flow.initialize(x)
+  compiled = log_det_cost.paths(flow, x, 3)
+  assert set(compiled) == set(log_det_cost.PATHS)
+  runs = log_det_cost.network_runs(flow, compiled)
+  assert runs == {"flow_log_prob": 1.0, "flow_sample": 1.0, "flow_sample_and_log_prob": 1.0,
+                  "tfp_log_prob": 3.0, "tfp_sample_and_log_prob": 3.0}
+  np.testing.assert_allclose(compiled["flow_log_prob"]().numpy(),
+                             compiled["tfp_log_prob"]().numpy(), rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.slow
