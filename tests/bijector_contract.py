@@ -5,8 +5,10 @@ A bijector maps latents x (forward) to images y and back (inverse), event rank 3
 * `assert_contract`: forward(inverse(y)) == y and inverse(forward(x)) == x, finite, with the
   right shapes; through the public TFP API, fldj(x) == -ildj(forward(x)), both broadcastable
   to the batch shape; the per-element map `inverse_log_det_map(y)` (shaped like x) sums to
-  ildj(y), also along the composite walker `inverse_with_log_det_map` -- in eager mode,
-  inside `tf.function` or `tf.function(jit_compile=True)`;
+  ildj(y), also along the composite walker `inverse_with_log_det_map`; the fused forward
+  (`forward_with_log_det`, and `forward_and_log_det` of an `ImageBijector`) returns exactly
+  forward(x) and fldj(x) -- in eager mode, inside `tf.function` or
+  `tf.function(jit_compile=True)`;
 * `assert_log_det_matches_jacobian`: on tiny float64 inputs, ildj(y) and fldj(x) equal
   log|det| of the autodiff Jacobian of the flattened inverse / forward, and the two Jacobians
   are inverse matrices of each other.
@@ -144,14 +146,19 @@ def evaluate(bijector, x, y):
   x_of_y = bijector.inverse(y)
   y_of_x = bijector.forward(x)
   _, walked = lcb.inverse_with_log_det_map(bijector, y_of_x)
-  own = (bijector.inverse_log_det_map(y_of_x) if isinstance(bijector, lcb.ImageBijector)
-         else walked)
+  walked_y, walked_fldj = lcb.forward_with_log_det(bijector, x)
+  if isinstance(bijector, lcb.ImageBijector):
+    own = bijector.inverse_log_det_map(y_of_x)
+    own_y, own_fldj = bijector.forward_and_log_det(x)
+  else:
+    own, own_y, own_fldj = walked, walked_y, walked_fldj
   return dict(
       x_of_y=x_of_y, y_of_x=y_of_x,
       y_back=bijector.forward(x_of_y), x_back=bijector.inverse(y_of_x),
       fldj=bijector.forward_log_det_jacobian(x, event_ndims=EVENT_NDIMS),
       ildj=bijector.inverse_log_det_jacobian(y_of_x, event_ndims=EVENT_NDIMS),
-      own_map=own, walked_map=walked)
+      own_map=own, walked_map=walked, own_y=own_y, own_fldj=own_fldj, walked_y=walked_y,
+      walked_fldj=walked_fldj)
 
 
 def assert_contract(bijector, x, y, mode="eager", atol=None, tol=None):
@@ -162,7 +169,9 @@ def assert_contract(bijector, x, y, mode="eager", atol=None, tol=None):
   * fldj(x) == -ildj(forward(x)) through the public TFP API, both broadcastable to the
     batch shape;
   * `inverse_log_det_map(forward(x))` and the walker's `inverse_with_log_det_map` are shaped
-    like x and sum over the event to ildj (the per-element rule agrees with the scalar one).
+    like x and sum over the event to ildj (the per-element rule agrees with the scalar one);
+  * the fused forward, `forward_and_log_det(x)` and the walker's `forward_with_log_det`,
+    gives forward(x) (to 1e-6 of its size) and fldj(x) with the batch shape.
 
   Returns:
     the dict of `evaluate`, as numpy, with fldj/ildj broadcast to the batch shape.
@@ -178,7 +187,9 @@ def assert_contract(bijector, x, y, mode="eager", atol=None, tol=None):
   out = {k: v.numpy() for k, v in out.items()}
   x_event, y_event = tuple(x.shape[-EVENT_NDIMS:]), tuple(y.shape[-EVENT_NDIMS:])
   for name, event in (("x_of_y", x_event), ("x_back", x_event), ("own_map", x_event),
-                      ("walked_map", x_event), ("y_of_x", y_event), ("y_back", y_event)):
+                      ("walked_map", x_event), ("y_of_x", y_event), ("y_back", y_event),
+                      ("own_y", y_event), ("walked_y", y_event), ("own_fldj", ()),
+                      ("walked_fldj", ())):
     assert out[name].shape == batch_shape + event, (name, out[name].shape, batch_shape + event)
   err_y, err_x = max_abs_error(out["y_back"], y), max_abs_error(out["x_back"], x)
   assert err_y <= atol, f"forward(inverse(y)) off by {err_y:.3g} > {atol:g} ({mode})"
@@ -193,6 +204,12 @@ def assert_contract(bijector, x, y, mode="eager", atol=None, tol=None):
   for name in ("own_map", "walked_map"):
     np.testing.assert_allclose(out[name].sum(axis=(-3, -2, -1)), out["ildj"], rtol=rtol,
                                atol=ld_atol, err_msg=f"sum of {name} != ildj ({mode})")
+  for name in ("own", "walked"):  # the fused forward is the transform and its log-det
+    scale = max(1.0, float(np.max(np.abs(out["y_of_x"]), initial=0.0)))
+    err = max_abs_error(out[name + "_y"], out["y_of_x"])
+    assert err <= 1e-6 * scale, f"{name} forward_and_log_det's y off by {err:.3g} ({mode})"
+    np.testing.assert_allclose(out[name + "_fldj"], out["fldj"], rtol=rtol, atol=ld_atol,
+                               err_msg=f"{name} forward_and_log_det's fldj != fldj ({mode})")
   return out
 
 

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (`--smoke`) and their results hold together."""
 
+import dataclasses
 import json
 import math
 import os
@@ -11,11 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import peer_normflows
+from benchmarks import log_det_cost
+from benchmarks import peer_glow
+from benchmarks import peer_models
 from benchmarks import peer_protocol
-from benchmarks import peer_tfp_glow
-from benchmarks import procs
+from benchmarks import peer_report
+from benchmarks import profile_step
 from benchmarks import scaling
+from lcflow_tf import config as config_lib
 from lcflow_tf import data as lf_data
 from lcflow_tf import flows as lf_flows
 from lcflow_tf import schedules
@@ -25,10 +29,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def torch_python():
   """(Python of the PyTorch peer venv, None) or (None, why it is not usable)."""
-  python = os.environ.get(peer_normflows.TORCH_PYTHON_ENV) or peer_normflows.DEFAULT_TORCH_PYTHON
+  python = os.environ.get(peer_glow.TORCH_PYTHON_ENV) or peer_glow.DEFAULT_TORCH_PYTHON
   if not os.path.isfile(python):
     return None, (f"no PyTorch peer venv at {python} (install it as docs/benchmarks.md says, "
-                  f"or set ${peer_normflows.TORCH_PYTHON_ENV})")
+                  f"or set ${peer_glow.TORCH_PYTHON_ENV})")
   proc = subprocess.run([python, "-c", "import normflows, torch"], capture_output=True,
                         text=True, timeout=120)
   if proc.returncode != 0:
@@ -51,46 +55,6 @@ def load(results_dir, name):
     record = json.load(f)
   assert os.path.isfile(os.path.join(results_dir, name + ".md"))
   return record
-
-
-@pytest.mark.slow
-def test_peer_tfp_glow_smoke(tmp_path):
-  run_smoke("peer_tfp_glow.py", tmp_path)
-  record = load(tmp_path, "peer_tfp_glow_smoke")
-  rows = {r["metric"].split(" (")[0].split(",")[0]: r for r in record["rows"]}
-  for row in record["rows"]:
-    if isinstance(row["ratio ours/TFP"], float):
-      assert row["ours"] > 0 and row["TFP"] > 0 and math.isfinite(row["ours"]), row
-      assert row["ratio ours/TFP"] == pytest.approx(row["ours"] / row["TFP"], rel=1e-9)
-  assert record["details"]["same_data"]
-  # Matched architecture: parameter counts within 10% of each other.
-  assert rows["trainable parameters"]["ratio ours/TFP"] == pytest.approx(1.0, abs=0.1)
-  for model in ("ours", "TFP"):
-    assert 0 < rows["test bits/dim"][model] < 40
-    assert rows["peak RSS of the process"][model] >= rows["RSS after imports"][model]
-  details = record["details"]["evaluation"]
-  assert details["ours"]["n_all"] == details["tfp"]["n_all"] == 297  # all digits test images
-  assert details["ours"]["finite"] == details["tfp"]["finite"] == 1.0
-
-  # encode/decode round trips of both trained models: test images and temperature-1 samples
-  recon = load(tmp_path, "reconstruction_smoke")
-  assert [(r["model"], r["images"].split()[0]) for r in recon["rows"]] == [
-      ("ours", "all"), ("ours", "256"), ("tfp", "all"), ("tfp", "256")]
-  for r in recon["rows"]:
-    assert 0 <= r["max abs error"] < 1e-3 and r["non-finite"] == 0, r
-  assert recon["details"]["ours"]["n_test"] == 297
-
-  profile = load(tmp_path, "profile_train_step_smoke")
-  parts = [r for r in profile["rows"] if not r["part"].startswith(("=", "wall", "no op",
-                                                                   "waiting", "data"))]
-  assert sum(r["% of op time"] for r in parts) == pytest.approx(100.0, abs=1e-6)
-  for r in parts:
-    assert r["total ms/step"] == pytest.approx(r["forward ms/step"] + r["backward ms/step"])
-  names = {r["part"] for r in parts}
-  assert any(n.startswith("coupling networks") for n in names), names
-  assert any(n.startswith("1x1 conv") for n in names), names
-  families = profile["details"]["families"]
-  assert sum(f["% of op time"] for f in families) == pytest.approx(100.0, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -204,79 +168,6 @@ def test_analytic_conv_flops_by_hand():
   assert scaling.analytic_conv_flops(8, 3, 2, 1, 8, 2) == 2 * 2 * (level0 + level1)
 
 
-def test_union_length_of_overlapping_intervals():
-  union_length = peer_tfp_glow._union_length  # pylint: disable=protected-access
-  assert union_length([]) == 0
-  assert union_length([(0, 4), (2, 6), (8, 9), (8, 9)]) == 7
-
-
-def test_peer_arguments_are_checked():
-  _, config = peer_tfp_glow.parse_args(["--quick"])
-  assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch) == (
-      200, 2, 8, 128, 64)
-  with pytest.raises(SystemExit):
-    peer_tfp_glow.parse_args(["--steps", "10", "--warmup_steps", "10"])
-  with pytest.raises(SystemExit):
-    scaling.parse_args(["--sizes", "12", "--levels", "3"])
-
-
-@pytest.mark.slow
-def test_peer_normflows_smoke(tmp_path):
-  python, why_not = torch_python()
-  if python is None:
-    pytest.skip(why_not)
-  env_args = ("--torch_python", python)
-  run_smoke("peer_normflows.py", tmp_path, "--smoke", *env_args)
-  record = load(tmp_path, "peer_normflows_smoke")
-  details = record["details"]
-  assert details["same_data"] == {"ours": True, "normflows": True}
-  rows = {r["metric"].split(" (")[0].split(",")[0]: r for r in record["rows"]}
-  for row in record["rows"]:
-    assert row["ours"] > 0 and row["normflows"] > 0, row
-    assert row["ratio ours/normflows"] == pytest.approx(row["ours"] / row["normflows"], rel=1e-9)
-  # Matched architecture: within 10% in parameters; normflows keeps unused LU triangles.
-  assert rows["trainable parameters"]["ratio ours/normflows"] == pytest.approx(1.0, abs=0.1)
-  used = rows["trainable parameters the model uses"]
-  assert used["ours"] == rows["trainable parameters"]["ours"]
-  assert used["normflows"] < rows["trainable parameters"]["normflows"]
-  for model in ("ours", "normflows"):
-    evaluation = details["evaluation"][model]
-    assert evaluation["n_all"] == 297 and evaluation["finite"] == 1.0  # all digits test images
-    assert 0 < rows["test bits/dim"][model] < 40
-    # 4 steps at a tiny learning rate: test bits/dim close to the training loss's
-    assert rows["test bits/dim"][model] == pytest.approx(
-        rows["final train loss as bits/dim"][model], abs=0.5)
-    assert rows["peak RSS of the process"][model] >= rows["RSS after imports"][model]
-  # The identical recipe: our model's warm-up schedule, step by step.
-  assert details["normflows_learning_rates"] == pytest.approx(
-      [float(schedules.WarmupDecay(1e-3, 200)(s)) for s in range(4)], rel=1e-6)
-  assert "raw_weights" not in details["evaluation"]["normflows"]
-
-  # The torch worker alone with the other recipe: cosine to the floor, clipping, averaging.
-  _, config = peer_normflows.parse_args(
-      ["--smoke", "--lr_schedule", "cosine", "--lr_warmup", "2", "--lr_min_ratio", "0.1",
-       "--ema_decay", "0.9", "--grad_clip_norm", "5"])
-  stream = tmp_path / "stream"
-  stream.mkdir()
-  meta = peer_protocol.export_stream(str(stream), "digits", 8, 4, seed=0, eval_seed=1234)
-  worker = procs.Worker(peer_normflows.WORKER, [
-      "--stream", str(stream), "--config", json.dumps(peer_normflows.normflows_config(config))],
-                        "normflows", python=python, env=peer_normflows.torch_env())
-  try:
-    trained = worker.request("train", n=4)
-    evaluation = worker.request("evaluate")
-    worker.close()
-  finally:
-    worker.kill()
-  ours = schedules.WarmupDecay(1e-3, 2, "cosine", 4, 0.1)
-  assert trained["learning_rates"] == pytest.approx([float(ours(s)) for s in range(4)], rel=1e-6)
-  assert trained["checksums"] == [[0, meta["checksums"][0]], [3, meta["checksums"][3]]]
-  assert evaluation["averaged"] and evaluation["raw_weights"]["finite"] == 1.0
-  # the averaged weights are another model than the last ones, but close after 4 steps
-  assert evaluation["bpd_all"] != evaluation["raw_weights"]["bpd_all"]
-  assert evaluation["bpd_all"] == pytest.approx(evaluation["raw_weights"]["bpd_all"], abs=0.1)
-
-
 def test_stream_export_is_the_training_pipeline(tmp_path, digits):
   meta = peer_protocol.export_stream(str(tmp_path), "digits", batch_size=8, steps=3, seed=5,
                                      eval_seed=7, eval_images=40, eval_batch=16)
@@ -287,7 +178,6 @@ def test_stream_export_is_the_training_pipeline(tmp_path, digits):
     batch = reader.batch(i)
     np.testing.assert_array_equal(batch, expected.numpy())
     assert meta["checksums"][i] == peer_protocol.checksum(batch)
-    assert meta["tf_checksums"][i] == float(tf.reduce_sum(tf.cast(expected, tf.float64)))
   assert meta["checksums"][0] != meta["checksums"][1]
   with pytest.raises(IndexError, match="batch 3 of a stream of 3"):
     reader.batch(3)
@@ -305,16 +195,21 @@ def test_peer_protocol_recipe_formulas():
   warmup = schedules.WarmupDecay(1e-3, 200)
   for step in (0, 99, 199, 200, 1999):
     assert peer_protocol.learning_rate(step, 1e-3, 200) == pytest.approx(float(warmup(step)))
-  cosine = [peer_protocol.learning_rate(s, 1e-3, 200, "cosine", 2000, 0.01) for s in range(2001)]
-  ours = schedules.WarmupDecay(1e-3, 200, "cosine", 2000, 0.01)  # the library's, step by step
-  assert cosine == pytest.approx([float(ours(s)) for s in range(2001)], rel=1e-5)
-  assert cosine[1100] == pytest.approx(0.5 * (1e-3 + 1e-5))  # half way after the warm-up
-  assert cosine[-1] == pytest.approx(1e-5)  # the floor after the last update
-  assert all(a >= b for a, b in zip(cosine[199:], cosine[200:]))
+  for kind in ("cosine", "linear"):  # the library's schedule, step by step
+    rates = [peer_protocol.learning_rate(s, 1e-3, 200, kind, 2000, 0.01) for s in range(2001)]
+    ours = schedules.WarmupDecay(1e-3, 200, kind, 2000, 0.01)
+    assert rates == pytest.approx([float(ours(s)) for s in range(2001)], rel=1e-5)
+    assert rates[1100] == pytest.approx(0.5 * (1e-3 + 1e-5))  # half way after the warm-up
+    assert rates[-1] == pytest.approx(1e-5)  # the floor after the last update
+    assert all(a >= b for a, b in zip(rates[199:], rates[200:]))
+  # a run shorter than its warm-up: warm-up only, as WarmupDecay
+  short = schedules.WarmupDecay(1e-3, 200, "cosine", 4, 0.01)
+  assert [peer_protocol.learning_rate(s, 1e-3, 200, "cosine", 4, 0.01) for s in range(4)] == (
+      pytest.approx([float(short(s)) for s in range(4)], rel=1e-6))
   with pytest.raises(ValueError, match="schedule"):
-    peer_protocol.learning_rate(0, 1e-3, 200, "linear")
+    peer_protocol.learning_rate(0, 1e-3, 200, "step")
   with pytest.raises(ValueError, match="total_steps"):
-    peer_protocol.learning_rate(300, 1e-3, 200, "cosine", 200)
+    peer_protocol.learning_rate(300, 1e-3, 200, "cosine")
   assert peer_protocol.ema_decay(0.999, 0) == pytest.approx(0.1)
   assert peer_protocol.ema_decay(0.999, 90) == pytest.approx(0.91)
   assert peer_protocol.ema_decay(0.999, 10 ** 6) == 0.999
@@ -325,33 +220,208 @@ def test_peer_protocol_recipe_formulas():
       10 * float(np.float32(0.1)), rel=1e-15)
   assert peer_protocol.chunk_plan(95, 20, 30) == [20, 30, 30, 15]
   assert peer_protocol.chunk_bounds([2, 1, 3]) == [(0, 1), (2, 2), (3, 5)]
+  recipe = peer_protocol.Recipe(lr_schedule="linear", ema_decay=0.99, grad_clip_norm=5.0)
+  assert peer_protocol.Recipe(**json.loads(json.dumps(dataclasses.asdict(recipe)))) == recipe
+  assert recipe.describe(100) == (
+      "Adam (epsilon 1e-7) 0.001, 200-step linear warm-up, linear decay to 0.01x at step 100, "
+      "gradients clipped to global norm 5, weight average (decay 0.99) evaluated")
+  for bad, message in ((dict(lr_schedule="step"), "lr_schedule must be one of"),
+                       (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
+                       (dict(grad_clip_norm=0.0), "grad_clip_norm must be None or a number > 0"),
+                       (dict(lr_warmup=2.5), "lr_warmup must be an int >= 0"),
+                       (dict(optimizer="sgd"), "optimizer must be one of")):
+    with pytest.raises(ValueError, match=message):
+      peer_protocol.Recipe(**bad)
 
 
-def test_peer_normflows_arguments(capsys):
-  _, config = peer_normflows.parse_args(["--grad_clip_norm", "1000"])
+def test_peer_glow_arguments_rows_and_recipes(capsys):
+  _, config = peer_glow.parse_args([])
   assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch,
-          config.chunk_steps, config.warmup_steps) == (2000, 2, 8, 128, 64, 100, 20)
-  assert peer_normflows.result_suffix(config) == "_clip1000"
-  # our model's worker is peer_tfp_glow.py's, with the same sizes and recipe
-  _, ours = peer_tfp_glow.parse_args(peer_normflows.ours_worker_args(config))
-  assert (ours.steps, ours.width, ours.chunk_steps, ours.grad_clip_norm, ours.lr_warmup) == (
-      2000, 128, 100, 1000.0, 200)
-  _, config = peer_normflows.parse_args(["--quick", "--steps", "400", "--lr_schedule", "cosine",
-                                         "--ema_decay", "0.999", "--normflows_recipe", "example"])
-  assert peer_normflows.result_suffix(config) == "_quick_cosine_ema0.999_nfexample"
-  assert "--lr_schedule" in peer_normflows.ours_worker_args(config)
-  example = peer_normflows.normflows_config(config)
-  assert (example["optimizer"], example["weight_decay"], example["lr_warmup"],
-          example["ema_decay"], example["grad_clip_norm"], example["skip_nonfinite"]) == (
-              "adamax", 1e-5, 0, 0.0, None, True)
-  for bad in (["--ema_decay", "1"], ["--lr_min_ratio", "2"], ["--torch_threads", "-1"],
-              ["--grad_clip_norm", "0"], ["--smoke", "--lr_schedule", "cosine"]):
+          config.chunk_steps, config.warmup_steps, config.quality_samples) == (
+              2000, 2, 8, 128, 64, 100, 20, 10000)
+  assert config.rows == ("best", "identical", "noclip") and config.models == peer_glow.MODELS
+  assert peer_glow.result_name(config) == "peer_glow"
+  # the identical recipe is the library's default recipe (lcflow_tf.config.TrainConfig)
+  defaults = config_lib.TrainConfig()
+  assert (config.recipe.lr_schedule, config.recipe.lr_min_ratio, config.recipe.ema_decay,
+          config.recipe.grad_clip_norm, config.recipe.lr_warmup) == (
+              defaults.lr_schedule, defaults.lr_min_ratio, defaults.ema_decay,
+              defaults.grad_clip_norm, defaults.warmup_steps)
+  best, identical, noclip = (config.recipes(r) for r in ("best", "identical", "noclip"))
+  assert best["ours"] == identical["tfp"] == identical["normflows"] == config.recipe
+  assert best["tfp"] == peer_glow.TFP_EXAMPLE and best["normflows"] == peer_glow.NORMFLOWS_EXAMPLE
+  assert (best["normflows"].optimizer, best["normflows"].weight_decay,
+          best["normflows"].skip_nonfinite) == ("adamax", 1e-5, True)
+  assert (noclip["tfp"].grad_clip_norm, noclip["tfp"].lr_schedule, noclip["tfp"].ema_decay,
+          noclip["tfp"].lr_warmup) == (None, "constant", 0.0, 200)
+  assert config.recipes("clip1000")["ours"].grad_clip_norm == 1000.0
+  worker = config.worker_config("normflows", "best")
+  assert worker["recipe"]["optimizer"] == "adamax" and worker["threads"] == 0
+  _, other = peer_glow.parse_args(["--quick", "--rows", "noclip,best", "--models", "tfp,ours",
+                                   "--lr_schedule", "constant", "--ema_decay", "0",
+                                   "--grad_clip_norm", "none", "--tfp_recipe", "identical"])
+  assert other.rows == ("best", "noclip") and other.models == ("ours", "tfp")
+  assert other.recipe.grad_clip_norm is None and other.recipes("best")["tfp"] == other.recipe
+  assert peer_glow.result_name(other) == (
+      "peer_glow_quick_constant_ema0_clipnone_tfpidentical")
+  assert peer_glow.record_key(other, "ours", "best") != peer_glow.record_key(config, "ours",
+                                                                            "best")
+  for bad in (["--rows", "best,worst"], ["--models", ""], ["--ema_decay", "1"],
+              ["--lr_min_ratio", "2"], ["--torch_threads", "-1"], ["--grad_clip_norm", "-3"],
+              ["--steps", "10", "--warmup_steps", "10"], ["--temperatures", "0.5,-1"],
+              ["--lr_schedule", "step"], ["--quality_samples", "1"]):
     with pytest.raises(SystemExit):
-      peer_normflows.parse_args(bad)
-  args, config = peer_normflows.parse_args(["--smoke", "--torch_python", "/no/such/python"])
-  capsys.readouterr()  # the usage messages above
+      peer_glow.parse_args(bad)
+  err = capsys.readouterr().err
+  assert "--rows must be a comma-separated subset of best, identical, noclip, clip1000" in err
+  assert "--ema_decay must be in [0, 1) (0: no averaging), got 1.0" in err
+  args, config = peer_glow.parse_args(["--smoke", "--torch_python", "/no/such/python"])
   with pytest.raises(SystemExit) as exit_info:
-    peer_normflows.compare(args, config)
+    peer_glow.Run(args, config).prepare([("best", ["ours", "normflows"])])
   assert exit_info.value.code == 1
   err = capsys.readouterr().err
   assert err.startswith("error: no PyTorch Python at /no/such/python;") and err.count("\n") == 1
+
+
+def test_profile_attributes_every_op_by_name_scope():
+  """The profiler's attribution on a traced training step of our Glow (no timing involved):
+  every op in a bijector's scope goes to that bijector's row, every convolution (and its
+  gradients) to a network row, and the step's own scopes to theirs."""
+  model = peer_models.build("ours", (8, 8, 1), levels=2, steps_per_level=1, width=8, seed=0)
+  trainer = peer_models.Trainer(model, peer_protocol.Recipe(ema_decay=0.9, grad_clip_norm=5.0),
+                                steps=10)
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=(1, 2))
+  trainer.start(x)
+  graph = trainer.step.get_concrete_function(x).graph
+  attribution = profile_step.Attribution(model.bijector)
+  labels = {}
+  for op in graph.get_operations():
+    label, backward = attribution(op.name)
+    labels.setdefault(label, set()).add(op.type)
+    assert backward == op.name.startswith("gradient_tape/")
+    if op.type.startswith("Conv2D"):
+      assert "network" in label, (op.name, label)
+    if "_conv1x1/apply/MatMul" in op.name:
+      assert label.startswith("1x1 conv: applying W"), (op.name, label)
+    if "_split_perm" in op.name and "carried_map" not in op.name:
+      assert label == "split: channel permutation", (op.name, label)
+    if "/level1_step0_actnorm/" in op.name and "carried_map" not in op.name:
+      assert label == "ActNorm", (op.name, label)
+  assert set(labels) >= {
+      "coupling networks (Keras conv3x3-conv1x1-conv3x3, ReLU)",
+      "coupling: affine map and log-det (sigmoid scale, slicing)",
+      "1x1 conv: applying W (matmul over channels)",
+      "1x1 conv: W from its LU factors, log|det W| (LU)", "ActNorm",
+      "split: learned prior network (Keras conv)", "split: factor-out, prior log-density",
+      "split: channel permutation", "squeeze / unsqueeze", "per-element log-det map bookkeeping",
+      "base log-density and loss", "gradient norm and clipping", "optimizer (Adam update)",
+      "weight average update"}
+  union_length = profile_step.union_length
+  assert union_length([]) == 0
+  assert union_length([(0, 4), (2, 6), (8, 9), (8, 9)]) == 7
+
+
+def _fake_result(steps_per_second, bpd):
+  """The parts of a peer record's result that the main table reads."""
+  turns = [{"losses": [0.0] * 5, "seconds": 99.0}]  # the warm-up turn: not timed
+  turns += [{"losses": [0.0] * 10, "seconds": 10.0 / steps_per_second}] * 2
+  timing = [{"seconds": [0.5, 0.25, 1.0]}]
+  return {"train": turns, "evaluation": {"bpd_all": bpd},
+          "timings": {"log_prob": timing, "sample": timing, "sample_and_log_prob": timing},
+          "ready": {"parameters": 10}, "peak_rss_mb": 100.0}
+
+
+def test_peer_table_columns_against_tfp():
+  _, config = peer_glow.parse_args(["--smoke"])
+  tfp = _fake_result(steps_per_second=2.0, bpd=4.1)
+  ours = peer_report.table_row(config, "best", "ours", _fake_result(5.0, 3.95), tfp)
+  assert ours["training images/s"] == pytest.approx(5.0 * config.batch)
+  assert ours["training images/s / TFP's"] == pytest.approx(2.5)
+  assert ours["test bits/dim - TFP's"] == pytest.approx(-0.15)
+  assert ours["log_prob images/s"] == pytest.approx(config.log_prob_batch / 0.5)  # the median
+  assert set(ours) == set(peer_report.COLUMNS)
+  alone = peer_report.table_row(config, "noclip", "ours", _fake_result(5.0, 3.95))
+  assert alone["training images/s / TFP's"] == alone["test bits/dim - TFP's"] == ""
+
+
+def test_log_det_cost_counts_network_runs():
+  """The benchmark's count of network runs per call, on a tiny flow of this checkout: the
+  library's paths run every network once, TFP's composite paths (no tensor cache) three times."""
+  flow = lf_flows.build_flow((8, 8, 1), architecture="glow", levels=2, steps_per_level=1,
+                             hidden_channels=8, seed=0)
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=(1, 2))
+  flow.initialize(x)
+  compiled = log_det_cost.paths(flow, x, 3)
+  assert set(compiled) == set(log_det_cost.PATHS)
+  runs = log_det_cost.network_runs(flow, compiled)
+  assert runs == {"flow_log_prob": 1.0, "flow_sample": 1.0, "flow_sample_and_log_prob": 1.0,
+                  "tfp_log_prob": 3.0, "tfp_sample_and_log_prob": 3.0}
+  np.testing.assert_allclose(compiled["flow_log_prob"]().numpy(),
+                             compiled["tfp_log_prob"]().numpy(), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
+  """The three peers (normflows only with its venv) through the identical row, then a rerun
+  that reuses those records and trains the best row: records, tables, grids, profile."""
+  python, why_not = torch_python()
+  models = "ours,tfp,normflows" if python else "ours,tfp"
+  common = ("--smoke", "--classifier_dir", str(tmp_path / "classifier"), "--classifier_steps",
+            "40") + (("--torch_python", python) if python else ())
+  run_smoke("peer_glow.py", tmp_path, *common, "--rows", "identical", "--models", models)
+  records = tmp_path / "peer_runs" / "peer_glow_smoke"
+  first = {m: json.loads((records / f"identical_{m}.json").read_text())
+           for m in models.split(",")}
+  out = run_smoke("peer_glow.py", tmp_path, *common, "--rows", "identical,best", "--models",
+                  models.replace("tfp,", ""))
+  assert "[identical] reusing the records of ours" in out
+  assert "[best/ours] recorded" in out and "[identical/ours] recorded" not in out
+  again = json.loads((records / "identical_ours.json").read_text())
+  assert again == first["ours"]  # untouched
+
+  record = load(tmp_path, "peer_glow_smoke")
+  rows = {(r["row"], r["model"]): r for r in record["rows"]}
+  expected = {("identical", peer_report.LABELS[m]) for m in models.split(",")}
+  expected |= {("best", peer_report.LABELS[m]) for m in models.split(",") if m != "tfp"}
+  assert set(rows) == expected
+  for row in rows.values():
+    for column in ("training images/s", "log_prob images/s", "sampling images/s",
+                   "sampling with log-prob images/s", "peak RSS MB"):
+      assert row[column] > 0 and math.isfinite(row[column]), (row, column)
+    assert 0 < row["test bits/dim"] < 40
+  ours = rows[("identical", "ours")]
+  # the library's default recipe averages the weights: close to the raw ones after 4 steps
+  assert ours["test bits/dim, raw weights"] != ours["test bits/dim"]
+  assert ours["test bits/dim"] == pytest.approx(ours["test bits/dim, raw weights"], abs=0.1)
+  # matched architecture: parameter counts within 10% of ours
+  for row in rows.values():
+    assert row["parameters"] == pytest.approx(ours["parameters"], rel=0.1)
+
+  library = schedules.WarmupDecay(1e-3, 200, "cosine", 4, 0.01)
+  for name in (f.name for f in records.iterdir()):
+    result = json.loads((records / name).read_text())["result"]
+    assert result["same_data"], name
+    assert result["evaluation"]["n_all"] == 297 and result["evaluation"]["finite"] == 1.0
+    rates = [r for t in result["train"] for r in t["learning_rates"]]
+    if name.startswith("identical") or name == "best_ours.json":  # the library's recipe
+      assert rates == pytest.approx([float(library(s)) for s in range(4)], rel=1e-6), name
+    else:  # normflows' example: Adamax at a constant 1e-3 from the first step
+      assert rates == [1e-3] * 4, name
+    recon = result["reconstruction"]
+    assert recon["test_max"] < 1e-3 and recon["test_nonfinite"] == 0, name
+    assert recon["samples_nonfinite"] + recon["samples_roundtrip_nonfinite"] == 0, name
+    quality = result["sample_quality"]
+    assert set(quality["temperatures"]) == {"0.5", "0.7", "0.85", "1"}
+    for t, r in quality["temperatures"].items():
+      assert r["num_used"] == 32 and r["frechet_distance"] > 0, (name, t)
+      assert (tmp_path / quality["grids"][t]).is_file()
+  assert "](figures/peer_glow_smoke/identical_ours_t0.70.png)" in (
+      tmp_path / "peer_glow_smoke.md").read_text()
+
+  profile = load(tmp_path, "profile_train_step_smoke")
+  parts = [r for r in profile["rows"] if not r["part"].startswith(("=", "wall", "no op",
+                                                                   "reading"))]
+  assert sum(r["% of op time"] for r in parts) == pytest.approx(100.0, abs=1e-6)
+  for r in parts:
+    assert r["total ms/step"] == pytest.approx(r["forward ms/step"] + r["backward ms/step"])
+  assert any(r["part"].startswith("coupling networks") for r in parts)

@@ -299,11 +299,49 @@ def test_coupling_runs_its_conditioner_once_per_call(mask, event):
   b = lcb.AffineCoupling(counter, event, mask=mask)
   y = contract.random_images((2,), event, tf.float32, 0)
   for call in (lambda: b.inverse_and_log_det_map(y), lambda: b.inverse(y),
-               lambda: b.forward(y), lambda: b.inverse_log_det_jacobian(y, event_ndims=3),
-               lambda: b.forward_log_det_jacobian(y, event_ndims=3)):
+               lambda: b.inverse_and_log_det(y), lambda: b.forward(y),
+               lambda: b.inverse_log_det_jacobian(y, event_ndims=3),
+               lambda: b.forward_log_det_jacobian(y, event_ndims=3),
+               lambda: b.forward_and_log_det(y), lambda: lcb.forward_with_log_det(b, y),
+               lambda: lcb.forward_with_log_det(tfb.Chain([lcb.ActNorm(event[-1]), b]), y)):
     counter.calls = 0
     call()
     assert counter.calls == 1
+
+
+def test_factor_out_forward_with_log_det_runs_each_network_once():
+  """The junction's forward log-det comes with its transform: the inner level's coupling and
+  the prior network run once per call, and the values are forward(x) and fldj(x)."""
+  dtype = tf.float64
+  inner_coupling = coupling((4, 4, 2), dtype, mask="channel", parity=1, seed=4)
+  inner_net = _CountingConditioner(inner_coupling.conditioner)
+  inner_coupling._conditioner = inner_net  # pylint: disable=protected-access
+  inner = tfb.Chain([actnorm_random(2, dtype, 2), conv1x1(2, dtype, "lu", 3), inner_coupling])
+  prior = _CountingConditioner(contract.randomize_network(
+      networks.prior_network(2, 4, dtype="float64"), 5, last_scale=0.03))
+  fo = lcb.FactorOut(inner, IMAGE, prior="conditional", prior_network=prior,
+                     permutation=channel_permutation(IMAGE, dtype, 6), dtype=dtype)
+  x = contract.random_latents((3,), IMAGE, dtype, 0)
+  for call in (lambda: fo.forward_and_log_det(x), lambda: fo.forward(x),
+               lambda: fo.forward_log_det_jacobian(x, event_ndims=3),
+               lambda: lcb.forward_with_log_det(tfb.Chain([actnorm_random(4, dtype), fo]), x),
+               lambda: fo.inverse_and_log_det_map(x), lambda: fo.inverse_and_log_det(x)):
+    inner_net.calls = prior.calls = 0
+    call()
+    assert (inner_net.calls, prior.calls) == (1, 1)
+  y, fldj = fo.forward_and_log_det(x)
+  np.testing.assert_array_equal(y, fo.forward(x))
+  np.testing.assert_allclose(fldj, fo.forward_log_det_jacobian(x, event_ndims=3), rtol=1e-12)
+  np.testing.assert_allclose(fldj, -fo.inverse_log_det_jacobian(y, event_ndims=3), rtol=1e-10)
+  assert np.all(np.abs(fldj.numpy()) > 1e-2)
+
+
+def test_forward_walker_calls_other_bijectors_through_tfp():
+  x = contract.random_latents((2,), (4, 4, 4), tf.float64, 0)
+  y, fldj = lcb.forward_with_log_det(
+      tfb.Chain([lcb.Squeeze(), tfb.Scale(tf.constant(2.0, tf.float64))]), x)
+  np.testing.assert_array_equal(y, tf.nn.depth_to_space(2.0 * x, 2))
+  np.testing.assert_allclose(fldj, [64 * np.log(2.0)] * 2, rtol=1e-12)
 
 
 def test_actnorm_initialises_on_first_inverse_only():

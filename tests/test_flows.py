@@ -182,6 +182,55 @@ def test_sample_shapes_seed_and_temperature():
     flow.sample(2, temperature=-0.5)
 
 
+def test_sample_and_log_prob_is_sample_plus_its_density():
+  flow = make_flow("glow")
+  x, log_prob = flow.sample_and_log_prob(6, temperature=0.7, seed=3)
+  assert x.shape == (6,) + SHAPE and log_prob.shape == (6,)
+  np.testing.assert_array_equal(x, flow.sample(6, temperature=0.7, seed=3))
+  # the model's density at the samples: what log_prob (the inverse pass) gives, and TFP's
+  np.testing.assert_allclose(log_prob, flow.log_prob(x), rtol=1e-4)
+  np.testing.assert_allclose(log_prob, flow.distribution.log_prob(x), rtol=1e-4)
+  assert np.std(log_prob.numpy()) > 0.1
+  x0, lp0 = flow.sample_and_log_prob(0, seed=1)
+  assert x0.shape == (0,) + SHAPE and lp0.shape == (0,)
+  with pytest.raises(ValueError, match="sample_and_log_prob: n must be an int >= 0, got 2.5"):
+    flow.sample_and_log_prob(2.5)
+  with pytest.raises(ValueError, match="sample_and_log_prob: temperature must be >= 0"):
+    flow.sample_and_log_prob(2, temperature=-1.0)
+
+
+def _convolutions(fn):
+  graph = tf.function(fn).get_concrete_function().graph
+  return sum(op.type == "Conv2D" for op in graph.get_operations())
+
+
+def _convolutions_of_networks(bijector):
+  """Convolutions that one run of every network inside `bijector` takes (couplings, priors)."""
+  nets = {id(n): n for m in (bijector,) + tuple(bijector.submodules)
+          for n in getattr(m, "networks", ())}
+  return _convolutions(lambda: [n(tf.zeros((1, 2, 2, n.inputs[0].shape[-1])))
+                                for n in nets.values()]), len(nets)
+
+
+def test_every_network_runs_once_per_pass():
+  """Counts the convolutions in the traced graph: one pass runs every coupling network and
+  learned prior exactly once, for sampling with its log-density, for log_prob, and for a
+  junction's forward log-det (its inner levels' networks once each, also two levels deep)."""
+  flow = make_flow("glow", levels=3, steps_per_level=1)
+  once, networks = _convolutions_of_networks(flow.bijector)
+  assert networks == 5 and once == 3 * 3 + 2  # 3 couplings (3 convolutions), 2 priors (1)
+  x = dequantized_digits(4)
+  assert _convolutions(lambda: flow.sample_and_log_prob(4, seed=1)) == once
+  assert _convolutions(lambda: flow.sample(4, seed=1)) == once
+  assert _convolutions(lambda: flow.log_prob(x)) == once
+  junction = flow.junctions[0]
+  inner, _ = _convolutions_of_networks(junction)
+  z = tf.zeros((2,) + junction.event_shape)
+  assert 0 < inner < once
+  assert _convolutions(lambda: junction.forward_and_log_det(z)) == inner
+  assert _convolutions(lambda: junction.forward_log_det_jacobian(z, event_ndims=3)) == inner
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_bits_per_dim_formula(dtype):
   flow = make_flow("realnvp", dtype)

@@ -6,6 +6,7 @@ from lcflow_tf.bijectors.affine_coupling import conditioner_channels
 from lcflow_tf.bijectors.base import ImageBijector
 from lcflow_tf.bijectors.base import collect_trainable_variables
 from lcflow_tf.bijectors.base import collect_variables
+from lcflow_tf.bijectors.base import forward_with_log_det
 from lcflow_tf.bijectors.base import inverse_with_log_det_map
 from lcflow_tf.bijectors.channel_permutation import ChannelPermutation
 from lcflow_tf.bijectors.factor_out import FactorOut
@@ -15,5 +16,5 @@ from lcflow_tf.bijectors.squeeze import Squeeze
 __all__ = [
     "ActNorm", "AffineCoupling", "ChannelPermutation", "FactorOut", "ImageBijector",
     "InvertibleConv1x1", "Squeeze", "collect_trainable_variables", "collect_variables",
-    "conditioner_channels", "inverse_with_log_det_map",
+    "conditioner_channels", "forward_with_log_det", "inverse_with_log_det_map",
 ]

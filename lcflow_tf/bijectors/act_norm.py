@@ -81,14 +81,11 @@ class ActNorm(base.ImageBijector):
     x = (y - loc) * tf.exp(log_scale)
     return x, tf.broadcast_to(log_scale, tf.shape(x))
 
-  def _inverse(self, y):
-    return self._inverse_and_log_det_map(y)[0]
-
-  def _forward(self, x):
+  def _forward_and_log_det(self, x):
     x = base.check_image(x, self.name, channels=self._num_channels)
-    return x * tf.exp(-self.log_scale) + self.loc
+    return x * tf.exp(-self.log_scale) + self.loc, self._forward_log_det_jacobian(x)
 
-  def _forward_log_det_jacobian(self, x):
+  def _forward_log_det_jacobian(self, x):  # needs no transform
     hw = tf.cast(tf.reduce_prod(tf.shape(x)[-3:-1]), x.dtype)
     return -hw * tf.reduce_sum(self.log_scale)
 

@@ -47,7 +47,9 @@ class AffineCoupling(base.ImageBijector):
   Per-element inverse log-det: `log(scale)` on the transformed elements, 0 on the
   conditioning ones.
 
-  The conditioner runs once per call. It is any callable on 4-D tensors (typically a Keras
+  The conditioner runs once per call, in either direction, for the transform and its
+  log-det together (`forward`, `forward_and_log_det`, `inverse_and_log_det_map`, and each
+  TFP log-det call). It is any callable on 4-D tensors (typically a Keras
   network from `lcflow_tf.networks` whose last layer is zero-initialised, so a fresh coupling
   is close to the identity); its variables are reported by `network_variables`.
 
@@ -179,15 +181,11 @@ class AffineCoupling(base.ImageBijector):
   def _inverse_and_log_det_map(self, y):
     return self._apply(y, "inverse")
 
-  def _inverse(self, y):
-    return self._apply(y, "inverse")[0]
-
-  def _forward(self, x):
-    return self._apply(x, "forward")[0]
-
-  def _forward_log_det_jacobian(self, x):
-    # The conditioning part is the same on both sides, so the scale is known at x.
-    return -tf.reduce_sum(self._apply(x, "forward")[1], axis=[-3, -2, -1])
+  def _forward_and_log_det(self, x):
+    # The conditioning part is the same on both sides, so the scale is known at x: the
+    # forward log-det is minus the inverse map at forward(x), from the same network call.
+    y, inverse_map = self._apply(x, "forward")
+    return y, -tf.reduce_sum(inverse_map, axis=[-3, -2, -1])
 
 
 def _soft_bound(t, bound):

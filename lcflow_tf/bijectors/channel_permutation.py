@@ -85,6 +85,9 @@ class ChannelPermutation(base.ImageBijector):
     x = self._inverse(y)
     return x, tf.zeros_like(x)
 
+  def _forward_and_log_det(self, x):
+    return self._forward(x), self._forward_log_det_jacobian(x)
+
   def _transport_inverse(self, a):
     return self._inverse(a)
 

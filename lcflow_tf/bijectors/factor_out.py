@@ -22,8 +22,11 @@ class FactorOut(base.ImageBijector):
        element by at most e^B);
     4. `z_kept = inner.inverse(kept)` (the deeper levels, any shape-preserving bijector);
     5. returns `concat([z_kept, z_out], -1)`, shaped like `h`.
-  `forward` undoes the steps in reverse order. With this, a whole multi-scale flow is one
-  bijector over a standard Normal base of the image's shape.
+  `forward` undoes the steps in reverse order; its log-det, `sum(log_sigma)` plus the inner
+  levels' (walked with `forward_with_log_det`), comes from the same pass, so every network of
+  the inner levels and the prior network run once (also in `forward_log_det_jacobian`).
+  With this, a whole multi-scale flow is one bijector over a standard Normal base of the
+  image's shape.
 
   Per-element inverse log-det: `-log_sigma` on the factored elements, plus whatever `inner`
   reports for the kept ones; the permutation moves the map like the data.
@@ -116,7 +119,8 @@ class FactorOut(base.ImageBijector):
       recorder.at_split(self, y, carried)
     if self._permutation is not None:
       y = self._permutation.inverse(y)
-      carried = self._permutation.inverse(carried)
+      with tf.name_scope("carried_map"):
+        carried = self._permutation.inverse(carried)
     kept, out = self._halves(y)
     a_kept, a_out = self._halves(carried)
     if self._prior == "conditional":
@@ -128,12 +132,14 @@ class FactorOut(base.ImageBijector):
     z_kept, a_kept = base.inverse_with_log_det_map(self._inner, kept, a_kept, recorder)
     if recorder is not None:
       recorder.reached_top(self, z_kept, a_kept)
-    return tf.concat([z_kept, out], -1), tf.concat([a_kept, a_out], -1)
+    with tf.name_scope("carried_map"):
+      a = tf.concat([a_kept, a_out], -1)
+    return tf.concat([z_kept, out], -1), a
 
   def _inverse_and_log_det_map(self, y):
     return self._inverse_with_carried_map(y, tf.zeros_like(y), None)
 
-  def _inverse(self, y):
+  def _inverse(self, y):  # without the map
     y = base.check_image(y, self.name, expected_shape=self._event_shape)
     if self._permutation is not None:
       y = self._permutation.inverse(y)
@@ -143,24 +149,17 @@ class FactorOut(base.ImageBijector):
       out = (out - mean) * tf.exp(-log_sigma)
     return tf.concat([self._inner.inverse(kept), out], -1)
 
-  def _forward(self, x):
+  def _forward_and_log_det(self, x):
+    """One pass: the inner levels through `forward_with_log_det`, the prior network once."""
     x = base.check_image(x, self.name, expected_shape=self._event_shape)
     z_kept, z_out = self._halves(x)
-    kept = self._inner.forward(z_kept)
+    kept, fldj = base.forward_with_log_det(self._inner, z_kept)
     out = z_out
     if self._prior == "conditional":
       mean, log_sigma = self._prior_params(kept)
       out = z_out * tf.exp(log_sigma) + mean
+      fldj = fldj + tf.reduce_sum(log_sigma, axis=[-3, -2, -1])
     h = tf.concat([kept, out], -1)
     if self._permutation is not None:
       h = self._permutation.forward(h)
-    return h
-
-  def _forward_log_det_jacobian(self, x):
-    z_kept, _ = self._halves(x)
-    kept = self._inner.forward(z_kept)
-    fldj = self._inner.forward_log_det_jacobian(z_kept, event_ndims=3)
-    if self._prior == "conditional":
-      _, log_sigma = self._prior_params(kept)
-      fldj = fldj + tf.reduce_sum(log_sigma, axis=[-3, -2, -1])
-    return fldj
+    return h, fldj

@@ -116,24 +116,28 @@ class InvertibleConv1x1(base.ImageBijector):
     backward pass (profile in docs/results/profile_train_step*.md).
     """
     t = self._check(t)
-    flat = tf.reshape(t, [-1, self._num_channels])
-    return tf.reshape(tf.matmul(flat, matrix, transpose_b=True), tf.shape(t))
+    with tf.name_scope("apply"):  # (profiles tell applying W from assembling it)
+      flat = tf.reshape(t, [-1, self._num_channels])
+      return tf.reshape(tf.matmul(flat, matrix, transpose_b=True), tf.shape(t))
 
   def _inverse_and_log_det_map(self, y):
     x = self._mix(y, self.matrix())
     per_element = self.log_abs_det() / self._num_channels
     return x, tf.broadcast_to(per_element, tf.shape(x))
 
-  def _inverse(self, y):
+  def _inverse(self, y):  # without the map
     return self._mix(y, self.matrix())
 
-  def _forward(self, x):
+  def _forward(self, x):  # without the log-det
     return self._mix(x, self.inverse_matrix())
 
-  def _inverse_log_det_jacobian(self, y):
+  def _forward_and_log_det(self, x):
+    return self._forward(x), self._forward_log_det_jacobian(x)
+
+  def _inverse_log_det_jacobian(self, y):  # needs no transform
     hw = tf.cast(tf.reduce_prod(tf.shape(y)[-3:-1]), y.dtype)
     return hw * self.log_abs_det()
 
-  def _forward_log_det_jacobian(self, x):
+  def _forward_log_det_jacobian(self, x):  # needs no transform
     hw = tf.cast(tf.reduce_prod(tf.shape(x)[-3:-1]), x.dtype)
     return -hw * self.log_abs_det()

@@ -73,6 +73,9 @@ class Squeeze(base.ImageBijector):
     x = self._inverse(y)
     return x, tf.zeros_like(x)
 
+  def _forward_and_log_det(self, x):
+    return self._forward(x), self._forward_log_det_jacobian(x)
+
   def _forward_log_det_jacobian(self, x):
     return tf.zeros([], dtype=x.dtype)
 

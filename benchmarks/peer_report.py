@@ -1,0 +1,267 @@
+"""The peer benchmark's tables, from its per-model records (benchmarks/peer_glow.py).
+
+`write(run)` collects every record of the run's settings (all rows and models, also those of
+earlier invocations), and writes <name>.{md,json} in the results directory: one row per
+(row, model) with training images/s, test bits/dim, log_prob and sampling throughput and peak
+memory, then, in the notes, the sample-quality table (Frechet distance per temperature, with
+links to the grids), the encode/decode round trips, the recipes and the comparison with the
+references of docs/results/peer_references.json (the targets of issue 13 and earlier
+measurements, kept there rather than in code). `write_profile` writes our training step's
+profile (profile_train_step<suffix>.{md,json}).
+"""
+
+import json
+import math
+import os
+import statistics
+
+from benchmarks import peer_glow
+from benchmarks import peer_protocol
+from benchmarks import results
+
+REFERENCES = os.path.join(results.RESULTS_DIR, "peer_references.json")
+LOSS_WINDOW = 50
+COLUMNS = ["row", "model", "training images/s", "training images/s / TFP's", "test bits/dim",
+           "test bits/dim - TFP's", "test bits/dim, raw weights", "log_prob images/s",
+           "sampling images/s", "sampling with log-prob images/s", "peak RSS MB", "parameters"]
+LABELS = {"ours": "ours", "tfp": "TFP tfb.Glow", "normflows": "normflows Glow"}
+
+
+def collect(run):
+  """[(row, model, record)] of every stored record with the run's settings, in table order."""
+  found = []
+  for row in peer_glow.ROWS:
+    for model in peer_glow.MODELS:
+      record = peer_glow.stored_record(run.records_dir, run.config, model, row)
+      if record is not None:
+        found.append((row, model, record))
+  return found
+
+
+def _rate(answers, count):
+  return peer_protocol.median_rate(answers, count)
+
+
+def table_row(config, row, model, result, tfp=None):
+  """The main table's values for one record; `tfp`: the TFP record's result of the same row.
+
+  The columns against TFP ("/ TFP's", "- TFP's") are empty without a TFP record in the row.
+  """
+  evaluation, ready = result["evaluation"], result["ready"]
+  timings = result["timings"]
+  raw = evaluation.get("raw_weights", {}).get("bpd_all", "")
+  return {
+      "row": row, "model": LABELS[model],
+      "training images/s": _train_rate(result) * config.batch,
+      "training images/s / TFP's": _train_rate(result) / _train_rate(tfp) if tfp else "",
+      "test bits/dim": evaluation["bpd_all"],
+      "test bits/dim - TFP's": (evaluation["bpd_all"] - tfp["evaluation"]["bpd_all"]
+                                if tfp else ""),
+      "test bits/dim, raw weights": raw,
+      "log_prob images/s": _rate(timings["log_prob"], config.log_prob_batch),
+      "sampling images/s": _rate(timings["sample"], config.sample_count),
+      "sampling with log-prob images/s": _rate(timings["sample_and_log_prob"],
+                                               config.sample_count),
+      "peak RSS MB": result["peak_rss_mb"],
+      "parameters": ready.get("parameters_used", ready["parameters"])}
+
+
+def quality_table(config, found):
+  """Markdown: Frechet distance (non-finite samples excluded) per temperature, grid links."""
+  temps = [f"{t:g}" for t in config.temperatures]
+  lines = ["| row | model | " + " | ".join(f"T={t}" for t in temps) + " |",
+           "|---|---|" + "---|" * len(temps)]
+  for row, model, record in found:
+    quality = record["result"]["sample_quality"]
+    cells = []
+    for t in temps:
+      r = quality["temperatures"][t]
+      fd = "n/a" if r["frechet_distance"] is None else f"{r['frechet_distance']:.4g}"
+      bad = f", {r['nonfinite_excluded']} non-finite" if r["nonfinite_excluded"] else ""
+      cells.append(f"[{fd}{bad}]({quality['grids'][t]})")
+    lines.append(f"| {row} | {LABELS[model]} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def reconstruction_table(found):
+  """Markdown: encode -> decode round trips of the test set and of temperature-1 samples."""
+  lines = ["| row | model | test: max error | test: non-finite | samples: max error | "
+           "samples: non-finite |", "|---|---|---|---|---|---|"]
+  for row, model, record in found:
+    r = record["result"]["reconstruction"]
+    lines.append(f"| {row} | {LABELS[model]} | {r['test_max']:.3g} | {r['test_nonfinite']} of "
+                 f"{r['n_test']} | {r['samples_max']:.3g} | "
+                 f"{r['samples_nonfinite'] + r['samples_roundtrip_nonfinite']} of "
+                 f"{r['n_samples']} |")
+  return "\n".join(lines)
+
+
+def divergence(result):
+  """First non-finite loss and the largest gradient norm, as text."""
+  losses = [l for t in result["train"] for l in t["losses"]]
+  norms = [g for t in result["train"] for g in t["grad_norms"]]
+  bad = next((i + 1 for i, l in enumerate(losses) if not math.isfinite(l)), None)
+  finite = [g for g in norms if math.isfinite(g)]
+  skipped = sum(t.get("skipped", 0) for t in result["train"])
+  return ((f"first non-finite loss at step {bad}" if bad else "all losses finite")
+          + (f" ({skipped} steps skipped)" if skipped else "")
+          + (f", largest gradient norm {max(finite):.3g} at step {norms.index(max(finite)) + 1}"
+             if finite else ""))
+
+
+def references(found, path=REFERENCES):
+  """Lines comparing the records with docs/results/peer_references.json (targets, earlier)."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    refs = json.load(f)
+  lines = []
+  values = {(row, model): r["result"] for row, model, r in found}
+  targets = refs.get("targets", {})
+  for row in peer_glow.ROWS:
+    ours, tfp = values.get((row, "ours")), values.get((row, "tfp"))
+    if ours is None or tfp is None or not targets:
+      continue
+    gap = tfp["evaluation"]["bpd_all"] - ours["evaluation"]["bpd_all"]
+    speed = _train_rate(ours) / _train_rate(tfp)
+    lines.append(
+        f"{row}: ours {gap:+.3f} bits/dim below TFP (target >= {targets['bpd_below_tfp']:g}: "
+        f"{'met' if gap >= targets['bpd_below_tfp'] else 'missed'}), training {speed:.2f}x "
+        f"TFP's images/s (target >= {targets['train_speedup_vs_tfp']:g}x: "
+        f"{'met' if speed >= targets['train_speedup_vs_tfp'] else 'missed'})")
+  for entry in refs.get("earlier", []):
+    lines.append(f"earlier: {entry['what']}: {_earlier_values(entry, path)} "
+                 f"({entry.get('source') or entry['file']})")
+  return lines
+
+
+def _earlier_values(entry, references_path):
+  """An entry's values: given in it, or read from the row of a results file it names."""
+  if "values" in entry:
+    return ", ".join(f"{k} {v}" for k, v in entry["values"].items())
+  with open(os.path.join(os.path.dirname(references_path), entry["file"])) as f:
+    record = json.load(f)
+  row = next(r for r in record["rows"] if r["metric"].startswith(entry["metric"]))
+  return ", ".join(f"{c} {row[c]:.4g}" for c in entry["columns"]) + (
+      f" (measured {record['machine']['date']})")
+
+
+def _train_rate(result):
+  """Training steps/s after the first (warm-up, not timed) turn."""
+  turns = result["train"][1:]
+  return sum(len(t["losses"]) for t in turns) / sum(t["seconds"] for t in turns)
+
+
+def notes(run, found):
+  """The text under the main table."""
+  config = run.config
+  h, w, c = found[0][2]["result"]["ready"]["image_shape"] if found else (0, 0, 0)
+  parts = [
+      f"{config.dataset} {h}x{w}x{c}; Glow with L={config.levels}, K={config.steps_per_level}, "
+      f"width {config.width}, batch {config.batch}, {config.steps} steps, every model of a "
+      "row trained on the same exported stream (batch checksums compared) in alternating "
+      f"turns of {config.chunk_steps} steps with the models named in 'alongside' (training "
+      f"images/s after the first {config.warmup_steps} steps); log_prob (batch "
+      f"{config.log_prob_batch} test images) and sampling ({config.sample_count} images, T=1) "
+      f"throughput: median of {config.rounds} alternating rounds x {config.repeats} calls; "
+      "test bits/dim on all test images (one dequantisation pass, seed "
+      f"{config.eval_seed}), with the averaged weights when the recipe averages (the raw "
+      "weights' column otherwise empty); peak RSS of the model's own process up to the end "
+      "of evaluation. normflows' sample always returns the log-density too (one call).",
+      "Models: " + "; ".join(f"{LABELS[m]}: {_model_text(found, m)}" for m in peer_glow.MODELS
+                             if any(x == m for _, x, _ in found)) + ".",
+      "Recipes: " + "; ".join(_recipe_text(config, row, model, r)
+                              for row, model, r in found) + ".",
+      "Sample quality: Frechet distance of N = "
+      f"{config.quality_samples} samples per temperature to the first "
+      f"{_first(found, 'num_reference_images')} test images on the features of the cached "
+      f"classifier (lcflow_tf.sample_quality, test accuracy "
+      f"{_first(found, 'classifier_test_accuracy')}; N training images give "
+      f"{_first(found, 'reference_frechet_distance')}, the floor at these sizes; non-finite "
+      "samples are excluded and counted); each cell links its grid of the first 64 "
+      "samples:\n\n" + quality_table(config, found),
+      "Encode -> decode round trips (float32, max over pixels of |decode(encode(x)) - x| per "
+      f"image; {config.reconstruction_samples} samples at T=1):\n\n" + reconstruction_table(found),
+  ]
+  refs = references(found)
+  if refs:
+    parts.append("Against the targets and earlier measurements "
+                 "(docs/results/peer_references.json):\n\n" + "\n".join(f"- {l}" for l in refs))
+  return "\n\n".join(parts)
+
+
+def _recipe_text(config, row, model, record):
+  recipe = peer_protocol.Recipe(**record["config"]["worker"]["recipe"])
+  result = record["result"]
+  return (f"{row}/{model}: {recipe.describe(config.steps)} ({divergence(result)}; data "
+          f"{'same' if result['same_data'] else 'NOT the same'}; alongside "
+          f"{', '.join(result['alongside'])}; {record['machine']['date']})")
+
+
+def _first(found, key):
+  """A sample-quality value shared by all records (the first record's), formatted."""
+  if not found:
+    return "-"
+  value = found[0][2]["result"]["sample_quality"][key]
+  return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _model_text(found, model):
+  ready = next(r["result"]["ready"] for _, m, r in found if m == model)
+  text = ready.get("model", "")
+  if model == "normflows":
+    text += (f" (normflows {ready['normflows']}, PyTorch {ready['torch']}, eager, "
+             f"{ready['threads']} threads)")
+  return text
+
+
+def write(run):
+  """Writes <name>.{md,json} from the run's records; returns the Markdown."""
+  found = collect(run)
+  config = run.config
+  tfp = {row: record["result"] for row, model, record in found if model == "tfp"}
+  rows = [table_row(config, row, model, record["result"], tfp.get(row))
+          for row, model, record in found]
+  details = {"records": {f"{row}/{model}": os.path.relpath(
+      peer_glow.record_path(run.records_dir, model, row), run.results_dir)
+                         for row, model, _ in found},
+             "final_train_loss_bits_per_dim": {
+                 f"{row}/{model}": _loss_bpd(record["result"]) for row, model, record in found}}
+  return results.write(run.name, results.command_line(), rows, COLUMNS, notes=notes(run, found),
+                       results_dir=run.results_dir, details=details)
+
+
+def _loss_bpd(result):
+  h, w, c = result["ready"]["image_shape"]
+  dims = h * w * c
+  losses = [l for t in result["train"] for l in t["losses"]][-LOSS_WINDOW:]
+  return (statistics.mean(losses) + dims * math.log(result["ready"]["num_bins"])) / (
+      dims * math.log(2.0))
+
+
+def write_profile(run, row, answer):
+  """profile_train_step<suffix>.{md,json}: our training step by model part and op family."""
+  config = run.config
+  family_table = "\n".join(
+      ["| op family | ms/step | % of op time |", "|---|---|---|"]
+      + [f"| {f['op family']} | {f['ms/step']:.4g} | {f['% of op time']:.3g} |"
+         for f in answer["families"]])
+  text = (
+      f"Our Glow's training step ({'x'.join(map(str, answer['image_shape']))}, L={config.levels}, "
+      f"K={config.steps_per_level}, width {config.width}, batch {config.batch}, not XLA, the "
+      f"{row} row's recipe), {answer['traced_steps']} steps traced with "
+      "tf.profiler.experimental after training. Op time is summed from the trace's TensorFlow "
+      "op events and attributed by name scope (benchmarks/profile_step.py: the bijector an "
+      "op was created in, its network, the 1x1 convolution's `apply`, the map bookkeeping's "
+      "`carried_map`, the step's `loss` / `clipping` / `optimizer` / `weight_average`); a "
+      "gradient op counts for the op it differentiates (the backward column). The executor "
+      "runs independent ops on several threads, so op time can exceed the wall time; 'no op "
+      "running' is the traced wall time minus the time when at least one op ran. Tracing "
+      "itself slows the step (traced vs not traced).\n\nThe same op time by op family:\n\n"
+      + family_table)
+  suffix = (run.name[len("peer_glow"):] if run.name.startswith("peer_glow")
+            else "_" + run.name)
+  print(results.write("profile_train_step" + suffix, results.command_line(), answer["rows"],
+                      ["part", "forward ms/step", "backward ms/step", "total ms/step",
+                       "% of op time"], notes=text, results_dir=run.results_dir,
+                      details={"families": answer["families"]}))
