@@ -493,3 +493,38 @@ def test_fashion_mnist_idx_trains(tmp_path):
   assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
   # A fresh model on 8-bit images starts near 8 bits/dim, not at a scale error.
   assert 3.0 < result.bits_per_dim[1] < 12.0
+
+
+# --- compatibility with runs written before issue 15 -----------------------------------------
+MAIN_588BC04 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "main_588bc04")
+
+
+def test_checkpoint_written_by_main_588bc04_resumes_and_evaluates_identically(digits, tmp_path):
+  """A run of main just before issue 15 (flat config.json, checkpoint with weight averages):
+  evaluated, and resumed for 2 steps, it gives main's numbers (tests/data/main_588bc04)."""
+  expected = np.load(os.path.join(MAIN_588BC04, "expected.npz"))
+  model_dir = str(tmp_path / "run")
+  shutil.copytree(os.path.join(MAIN_588BC04, "run"), model_dir)
+  x = (expected["images"].astype(np.float32) + 0.5) / 17
+  for weights in ("ema", "raw"):
+    run = evaluation.load_run(model_dir, dataset=digits, weights=weights)
+    assert run.weights == weights and run.step == int(expected["step"]) == 4
+    np.testing.assert_allclose(run.flow.log_prob(x).numpy(), expected[f"log_prob_{weights}"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(run.flow.encode(x).numpy(), expected[f"encoded_{weights}"],
+                               rtol=1e-6, atol=1e-6)
+  saved = config_lib.read_train_config(model_dir)
+  assert (saved.ema_decay, saved.lr_schedule, saved.train_steps) == (0.99, "cosine", 4)
+  trainer = training.Trainer(dataclasses.replace(saved, train_steps=6), model_dir,
+                             dataset=digits)
+  assert trainer.step == 4 and not trainer.pilot_pending and trainer.averages.num_updates == 2
+  result = trainer.train()
+  assert sorted(result.losses) == list(expected["resumed_steps"]) == [5, 6]
+  np.testing.assert_allclose([result.losses[s] for s in (5, 6)], expected["resumed_losses"],
+                             rtol=1e-6)
+  for weights in ("ema", "raw"):
+    run = evaluation.load_run(model_dir, dataset=digits, weights=weights)
+    np.testing.assert_allclose(run.flow.log_prob(x).numpy(),
+                               expected[f"resumed_log_prob_{weights}"], rtol=1e-6)
+  # The rewritten config.json (today's format) reads back as the same run.
+  assert config_lib.read_train_config(model_dir) == dataclasses.replace(saved, train_steps=6)
