@@ -13,9 +13,9 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 
 from lcflow_tf import data
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import schedules
@@ -292,62 +292,6 @@ class EvalConfig:
       raise ValueError(f"classifier must be a ClassifierConfig, got {self.classifier!r}.")
 
 
-def check_creatable_dir(path, what):
-  """Checks, before anything is written, that `path` is or can become a writable directory.
-
-  Raises:
-    ValueError: naming `what` (e.g. "model_dir") when `path` is empty, is an existing
-      non-directory, lies under a regular file, or its first existing ancestor is not writable.
-  """
-  if not path:
-    raise ValueError(f"{what} must be a non-empty path.")
-  path = os.path.abspath(path)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise ValueError(f"{what} {path} exists and is not a directory.")
-  existing = path
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ValueError(f"{what} {path} cannot be created: {existing} is a file, not a directory.")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ValueError(f"{what} {path} is not writable (no write permission on {existing}).")
-
-
-def _umask():
-  umask = os.umask(0)
-  os.umask(umask)
-  return umask
-
-
-def default_file_mode():
-  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
-  return 0o666 & ~_umask()
-
-
-def default_dir_mode():
-  """Permissions of a newly created directory under the current umask (mkdtemp uses 0700)."""
-  return 0o777 & ~_umask()
-
-
-def write_json_atomic(path, values):
-  """Writes `values` as JSON to `path` through a temporary file and `os.replace`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(values, f, indent=2, sort_keys=True)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, default_file_mode())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def read_train_config(model_dir):
   """The `TrainConfig` saved in `model_dir`, or None if it has no `config.json`.
 
@@ -368,7 +312,7 @@ def read_train_config(model_dir):
 
 def write_train_config(model_dir, config):
   """Writes `config` as `model_dir/config.json` (atomically)."""
-  write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
+  files.write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
 
 
 def inherit_unset(config, saved, given):

@@ -30,6 +30,7 @@ from absl import logging
 from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import sample_quality
 from lcflow_tf import training
@@ -229,9 +230,9 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
   averaging.check_weights(weights)
   eval_config = eval_config or config_lib.EvalConfig()
   if output_dir is not None:
-    config_lib.check_creatable_dir(output_dir, "output_dir")
+    files.check_creatable_dir(output_dir, "output_dir")
   if eval_config.sample_quality and eval_config.classifier_dir is not None:
-    config_lib.check_creatable_dir(eval_config.classifier_dir, "classifier_dir")
+    files.check_creatable_dir(eval_config.classifier_dir, "classifier_dir")
   run = load_run(model_dir, checkpoint, dataset, weights=weights)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   results = evaluate(run.flow, run.dataset, eval_config, output_dir)
@@ -239,5 +240,5 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
   results["step"] = run.step
   results["weights"] = run.weights
   path = os.path.join(output_dir, RESULTS_FILE)
-  config_lib.write_json_atomic(path, results)
+  files.write_json_atomic(path, results)
   return results, path

@@ -22,13 +22,11 @@ re-saves an export written before 2026-11-30, which only `tf.saved_model.load` c
 
 import math
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
 from lcflow_tf import bijectors as lcb
-from lcflow_tf import config as config_lib
+from lcflow_tf import files
 
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
 
@@ -187,30 +185,8 @@ def check_export_dir(export_dir, overwrite=False, protect=(), version=None,
     what = "export_dir" if version is None else f"version folder {version} of export_dir"
     raise ValueError(f"{caller}: {what} {target} already exists; pass overwrite=True "
                      "(export.py --overwrite, train.py --overwrite_export) to replace it.")
-  config_lib.check_creatable_dir(target, f"{caller}: export_dir")
+  files.check_creatable_dir(target, f"{caller}: export_dir")
   return target
-
-
-def _save_atomically(target, save):
-  """Runs `save(staging_dir)` and renames the result to `target` (replacing it)."""
-  parent = os.path.dirname(target)
-  os.makedirs(parent, exist_ok=True)
-  # TensorFlow Serving ignores non-numeric folders, so a staging folder inside a model base
-  # path is never loaded; the version appears, complete, with the rename.
-  staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  try:
-    os.chmod(staging, config_lib.default_dir_mode())  # readable by a server's own user
-    save(staging)
-    if os.path.exists(target):
-      old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-      os.rename(target, os.path.join(old, "model"))
-      os.rename(staging, target)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(staging, target)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
 
 
 def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None):
@@ -241,8 +217,8 @@ def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None
   serving = _Serving(flow, num_bins)
   signatures = {"serving_default": serving.log_prob, "log_prob": serving.log_prob,
                 "sample": serving.sample, "encode": serving.encode, "decode": serving.decode}
-  _save_atomically(target, lambda path: tf.saved_model.save(serving, path,
-                                                            signatures=signatures))
+  files.replace_dir_atomically(
+      target, lambda path: tf.saved_model.save(serving, path, signatures=signatures))
   return target
 
 
@@ -288,6 +264,6 @@ def upgrade_saved_model(old_dir, export_dir, overwrite=False, version=None):
     raise ValueError(f"{caller}: {old_dir} is not an lcflow_tf export: it lacks the "
                      f"signatures {missing} (it has {sorted(loaded.signatures)}).")
   signatures = {name: loaded.signatures[name] for name in SIGNATURES}
-  _save_atomically(target, lambda path: tf.saved_model.save(loaded, path,
-                                                            signatures=signatures))
+  files.replace_dir_atomically(
+      target, lambda path: tf.saved_model.save(loaded, path, signatures=signatures))
   return target

@@ -46,6 +46,7 @@ import tensorflow as tf
 from absl import logging
 
 from lcflow_tf import config as config_lib
+from lcflow_tf import files
 from lcflow_tf import frechet
 
 INFO_FILE = "classifier.json"
@@ -303,7 +304,7 @@ def load_or_train(dataset, directory=None, config=None, retrain=False, arrays=No
     raise ValueError(f"config must be a ClassifierConfig, got {config!r}.")
   check_dataset(dataset)
   directory = directory or default_classifier_dir(dataset)
-  config_lib.check_creatable_dir(directory, "classifier_dir")
+  files.check_creatable_dir(directory, "classifier_dir")
   arrays = arrays or load_arrays(dataset)
   key = _cache_key(dataset, arrays, config)
   info_path = os.path.join(directory, INFO_FILE)
@@ -404,14 +405,9 @@ def _train(dataset, arrays, config, key, directory):
   os.makedirs(directory, exist_ok=True)
   token = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
   info["weights_file"] = f"classifier-{token}.weights.h5"
-  tmp = os.path.join(directory, f".tmp-{token}.weights.h5")
-  try:
+  with files.staged_file(os.path.join(directory, info["weights_file"]), ".weights.h5") as tmp:
     logits_model.save_weights(tmp)
-    os.replace(tmp, os.path.join(directory, info["weights_file"]))
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  config_lib.write_json_atomic(os.path.join(directory, INFO_FILE), info)
+  files.write_json_atomic(os.path.join(directory, INFO_FILE), info)
   logging.info("Feature classifier: test accuracy %.4f after %.0f s; saved in %s.",
                info["test_accuracy"], seconds, directory)
   return classifier

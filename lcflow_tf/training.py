@@ -91,6 +91,7 @@ from tensorflow.core.framework import summary_pb2
 from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import schedules
 from lcflow_tf import viz
@@ -307,7 +308,7 @@ class Trainer:
     self.num_bins = self.dataset.num_bins
     self.is_chief = _is_chief(self.strategy)
     if self.is_chief:  # the other workers never write into model_dir
-      config_lib.check_creatable_dir(self.model_dir, "model_dir")
+      files.check_creatable_dir(self.model_dir, "model_dir")
     # Everything is valid: from here on, files are written.
     self._write_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="lcflow-")
 

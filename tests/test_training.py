@@ -17,6 +17,7 @@ from tensorboard.util import tensor_util
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import evaluation
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import training
@@ -383,7 +384,7 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   fields = old_style.to_dict()
   for name in ("lr_schedule", "lr_min_ratio", "ema_decay"):
     del fields[name]
-  config_lib.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
+  files.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
 
   saved = config_lib.read_train_config(str(model_dir))
   assert (saved.lr_schedule, saved.ema_decay) == ("constant", 0.0)
