@@ -125,7 +125,8 @@ class _Serving(tf.Module):
     @tf.function(input_signature=[latent_spec])
     def decode(latent):
       with tf.control_dependencies([check_shape(latent, "latent")]):
-        latent = tf.cast(latent, dtype)
+        # tf.identity: a cast to the same dtype adds no op, so the check would not run first.
+        latent = tf.identity(tf.cast(latent, dtype))
       return {"images": to_images(flow.decode(latent))}
 
     self.log_prob = log_prob
