@@ -11,9 +11,9 @@ value and what is allowed.
 
 import dataclasses
 import json
-import math
 import os
 
+from lcflow_tf import checks
 from lcflow_tf import data
 from lcflow_tf import files
 from lcflow_tf import flows
@@ -41,32 +41,6 @@ RESUMABLE_FIELDS = frozenset({
 # their values for such a run come from `flows.unbounded_values`.
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
                 "ema_decay": 0.0, **flows.unbounded_values()}
-
-
-def _check_int(name, value, minimum):
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def _check_float(name, value, low, high=math.inf, low_open=True, high_open=False):
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-      float(value)):
-    raise ValueError(f"{name} must be a finite number, got {value!r}.")
-  too_low = value <= low if low_open else value < low
-  too_high = value >= high if high_open else value > high
-  if too_low or too_high:
-    interval = (("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]"))
-    raise ValueError(f"{name} must be in {interval}, got {value!r}.")
-
-
-def _check_choice(name, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
-
-
-def _check_bool(name, value):
-  if not isinstance(value, bool):
-    raise ValueError(f"{name} must be True or False, got {value!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,50 +96,43 @@ class TrainConfig:
   nonfinite_lr_factor: float = 0.5
 
   def __post_init__(self):
-    _check_choice("dataset", self.dataset, data.DATASETS)
+    data.check_dataset(self.dataset, self.n_bits)
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise ValueError(f"data_dir must be a path or None, got {self.data_dir!r}.")
-    if self.n_bits is not None:
-      if self.dataset == "digits":
-        raise ValueError(f"n_bits must be unset for dataset 'digits' (17 native levels), got "
-                         f"{self.n_bits!r}.")
-      _check_int("n_bits", self.n_bits, 1)
-      if self.n_bits > 8:
-        raise ValueError(f"n_bits must be in 1..8, got {self.n_bits!r}.")
-    _check_choice("architecture", self.architecture, flows.ARCHITECTURES)
-    _check_int("levels", self.levels, 1)
-    _check_int("steps_per_level", self.steps_per_level, 1)
-    _check_int("hidden_channels", self.hidden_channels, 1)
-    _check_choice("coupling", self.coupling, flows.COUPLINGS)
-    _check_choice("split", self.split, lc.SPLITS)
-    _check_choice("conv1x1", self.conv1x1, invertible_conv1x1.PARAMETRIZATIONS)
-    _check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
-    _check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
-    _check_int("resnet_blocks", self.resnet_blocks, 0)
+    checks.check_choice("architecture", self.architecture, flows.ARCHITECTURES)
+    checks.check_int("levels", self.levels, 1)
+    checks.check_int("steps_per_level", self.steps_per_level, 1)
+    checks.check_int("hidden_channels", self.hidden_channels, 1)
+    checks.check_choice("coupling", self.coupling, flows.COUPLINGS)
+    checks.check_choice("split", self.split, lc.SPLITS)
+    checks.check_choice("conv1x1", self.conv1x1, invertible_conv1x1.PARAMETRIZATIONS)
+    checks.check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
+    checks.check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
+    checks.check_int("resnet_blocks", self.resnet_blocks, 0)
     for name in flows.BOUND_FIELDS:
       if getattr(self, name) is not None:
-        _check_float(name, getattr(self, name), 0.0, low_open=False)
-    _check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
-    _check_bool("lc_reinit", self.lc_reinit)
-    _check_int("train_steps", self.train_steps, 1)
-    _check_int("batch_size", self.batch_size, 1)
-    _check_float("learning_rate", self.learning_rate, 0.0)
-    _check_int("warmup_steps", self.warmup_steps, 0)
-    _check_float("grad_clip_norm", self.grad_clip_norm, 0.0)
-    _check_choice("lr_schedule", self.lr_schedule, schedules.SCHEDULES)
-    _check_float("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0, low_open=False, high_open=True)
-    _check_float("ema_decay", self.ema_decay, 0.0, 1.0, low_open=False, high_open=True)
-    _check_int("seed", self.seed, 0)
-    _check_int("shuffle_buffer", self.shuffle_buffer, 1)
-    _check_choice("strategy", self.strategy, STRATEGIES)
-    _check_int("cpu_replicas", self.cpu_replicas, 1)
-    _check_bool("jit", self.jit)
-    _check_bool("mixed_precision", self.mixed_precision)
+        checks.check_number(name, getattr(self, name), 0.0, low_open=False)
+    checks.check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
+    checks.check_bool("lc_reinit", self.lc_reinit)
+    checks.check_int("train_steps", self.train_steps, 1)
+    checks.check_int("batch_size", self.batch_size, 1)
+    checks.check_number("learning_rate", self.learning_rate, 0.0)
+    checks.check_int("warmup_steps", self.warmup_steps, 0)
+    checks.check_number("grad_clip_norm", self.grad_clip_norm, 0.0)
+    checks.check_choice("lr_schedule", self.lr_schedule, schedules.SCHEDULES)
+    checks.check_number("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0, low_open=False, high_open=True)
+    checks.check_number("ema_decay", self.ema_decay, 0.0, 1.0, low_open=False, high_open=True)
+    checks.check_int("seed", self.seed, 0)
+    checks.check_int("shuffle_buffer", self.shuffle_buffer, 1)
+    checks.check_choice("strategy", self.strategy, STRATEGIES)
+    checks.check_int("cpu_replicas", self.cpu_replicas, 1)
+    checks.check_bool("jit", self.jit)
+    checks.check_bool("mixed_precision", self.mixed_precision)
     for name in ("log_every", "checkpoint_every", "images_every", "keep_checkpoints",
                  "max_nonfinite_steps"):
-      _check_int(name, getattr(self, name), 1)
-    _check_int("max_nonfinite_restores", self.max_nonfinite_restores, 0)
-    _check_float("nonfinite_lr_factor", self.nonfinite_lr_factor, 0.0, 1.0, high_open=True)
+      checks.check_int(name, getattr(self, name), 1)
+    checks.check_int("max_nonfinite_restores", self.max_nonfinite_restores, 0)
+    checks.check_number("nonfinite_lr_factor", self.nonfinite_lr_factor, 0.0, 1.0, high_open=True)
     if self.split in lc.DATA_DEPENDENT_SPLITS:
       if self.lc_pilot_steps < 1:
         raise ValueError(f"lc_pilot_steps must be >= 1 for split {self.split!r} (the split is "
@@ -234,11 +201,11 @@ class ClassifierConfig:
   seed: int = 0
 
   def __post_init__(self):
-    _check_int("classifier steps", self.steps, 1)
-    _check_int("classifier batch_size", self.batch_size, 1)
-    _check_float("classifier learning_rate", self.learning_rate, 0.0)
-    _check_int("classifier feature_dim", self.feature_dim, 1)
-    _check_int("classifier seed", self.seed, 0)
+    checks.check_int("classifier steps", self.steps, 1)
+    checks.check_int("classifier batch_size", self.batch_size, 1)
+    checks.check_number("classifier learning_rate", self.learning_rate, 0.0)
+    checks.check_int("classifier feature_dim", self.feature_dim, 1)
+    checks.check_int("classifier seed", self.seed, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,18 +239,18 @@ class EvalConfig:
   classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
 
   def __post_init__(self):
-    _check_int("dequant_samples", self.dequant_samples, 1)
-    _check_int("batch_size", self.batch_size, 1)
-    _check_int("num_samples", self.num_samples, 1)
-    _check_int("reconstruction_images", self.reconstruction_images, 0)
-    _check_int("seed", self.seed, 0)
+    checks.check_int("dequant_samples", self.dequant_samples, 1)
+    checks.check_int("batch_size", self.batch_size, 1)
+    checks.check_int("num_samples", self.num_samples, 1)
+    checks.check_int("reconstruction_images", self.reconstruction_images, 0)
+    checks.check_int("seed", self.seed, 0)
     if not isinstance(self.temperatures, tuple) or not self.temperatures:
       raise ValueError(f"temperatures must be a non-empty tuple of numbers >= 0, got "
                        f"{self.temperatures!r}.")
     for t in self.temperatures:
-      _check_float("temperatures", t, 0.0, low_open=False)
-    _check_bool("sample_quality", self.sample_quality)
-    _check_int("sample_quality_samples", self.sample_quality_samples, 2)
+      checks.check_number("temperatures", t, 0.0, low_open=False)
+    checks.check_bool("sample_quality", self.sample_quality)
+    checks.check_int("sample_quality_samples", self.sample_quality_samples, 2)
     if self.classifier_dir is not None and (not isinstance(self.classifier_dir, str)
                                             or not self.classifier_dir):
       raise ValueError(f"classifier_dir must be a non-empty path or None, got "

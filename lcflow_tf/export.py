@@ -26,6 +26,7 @@ import os
 import tensorflow as tf
 
 from lcflow_tf import bijectors as lcb
+from lcflow_tf import checks
 from lcflow_tf import files
 
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
@@ -137,8 +138,7 @@ class _Serving(tf.Module):
 
 def check_version(version, caller="export_saved_model"):
   """Raises ValueError unless `version` is None or an int >= 1 (a TF Serving version folder)."""
-  if version is not None and (isinstance(version, bool) or not isinstance(version, int)
-                              or version < 1):
+  if version is not None and not (checks.is_int(version) and version >= 1):
     raise ValueError(f"{caller}: version must be None or an int >= 1 (the number of the "
                      f"TensorFlow Serving version folder), got {version!r}.")
 
@@ -212,8 +212,7 @@ def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None
   Raises:
     ValueError: if `num_bins` < 2, or the destination fails `check_export_dir`.
   """
-  if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-    raise ValueError(f"export_saved_model: num_bins must be an int >= 2, got {num_bins!r}.")
+  checks.check_int("num_bins", num_bins, 2, caller="export_saved_model")
   target = check_export_dir(export_dir, overwrite, version=version)
   serving = _Serving(flow, num_bins)
   signatures = {"serving_default": serving.log_prob, "log_prob": serving.log_prob,

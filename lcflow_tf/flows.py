@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from lcflow_tf import bijectors as lcb
+from lcflow_tf import checks
 from lcflow_tf import lc
 from lcflow_tf import networks
 
@@ -102,47 +103,33 @@ class FlowConfig:
     return self.levels if self.architecture == "glow" else self.levels - 1
 
 
-def _choice(name, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"build_flow: {name} must be one of {tuple(allowed)}, got {value!r}.")
-
-
-def _positive_int(name, value, minimum=1):
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"build_flow: {name} must be an int >= {minimum}, got {value!r}.")
-
-
 def _validate(cfg):
   shape = cfg.image_shape
   if (not isinstance(shape, tuple) or len(shape) != 3
-      or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-    raise ValueError("build_flow: image_shape must be three positive ints (H, W, C), got "
-                     f"{shape!r}.")
-  _choice("architecture", cfg.architecture, ARCHITECTURES)
-  _choice("coupling", cfg.coupling, COUPLINGS)
-  _choice("split", cfg.split, lc.SPLITS)
-  _choice("conv1x1", cfg.conv1x1, lcb.invertible_conv1x1.PARAMETRIZATIONS)
-  _choice("split_prior", cfg.split_prior, (None,) + lcb.factor_out.PRIORS)
-  _choice("scale_fn", cfg.scale_fn, (None,) + lcb.affine_coupling.SCALE_FNS)
-  _choice("dtype", cfg.dtype, ("float32", "float64"))
-  _positive_int("levels", cfg.levels)
-  _positive_int("steps_per_level", cfg.steps_per_level)
-  _positive_int("hidden_channels", cfg.hidden_channels)
-  _positive_int("resnet_blocks", cfg.resnet_blocks, minimum=0)
-  for name in BOUND_FIELDS:
-    value = getattr(cfg, name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not 0 <= value < math.inf):
-      raise ValueError(f"build_flow: {name} must be None (default), 0 (unbounded) or a finite "
-                       f"number > 0, got {value!r}.")
+      or not all(checks.is_int(d) and d > 0 for d in shape)):
+    raise ValueError(f"image_shape must be three positive ints (H, W, C), got {shape!r}.")
+  checks.check_choice("architecture", cfg.architecture, ARCHITECTURES)
+  checks.check_choice("coupling", cfg.coupling, COUPLINGS)
+  checks.check_choice("split", cfg.split, lc.SPLITS)
+  checks.check_choice("conv1x1", cfg.conv1x1, lcb.invertible_conv1x1.PARAMETRIZATIONS)
+  checks.check_choice("split_prior", cfg.split_prior, (None,) + lcb.factor_out.PRIORS)
+  checks.check_choice("scale_fn", cfg.scale_fn, (None,) + lcb.affine_coupling.SCALE_FNS)
+  checks.check_choice("dtype", cfg.dtype, ("float32", "float64"))
+  checks.check_int("levels", cfg.levels, 1)
+  checks.check_int("steps_per_level", cfg.steps_per_level, 1)
+  checks.check_int("hidden_channels", cfg.hidden_channels, 1)
+  checks.check_int("resnet_blocks", cfg.resnet_blocks, 0)
+  for name in BOUND_FIELDS:  # None: the default; 0: unbounded
+    if getattr(cfg, name) is not None:
+      checks.check_number(name, getattr(cfg, name), 0.0, low_open=False)
   if cfg.resolved_scale_fn == "tanh" and cfg.max_log_scale == 0:
-    raise ValueError("build_flow: max_log_scale=0 (unbounded) needs scale_fn='sigmoid'; the "
-                     "'tanh' scale is always bounded (give a number > 0).")
+    raise ValueError("max_log_scale=0 (unbounded) needs scale_fn='sigmoid'; the 'tanh' scale "
+                     "is always bounded (give a number > 0).")
   factor = 2 ** cfg.num_squeezes
   h, w, _ = shape
   if h % factor or w % factor:
     raise ValueError(
-        f"build_flow: {cfg.architecture} with levels={cfg.levels} squeezes {cfg.num_squeezes} "
+        f"{cfg.architecture} with levels={cfg.levels} squeezes {cfg.num_squeezes} "
         f"times, so H and W must be divisible by {factor}; got image_shape {shape}.")
 
 
@@ -387,8 +374,7 @@ class Flow(tf.Module):
   # --- sampling and coding -----------------------------------------------------------------
   def sample(self, n, temperature=1.0, seed=None):
     """`n` images in model space: latents ~ N(0, temperature^2) through `forward`."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-      raise ValueError(f"sample: n must be an int >= 0, got {n!r}.")
+    checks.check_int("n", n, 0, caller="sample")
     if not temperature >= 0:
       raise ValueError(f"sample: temperature must be >= 0, got {temperature!r}.")
     shape = (n,) + self.image_shape
@@ -426,11 +412,9 @@ def _resolve_bins(n_bits, num_bins):
     raise ValueError(f"bits_per_dim: give exactly one of n_bits or num_bins, got n_bits={n_bits!r},"
                      f" num_bins={num_bins!r}.")
   if n_bits is not None:
-    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 16:
-      raise ValueError(f"bits_per_dim: n_bits must be an int in 1..16, got {n_bits!r}.")
+    checks.check_int("n_bits", n_bits, 1, 16, caller="bits_per_dim")
     return 2 ** n_bits
-  if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
-    raise ValueError(f"bits_per_dim: num_bins must be an int >= 2, got {num_bins!r}.")
+  checks.check_int("num_bins", num_bins, 2, caller="bits_per_dim", numpy_ok=True)
   return int(num_bins)
 
 

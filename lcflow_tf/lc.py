@@ -36,6 +36,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from lcflow_tf import checks
+
 SPLITS = ("static", "random", "lc", "lc_reverse", "variance")
 DATA_DEPENDENT_SPLITS = ("lc", "lc_reverse", "variance")
 
@@ -93,8 +95,8 @@ class LCStatistics(tf.Module):
 
   def __init__(self, event_shapes, decay=None, dtype=tf.float32, name="lc_statistics"):
     super().__init__(name=name)
-    if decay is not None and not 0.0 < decay < 1.0:
-      raise ValueError(f"LCStatistics: decay must be None or in (0, 1), got {decay!r}.")
+    if decay is not None:
+      checks.check_number("decay", decay, 0, 1, high_open=True, caller="LCStatistics")
     self.event_shapes = [tuple(s) for s in event_shapes]
     self.decay = decay
     with self.name_scope:
@@ -193,8 +195,7 @@ def fix_split(flow, rule=None):
       collected, or statistics whose shapes do not match the junctions.
   """
   rule = flow.config.split if rule is None else rule
-  if rule not in SPLITS:
-    raise ValueError(f"fix_split: rule must be one of {SPLITS}, got {rule!r}.")
+  checks.check_choice("rule", rule, SPLITS, caller="fix_split")
   stats = flow.lc_statistics
   if rule in DATA_DEPENDENT_SPLITS and not stats.has_data():
     raise ValueError(f"fix_split: split rule {rule!r} needs likelihood-contribution statistics, "

@@ -36,7 +36,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import math
 import os
 import time
 
@@ -45,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from lcflow_tf import checks
 from lcflow_tf import config as config_lib
 from lcflow_tf import files
 from lcflow_tf import frechet
@@ -269,9 +269,7 @@ def quantize_samples(x, num_bins):
   if not np.issubdtype(x.dtype, np.floating) or x.ndim != 4:
     raise ValueError(f"quantize_samples: x must be float samples [N, H, W, C] in [0, 1), got "
                      f"dtype {x.dtype} and shape {list(x.shape)}.")
-  if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or not (
-      2 <= num_bins <= 256):
-    raise ValueError(f"quantize_samples: num_bins must be an int in 2..256, got {num_bins!r}.")
+  checks.check_int("num_bins", num_bins, 2, 256, caller="quantize_samples", numpy_ok=True)
   flat = x.reshape(len(x), -1).astype(np.float64)
   finite = np.all(np.isfinite(flat), axis=1)
   kept = flat[finite]
@@ -468,15 +466,11 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
   Raises:
     ValueError: bad arguments, or see `load_or_train`.
   """
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-    raise ValueError(f"num_samples must be an integer >= 2 (a covariance needs 2 samples), "
-                     f"got {num_samples!r}.")
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-    raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+  checks.check_int("num_samples", num_samples, 2)  # a covariance needs 2 samples
+  checks.check_int("batch_size", batch_size, 1)
   temperatures = [float(t) for t in temperatures]
   for t in temperatures:
-    if not t >= 0 or math.isinf(t):
-      raise ValueError(f"temperatures must be finite numbers >= 0, got {t!r}.")
+    checks.check_number("temperatures", t, 0.0, low_open=False)
   arrays = arrays or load_arrays(dataset)
   classifier = classifier or load_or_train(dataset, classifier_dir, classifier_config,
                                            arrays=arrays)

@@ -89,6 +89,7 @@ from absl import logging
 from tensorflow.core.framework import summary_pb2
 
 from lcflow_tf import averaging
+from lcflow_tf import checks
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import files
@@ -116,8 +117,7 @@ def configure_cpu_replicas(num):
     ValueError: when `num` < 1, or TensorFlow's devices are already initialised with another
       split.
   """
-  if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-    raise ValueError(f"cpu_replicas must be an integer >= 1, got {num!r}.")
+  checks.check_int("cpu_replicas", num, 1)
   if num == 1:
     return
   cpus = tf.config.list_physical_devices("CPU")
@@ -146,8 +146,7 @@ def make_strategy(name, cpu_replicas=1):
     ValueError: for an unknown name, or `multi_worker` without a valid `TF_CONFIG` or after
       TensorFlow initialised its devices.
   """
-  if name not in config_lib.STRATEGIES:
-    raise ValueError(f"strategy must be one of {list(config_lib.STRATEGIES)}, got {name!r}.")
+  checks.check_choice("strategy", name, config_lib.STRATEGIES)
   if name == "multi_worker":  # before anything initialises TensorFlow's devices
     if not os.environ.get("TF_CONFIG"):
       raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "

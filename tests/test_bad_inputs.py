@@ -276,7 +276,7 @@ CASES = [
         setup=lambda c: write_idx(c.sb / "train-images-idx3-ubyte", 3)),
          r"no t10k-images-idx3-ubyte\[.gz\] in .*; both IDX image files are needed"),
     Case("unknown-dataset", LIB, lib(lambda c: data.load_dataset("cifar100")),
-         r"Unknown dataset name='cifar100'; expected one of \['digits'"),
+         r"dataset must be one of \['digits'.*\], got 'cifar100'"),
     Case("pipeline-empty-dataset", LIB, lib(lambda c: data.make_train_pipeline(
         tf.data.Dataset.from_tensor_slices(np.zeros((0, 8, 8, 1), np.uint8)), 4, NUM_BINS, 0)),
          r"dataset is empty \(0 images\)"),
@@ -310,7 +310,7 @@ CASES = [
         np.zeros((1, 8, 8, 1), np.float32), num_bins=NUM_BINS)),
          r"expected integer images in \[0, 17\), got dtype float32; call log_prob"),
     Case("sample-negative-count", LIB, lib(lambda c: c.flow.sample(-1)),
-         r"sample: n must be an int >= 0, got -1"),
+         r"sample: n must be an integer >= 0, got -1"),
     Case("build-flow-too-many-levels", LIB, lib(lambda c: flows.build_flow(
         (8, 8, 1), levels=4, steps_per_level=1, hidden_channels=8)),
          r"H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
@@ -401,7 +401,7 @@ CASES = [
          r"export_dir .*/file/model cannot be created: .*/file is a file, not a directory"),
     Case("export-num-bins-one", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 1)),
-         r"num_bins must be an int >= 2, got 1"),
+         r"num_bins must be an integer >= 2, got 1"),
     Case("export-version-zero-in-library", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "models"), 17, version=0)),
          r"version must be None or an int >= 1 \(the number of the TensorFlow Serving version "

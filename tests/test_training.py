@@ -448,7 +448,7 @@ def test_train_config_validation():
   with pytest.raises(ValueError, match=r"lc_pilot_steps must be >= 1 for split 'lc'"):
     tiny(lc_pilot_steps=0)
   tiny(split="static", lc_pilot_steps=0)  # no pilot needed
-  with pytest.raises(ValueError, match=r"n_bits must be unset for dataset 'digits'"):
+  with pytest.raises(ValueError, match=r"n_bits must be unset \(None\) for dataset 'digits'"):
     tiny(n_bits=4)
   with pytest.raises(ValueError, match=r"learning_rate must be in \(0.0, inf\], got -1"):
     tiny(learning_rate=-1.0)
