@@ -23,6 +23,7 @@ from absl import logging
 from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
@@ -110,7 +111,7 @@ flags.DEFINE_integer("seed", _D.seed, "Seed of the weights, the data order and t
 flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Shuffle buffer (images).",
                      lower_bound=1)
 # runtime
-flags.DEFINE_enum("strategy", _D.strategy, config_lib.STRATEGIES,
+flags.DEFINE_enum("strategy", _D.strategy, distribute.STRATEGIES,
                   "auto: MirroredStrategy over all visible GPUs (or over --cpu_replicas "
                   "logical CPUs), else the default strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas,
@@ -161,7 +162,7 @@ def main(argv):
     if FLAGS.export_dir is not None:  # refused before training, not after it
       export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite_export,
                               protect=[FLAGS.model_dir], version=FLAGS.export_version)
-    training.configure_cpu_replicas(config.cpu_replicas)
+    distribute.configure_cpu_replicas(config.cpu_replicas)
     trainer = training.Trainer(config, FLAGS.model_dir)
   except ValueError as e:
     cli.fail(e)

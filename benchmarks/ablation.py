@@ -78,6 +78,7 @@ def run_worker(spec_path):
   """Trains and evaluates one configuration; writes result.json beside its checkpoints."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import distribute
   from lcflow_tf import evaluation
   from lcflow_tf import lc
   from lcflow_tf import training
@@ -86,7 +87,7 @@ def run_worker(spec_path):
   with open(spec_path) as f:
     spec = json.load(f)
   cfg = config_lib.TrainConfig(**spec["config"])
-  training.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
+  distribute.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
   start = time.time()
   trainer = training.Trainer(cfg, spec["model_dir"])
   result = trainer.train()

@@ -15,6 +15,7 @@ import os
 
 from lcflow_tf import checks
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
@@ -24,7 +25,6 @@ from lcflow_tf.bijectors import factor_out
 from lcflow_tf.bijectors import invertible_conv1x1
 
 CONFIG_FILE = "config.json"
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 
 # Fields that may change when a run is resumed: they do not change what is being trained
 # (`ema_decay` only changes the averages kept beside the weights, never the weights).
@@ -124,7 +124,7 @@ class TrainConfig:
     checks.check_number("ema_decay", self.ema_decay, 0.0, 1.0, low_open=False, high_open=True)
     checks.check_int("seed", self.seed, 0)
     checks.check_int("shuffle_buffer", self.shuffle_buffer, 1)
-    checks.check_choice("strategy", self.strategy, STRATEGIES)
+    checks.check_choice("strategy", self.strategy, distribute.STRATEGIES)
     checks.check_int("cpu_replicas", self.cpu_replicas, 1)
     checks.check_bool("jit", self.jit)
     checks.check_bool("mixed_precision", self.mixed_precision)

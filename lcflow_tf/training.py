@@ -2,7 +2,7 @@
 
 `train(config, model_dir)` (or `Trainer(...).train()`) runs one `TrainConfig`:
 
-* Strategy: `make_strategy` (`auto` = MirroredStrategy over all visible GPUs, else the
+* Strategy: `distribute.make_strategy` (`auto` = MirroredStrategy over all visible GPUs, else the
   default strategy). Every variable (flow, optimizer, step, learning-rate scale, weight
   averages) is created inside `strategy.scope()`.
 * Input: `strategy.distribute_datasets_from_function` over `data.make_train_pipeline` with
@@ -11,7 +11,7 @@
   step s consumes exactly the images (and dequantisation noise) of global batch s of the
   single-device stream, so 1 and N replicas, on one worker or on several, train on the same
   data: with several workers every worker builds the global stream and keeps its own
-  contiguous slice of each global batch (see `Trainer._dataset_fn`).
+  contiguous slice of each global batch (see `distribute.dataset_fn`).
 * Step: per replica, `loss = sum(-log p(x)) / global_batch_size`; the gradients are summed
   over replicas (`all_reduce`), so they equal the gradient of the global-batch mean; they
   are clipped by their global norm; when the loss or the norm is not finite the update is
@@ -89,9 +89,9 @@ from absl import logging
 from tensorflow.core.framework import summary_pb2
 
 from lcflow_tf import averaging
-from lcflow_tf import checks
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import schedules
@@ -104,83 +104,6 @@ MIXED_PRECISION_POLICY = "mixed_bfloat16"
 
 class TrainingError(RuntimeError):
   """Training cannot continue (diverged, or nothing to restore)."""
-
-
-# --- strategies ------------------------------------------------------------------------------
-def configure_cpu_replicas(num):
-  """Splits the first CPU into `num` logical devices (before TensorFlow initialises devices).
-
-  Lets `mirrored`/`auto` run several replicas on a CPU-only machine (for trying and testing
-  distributed training). Does nothing for `num == 1`.
-
-  Raises:
-    ValueError: when `num` < 1, or TensorFlow's devices are already initialised with another
-      split.
-  """
-  checks.check_int("cpu_replicas", num, 1)
-  if num == 1:
-    return
-  cpus = tf.config.list_physical_devices("CPU")
-  try:
-    tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num)])
-  except RuntimeError:
-    have = len(tf.config.list_logical_devices("CPU"))
-    if have != num:
-      raise ValueError(f"cpu_replicas={num} cannot be set: TensorFlow already initialised "
-                       f"{have} logical CPU device(s).") from None
-
-
-def make_strategy(name, cpu_replicas=1):
-  """A `tf.distribute.Strategy` by name.
-
-  Args:
-    name: `auto` (MirroredStrategy over every visible GPU, or over the logical CPUs when there
-      is no GPU and `cpu_replicas` > 1, else the default strategy), `default`, `one_device`
-      (the first GPU, else the CPU), `mirrored` (all GPUs, else all logical CPUs) or
-      `multi_worker` (MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`).
-    cpu_replicas: logical CPU devices to use when there is no GPU (see
-      `configure_cpu_replicas`, which must have been called before).
-
-  Raises:
-    ValueError: for an unknown name, or `multi_worker` without a valid `TF_CONFIG` or after
-      TensorFlow initialised its devices.
-  """
-  checks.check_choice("strategy", name, config_lib.STRATEGIES)
-  if name == "multi_worker":  # before anything initialises TensorFlow's devices
-    if not os.environ.get("TF_CONFIG"):
-      raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
-                       "environment variable, which is not set.")
-    try:
-      return tf.distribute.MultiWorkerMirroredStrategy()
-    except RuntimeError as e:  # "Collective ops must be configured at program startup"
-      raise ValueError("strategy 'multi_worker' must be created before TensorFlow "
-                       f"initialises its devices (at program start): {e}") from None
-    except (ValueError, KeyError, TypeError) as e:  # e.g. TF_CONFIG is not JSON
-      raise ValueError(f"strategy 'multi_worker': TF_CONFIG is not a valid cluster "
-                       f"description ({type(e).__name__}: {e}); expected JSON such as "
-                       '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                       '"task": {"type": "worker", "index": 0}}.') from None
-  gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
-  cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)]
-  if name == "default":
-    return tf.distribute.get_strategy()
-  if name == "one_device":
-    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else cpus[0])
-  if gpus:
-    return tf.distribute.MirroredStrategy(gpus)
-  if name == "mirrored" or len(cpus) > 1:
-    return tf.distribute.MirroredStrategy(cpus)
-  return tf.distribute.get_strategy()
-
-
-def _is_chief(strategy):
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.task_type:
-    return True
-  return (resolver.task_type == "chief"
-          or (resolver.task_type == "worker" and resolver.task_id == 0
-              and "chief" not in resolver.cluster_spec().as_dict()))
 
 
 def seed_initializers(seed):
@@ -271,7 +194,7 @@ class Trainer:
   Args:
     config: the `TrainConfig`.
     model_dir: directory of checkpoints, `config.json` and summaries.
-    strategy: a `tf.distribute.Strategy` (default: `make_strategy(config.strategy, ...)`).
+    strategy: a `tf.distribute.Strategy` (default: `distribute.make_strategy` of the config).
     dataset: an `lcflow_tf.data.ImageDataset` (default: `data.load_dataset` of the config).
 
   Attributes:
@@ -288,7 +211,7 @@ class Trainer:
     self.config = config
     self.model_dir = os.path.abspath(model_dir)
     saved = config_lib.check_resumable(self.model_dir, config)
-    self.strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
+    self.strategy = strategy or distribute.make_strategy(config.strategy, config.cpu_replicas)
     replicas = self.strategy.num_replicas_in_sync
     if config.batch_size % replicas:
       raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
@@ -305,7 +228,7 @@ class Trainer:
       raise ValueError(f"batch_size={config.batch_size} is larger than the training set of "
                        f"{config.dataset} ({self.dataset.num_train} images).")
     self.num_bins = self.dataset.num_bins
-    self.is_chief = _is_chief(self.strategy)
+    self.is_chief = distribute.is_chief(self.strategy)
     if self.is_chief:  # the other workers never write into model_dir
       files.check_creatable_dir(self.model_dir, "model_dir")
     # Everything is valid: from here on, files are written.
@@ -381,60 +304,22 @@ class Trainer:
     return self.config.uses_pilot and not bool(self.flow.split_fixed.numpy())
 
   # --- data ----------------------------------------------------------------------------------
+  def _stream(self, batch_size, start_step):
+    """The training stream in batches of `batch_size` from batch `start_step` on."""
+    c = self.config
+    return data.make_train_pipeline(self.dataset.train(), batch_size, self.num_bins, c.seed,
+                                    shuffle_buffer=c.shuffle_buffer, start_step=start_step,
+                                    dataset_size=self.dataset.num_train)
+
   def global_batch(self, step):
     """The global batch of `step` of the training stream, as one tensor (not distributed)."""
-    c = self.config
-    stream = data.make_train_pipeline(self.dataset.train(), c.batch_size, self.num_bins, c.seed,
-                                      shuffle_buffer=c.shuffle_buffer, start_step=step,
-                                      dataset_size=self.dataset.num_train)
-    return next(iter(stream))
-
-  def _dataset_fn(self, start_step):
-    """The `dataset_fn` of `distribute_datasets_from_function` from `start_step` on.
-
-    The global batch of every step is the same whatever the number of workers and replicas:
-    global step s consumes exactly global batch s of the single-device stream
-    (`data.make_train_pipeline(train, batch_size, ...)`).
-
-    * One input pipeline (one worker, any number of local replicas): the stream is batched
-      per replica; the worker's R replicas take R consecutive per-replica batches per step,
-      i.e. the R contiguous slices of the global batch.
-    * Several input pipelines (`multi_worker`, one per worker): every pipeline builds the
-      same global stream (same seed, same order, same dequantisation noise) and keeps only
-      its own contiguous slice of each global batch,
-      `batch[i * per_pipeline:(i + 1) * per_pipeline]` for pipeline i, re-batched to
-      per-replica size when the worker has several replicas. Each worker therefore reads
-      (and dequantises) the whole stream and discards the other workers' slices: cheap for
-      the small images this library trains on, and it keeps multi-worker runs on exactly
-      the data of a single-worker run with the same global batch.
-    """
-    c = self.config
-
-    def dataset_fn(ctx):
-      per_replica = ctx.get_per_replica_batch_size(c.batch_size)
-      replicas_here = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-      if ctx.num_input_pipelines == 1:
-        return data.make_train_pipeline(self.dataset.train(), per_replica, self.num_bins,
-                                        c.seed, shuffle_buffer=c.shuffle_buffer,
-                                        start_step=start_step * replicas_here,
-                                        dataset_size=self.dataset.num_train)
-      per_pipeline = per_replica * replicas_here
-      begin = ctx.input_pipeline_id * per_pipeline
-      stream = data.make_train_pipeline(self.dataset.train(), c.batch_size, self.num_bins,
-                                        c.seed, shuffle_buffer=c.shuffle_buffer,
-                                        start_step=start_step,
-                                        dataset_size=self.dataset.num_train)
-      stream = stream.map(lambda batch: batch[begin:begin + per_pipeline])
-      if replicas_here > 1:
-        stream = stream.unbatch().batch(per_replica, drop_remainder=True)
-      return stream.prefetch(tf.data.AUTOTUNE)
-
-    return dataset_fn
+    return next(iter(self._stream(self.config.batch_size, step)))
 
   def distributed_iterator(self, start_step=None):
     """Iterator over the distributed training batches from `start_step` (default: now)."""
     start = self.step if start_step is None else start_step
-    return iter(self.strategy.distribute_datasets_from_function(self._dataset_fn(start)))
+    return iter(self.strategy.distribute_datasets_from_function(
+        distribute.dataset_fn(self._stream, self.config.batch_size, start)))
 
   # --- the step ------------------------------------------------------------------------------
   def _loss_and_grads(self, x, collect):

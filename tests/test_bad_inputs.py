@@ -32,6 +32,7 @@ import tensorflow as tf
 from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
@@ -342,7 +343,7 @@ CASES = [
                                                     setup=lambda c: read_only_dir(c.sb)),
          r"model_dir .*/ro/run is not writable \(no write permission on .*/ro\)"),
     Case("multi-worker-without-tf-config", LIB, lib(
-        lambda c: training.make_strategy("multi_worker"),
+        lambda c: distribute.make_strategy("multi_worker"),
         setup=lambda c: c.monkeypatch.delenv("TF_CONFIG", raising=False)),
          r"reads the cluster from the TF_CONFIG environment variable, which is not set"),
     Case("load-run-garbage-index", LIB, lib(

@@ -16,6 +16,7 @@ from tensorboard.util import tensor_util
 
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import evaluation
 from lcflow_tf import files
 from lcflow_tf import flows
@@ -463,12 +464,12 @@ def test_train_config_validation():
 
 
 def test_make_strategy():
-  assert training.make_strategy("default") is tf.distribute.get_strategy()
-  assert training.make_strategy("auto").num_replicas_in_sync == 1  # no GPU, 1 CPU replica
-  assert training.make_strategy("auto", cpu_replicas=2).num_replicas_in_sync == 2
-  assert training.make_strategy("mirrored", cpu_replicas=2).num_replicas_in_sync == 2
+  assert distribute.make_strategy("default") is tf.distribute.get_strategy()
+  assert distribute.make_strategy("auto").num_replicas_in_sync == 1  # no GPU, 1 CPU replica
+  assert distribute.make_strategy("auto", cpu_replicas=2).num_replicas_in_sync == 2
+  assert distribute.make_strategy("mirrored", cpu_replicas=2).num_replicas_in_sync == 2
   with pytest.raises(ValueError, match=r"strategy must be one of"):
-    training.make_strategy("tpu")
+    distribute.make_strategy("tpu")
 
 
 # --- other data sources --------------------------------------------------------------------
