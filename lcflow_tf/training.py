@@ -78,8 +78,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import shutil
-import tempfile
 import time
 
 import keras
@@ -89,6 +87,7 @@ from absl import logging
 from tensorflow.core.framework import summary_pb2
 
 from lcflow_tf import averaging
+from lcflow_tf import checkpoints
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import distribute
@@ -198,7 +197,8 @@ class Trainer:
     dataset: an `lcflow_tf.data.ImageDataset` (default: `data.load_dataset` of the config).
 
   Attributes:
-    flow, optimizer, strategy, dataset, checkpoint_manager, model_dir, config.
+    flow, optimizer, strategy, dataset, model_dir, config.
+    checkpoints: the run's `checkpoints.TrainingCheckpoints`.
     averages: the `averaging.WeightAverage` of `flow.trainable_variables`, or None when
       `config.ema_decay` is 0.
   """
@@ -232,7 +232,6 @@ class Trainer:
     if self.is_chief:  # the other workers never write into model_dir
       files.check_creatable_dir(self.model_dir, "model_dir")
     # Everything is valid: from here on, files are written.
-    self._write_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="lcflow-")
 
     with self.strategy.scope():
       seed_initializers(config.seed)
@@ -249,17 +248,12 @@ class Trainer:
       self.optimizer.build(self._variables)
       self.averages = (averaging.WeightAverage(self._variables, config.ema_decay)
                        if config.ema_decay > 0 else None)
-      state = dict(flow=self.flow, optimizer=self.optimizer, step=self._step,
-                   lr_scale=self._lr_scale)
-      self._checkpoint_without_averages = tf.train.Checkpoint(**state)
-      if self.averages is not None:
-        state[averaging.CHECKPOINT_NAME] = self.averages.state
-      self._checkpoint = tf.train.Checkpoint(**state)
-      self.checkpoint_manager = tf.train.CheckpointManager(
-          self._checkpoint, self._write_dir, max_to_keep=config.keep_checkpoints)
-      latest = tf.train.latest_checkpoint(self.model_dir)
+      self.checkpoints = checkpoints.TrainingCheckpoints(
+          self.model_dir, dict(flow=self.flow, optimizer=self.optimizer, step=self._step,
+                               lr_scale=self._lr_scale),
+          self.averages, config.keep_checkpoints, chief=self.is_chief)
+      latest = self.checkpoints.restore_latest()
       if latest:
-        self._restore_checkpoint(latest)
         logging.info("Resuming from step %d (%s)", self.step, latest)
       else:
         self.flow.initialize(self.global_batch(0))
@@ -281,8 +275,6 @@ class Trainer:
     self._step_fns = {}
     self._compute_fn = (tf.function(self._loss_and_grads, jit_compile=True) if config.jit
                         else self._loss_and_grads)
-    self._last_checkpoint = latest
-    self._saved_step = self.step if latest else None  # step of the newest checkpoint
 
   # --- state ---------------------------------------------------------------------------------
   @property
@@ -430,11 +422,7 @@ class Trainer:
   # --- checkpoints and recovery --------------------------------------------------------------
   def save_checkpoint(self):
     """Writes a checkpoint of the current step; returns its path."""
-    path = self.checkpoint_manager.save(checkpoint_number=self.step)
-    self._saved_step = self.step
-    if self.is_chief:
-      self._last_checkpoint = path
-    return path
+    return self.checkpoints.save()
 
   def recover_from_nonfinite(self):
     """Restores the latest checkpoint and lowers the learning rate by `nonfinite_lr_factor`.
@@ -442,33 +430,15 @@ class Trainer:
     Raises:
       TrainingError: when there is no checkpoint to go back to.
     """
-    latest = tf.train.latest_checkpoint(self.model_dir)
-    if latest is None:
-      raise TrainingError("training diverged (non-finite loss or gradients) before the first "
-                          "checkpoint; lower --learning_rate or --grad_clip_norm.")
     with self.strategy.scope():
-      self._restore_checkpoint(latest)
+      latest = self.checkpoints.restore_latest()
+      if latest is None:
+        raise TrainingError("training diverged (non-finite loss or gradients) before the "
+                            "first checkpoint; lower --learning_rate or --grad_clip_norm.")
       self._lr_scale.assign(self._lr_scale * self.config.nonfinite_lr_factor)
     logging.warning("Restored %s (step %d) after non-finite steps; learning rate scale is now "
                     "%g.", latest, self.step, self.learning_rate_scale)
     return latest
-
-  def _restore_checkpoint(self, path):
-    """Restores the checkpoint `path` (averages included when it holds them).
-
-    A checkpoint without averages (written with `ema_decay=0`, or before averaging existed)
-    restores everything else; the averages then restart from the restored weights.
-
-    Raises:
-      ValueError: one line, when the checkpoint is unreadable or does not match the model.
-    """
-    if self.averages is None or _has_averages(path):
-      _restore(self._checkpoint, path)
-      return
-    _restore(self._checkpoint_without_averages, path)
-    self.averages.reset()
-    logging.info("%s holds no weight averages (written with ema_decay=0 or before averaging "
-                 "existed); averaging starts from its weights at step %d.", path, self.step)
 
   # --- averaged weights ----------------------------------------------------------------------
   @contextlib.contextmanager
@@ -529,7 +499,7 @@ class Trainer:
     while self.step < target:
       if self.pilot_pending and self.step >= c.lc_pilot_steps:
         self.finish_pilot()
-        if self._saved_step != self.step:  # never rewrite the newest checkpoint in place
+        if self.checkpoints.saved_step != self.step:  # never rewrite the newest in place
           self.save_checkpoint()
       loss, norm, finite, lr = self.train_step(next(iterator))
       step = self.step
@@ -578,58 +548,16 @@ class Trainer:
         self.save_checkpoint()  # never in a non-finite streak: checkpoints stay "last good"
       if step % c.images_every == 0 and step != target:
         self.write_images()
-    if self.step != start or self._last_checkpoint is None:
+    if self.step != start or self.checkpoints.last_path is None:
       self.save_checkpoint()
       self.write_images()
     self._summary_writer.flush()
-    if not self.is_chief:
-      shutil.rmtree(self._write_dir, ignore_errors=True)
+    self.checkpoints.close()
     elapsed = time.time() - t0
     return TrainResult(step=self.step, losses=losses, bits_per_dim=bpds,
                        nonfinite_steps=nonfinite_total, restores=restores,
                        images_per_sec=images_seen / max(elapsed, 1e-9),
-                       checkpoint=self._last_checkpoint, resumed_from=start)
-
-
-def _restore(checkpoint, path):
-  """Restores `path` into `checkpoint` (every object of `checkpoint` must be in `path`).
-
-  Values in `path` that `checkpoint` does not hold (weight averages restored into a run with
-  `ema_decay=0`) are ignored.
-
-  Raises:
-    ValueError: one line, when the checkpoint files cannot be read (corrupted or truncated)
-      or do not match the model.
-  """
-  try:
-    checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
-  except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
-    raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
-
-
-def _has_averages(path):
-  """Whether the checkpoint `path` holds weight averages.
-
-  Raises:
-    ValueError: one line, when the checkpoint cannot be read.
-  """
-  try:
-    return averaging.in_checkpoint(path)
-  except (tf.errors.OpError, ValueError, IndexError) as e:
-    raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
-
-
-def describe_restore_error(error):
-  """A short description of a failed `tf.train.Checkpoint` restore (first line, no dumps)."""
-  if isinstance(error, tf.errors.OpError):
-    text = error.message
-  else:
-    text = str(error)
-  text = text.split(" Showing ")[0]  # "Found N Python objects ... Showing 10 of N: [dump]"
-  first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-  if isinstance(error, (tf.errors.OpError, IndexError)):
-    first = f"the files are unreadable (corrupted or truncated?): {first}"
-  return first[:500]
+                       checkpoint=self.checkpoints.last_path, resumed_from=start)
 
 
 def train(config, model_dir, strategy=None, dataset=None):
