@@ -111,7 +111,7 @@ def run_worker(spec_path):
          # per split point: the fraction of the kept elements that the static split keeps
          # too (its first C/2 channels): 1 = the static split, 0 = its opposite, ~0.5 = random
          "kept_as_static": [float(np.mean(m[..., :m.shape[-1] // 2]))
-                            for m in lc.keep_masks(trainer.flow)]}
+                            for m in lc.keep_masks(trainer.flow.junctions)]}
   with open(os.path.join(spec["model_dir"], "result.json"), "w") as f:
     json.dump(out, f, indent=2)
 

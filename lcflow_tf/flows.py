@@ -192,7 +192,7 @@ class Flow(tf.Module):
       self.split_fixed = tf.Variable(config.split in ("static", "random"), trainable=False,
                                      name="split_fixed")
     if config.split == "random":
-      lc.set_random_split(self, seed=config.seed)
+      lc.random_split(self.junctions, config.seed)
 
   # --- construction ------------------------------------------------------------------------
   def _next_seed(self):
@@ -322,7 +322,7 @@ class Flow(tf.Module):
   def log_prob(self, x):
     """log p(x) in nats per image, for float images in [0, 1) (one pass through the flow)."""
     z, a = self.encode_with_log_det_map(x)
-    return tf.reduce_sum(standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
+    return tf.reduce_sum(lc.standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
 
   def log_prob_and_lc_batch(self, x):
     """log p(x) and the batch sums of the LC statistics, from the same single pass.
@@ -331,7 +331,7 @@ class Flow(tf.Module):
     """
     recorder = lc.SplitRecorder()
     z, a = self.encode_with_log_det_map(x, recorder=recorder)
-    log_prob = tf.reduce_sum(standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
+    log_prob = tf.reduce_sum(lc.standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
     return log_prob, recorder.batch_sums()
 
   def bits_per_dim(self, images, n_bits=None, num_bins=None, seed=None):
@@ -395,16 +395,27 @@ class Flow(tf.Module):
 
   # --- likelihood contributions (lcflow_tf.lc) ---------------------------------------------
   def likelihood_contributions(self, x):
-    """See `lcflow_tf.lc.likelihood_contributions`."""
-    return lc.likelihood_contributions(self, x)
+    """Per-element decomposition of log p(x) and the LC maps at every split of this flow.
+
+    Returns:
+      `lcflow_tf.lc.LikelihoodContributions` (one pass through the flow).
+    """
+    recorder = lc.SplitRecorder()
+    z, a = self.encode_with_log_det_map(x, recorder=recorder)
+    return lc.likelihood_contributions(recorder, z, a)
 
   def fix_split(self, rule=None):
-    """Fixes every junction's permutation from the statistics (see `lcflow_tf.lc.fix_split`)."""
-    return lc.fix_split(self, rule)
+    """Fixes every junction's permutation from `lc_statistics` (`lcflow_tf.lc.fix_split`).
 
+    Args:
+      rule: one of `lcflow_tf.lc.SPLITS`; default `config.split`.
 
-def standard_normal_log_prob(z):
-  return -0.5 * tf.square(z) - 0.5 * math.log(2.0 * math.pi)
+    Returns:
+      The permutations that were set, outermost junction first.
+    """
+    return lc.fix_split(self.junctions, self.lc_statistics,
+                        self.config.split if rule is None else rule, seed=self.config.seed,
+                        split_fixed=self.split_fixed)
 
 
 def _resolve_bins(n_bits, num_bins):

@@ -159,12 +159,12 @@ def lc_maps(flow):
     LC is zero before).
   """
   stats = flow.lc_statistics
-  masks = lc.keep_masks(flow)
+  masks = lc.keep_masks(flow.junctions)
   depth = np.full(flow.image_shape, float(len(flow.junctions)))
   levels = []
   for level, mask in enumerate(masks):
-    mean_lc = lc.to_image_coordinates(flow, level, stats.mean_lc[level].numpy())
-    keep = lc.to_image_coordinates(flow, level, mask)
+    mean_lc = lc.to_image_coordinates(flow.junctions, level, stats.mean_lc[level].numpy())
+    keep = lc.to_image_coordinates(flow.junctions, level, mask)
     depth = np.where(keep == 0.0, float(level), depth)
     levels.append({"mean_lc": mean_lc, "keep": keep})
   return levels, depth

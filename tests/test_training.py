@@ -255,7 +255,7 @@ def test_pilot_fixes_split_from_statistics_and_counts_steps(straight):
     assert (order != np.arange(order.shape[-1])).any()  # not the static split
   # The kept channels really have the higher mean LC at every location.
   mean_lc = flow.lc_statistics.mean_lc[0].numpy()
-  kept = lc.keep_masks(flow)[0].astype(bool)
+  kept = lc.keep_masks(flow.junctions)[0].astype(bool)
   half = mean_lc.shape[:2] + (mean_lc.shape[-1] // 2,)
   assert (mean_lc[kept].reshape(half).min(-1) >= mean_lc[~kept].reshape(half).max(-1)).all()
 
