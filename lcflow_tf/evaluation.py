@@ -114,10 +114,9 @@ def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=
               for x in data.make_eval_pipeline(images, batch_size, num_bins, seed + k)]
     passes.append(np.concatenate(values).astype(np.float64))
   log_probs = np.stack(passes)  # [K, N]
-  dims = float(np.prod(flow.image_shape))
 
   def to_bpd(lp):
-    return -(lp - dims * math.log(num_bins)) / (dims * math.log(2.0))
+    return flows.log_prob_to_bits_per_dim(lp, flow.image_shape, num_bins)
 
   per_image = to_bpd(log_probs).mean(axis=0)
   n = per_image.size

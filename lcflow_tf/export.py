@@ -20,7 +20,6 @@ input specs; integer values >= B by a check that names the allowed range.
 re-saves an export written before 2026-11-30, which only `tf.saved_model.load` can run.
 """
 
-import math
 import os
 
 import tensorflow as tf
@@ -28,6 +27,7 @@ import tensorflow as tf
 from lcflow_tf import bijectors as lcb
 from lcflow_tf import checks
 from lcflow_tf import files
+from lcflow_tf import flows
 
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
 
@@ -78,7 +78,6 @@ class _Serving(tf.Module):
     self.image_shape = tf.constant(flow.image_shape, tf.int32)
     h, w, c = flow.image_shape
     bins = float(num_bins)
-    dims = float(h * w * c)
     dtype = flow.dtype
     image_spec = tf.TensorSpec([None, h, w, c], tf.uint8, name="images")
     latent_spec = tf.TensorSpec([None, h, w, c], tf.float32, name="latent")
@@ -103,8 +102,8 @@ class _Serving(tf.Module):
     @tf.function(input_signature=[image_spec])
     def log_prob(images):
       lp = tf.cast(flow.log_prob(to_model_space(images)), tf.float32)
-      bpd = -(lp - dims * math.log(bins)) / (dims * math.log(2.0))
-      return {"log_prob": lp, "bits_per_dim": bpd}
+      return {"log_prob": lp,
+              "bits_per_dim": flows.log_prob_to_bits_per_dim(lp, flow.image_shape, num_bins)}
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num"),
                                   tf.TensorSpec([], tf.float32, name="temperature"),
