@@ -86,7 +86,7 @@ def run_worker(spec_path):
 
   with open(spec_path) as f:
     spec = json.load(f)
-  cfg = config_lib.TrainConfig(**spec["config"])
+  cfg = config_lib.TrainConfig.from_flags(**spec["config"])
   distribute.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
   start = time.time()
   trainer = training.Trainer(cfg, spec["model_dir"])

@@ -47,8 +47,13 @@ def unbounded_values(architecture="glow", scale_fn=None):
 
 @dataclasses.dataclass(frozen=True)
 class FlowConfig:
-  """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model."""
-  image_shape: tuple
+  """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model.
+
+  The defaults are the papers' (Glow: L=3, K=32, width 512). `image_shape` may be left None
+  in a configuration that does not know its data yet (`lcflow_tf.config.TrainConfig.model`);
+  `Flow` needs it.
+  """
+  image_shape: tuple | None = None
   architecture: str = "glow"
   levels: int = 3
   steps_per_level: int = 32
@@ -105,8 +110,8 @@ class FlowConfig:
 
 def _validate(cfg):
   shape = cfg.image_shape
-  if (not isinstance(shape, tuple) or len(shape) != 3
-      or not all(checks.is_int(d) and d > 0 for d in shape)):
+  if shape is not None and (not isinstance(shape, tuple) or len(shape) != 3
+                            or not all(checks.is_int(d) and d > 0 for d in shape)):
     raise ValueError(f"image_shape must be three positive ints (H, W, C), got {shape!r}.")
   checks.check_choice("architecture", cfg.architecture, ARCHITECTURES)
   checks.check_choice("coupling", cfg.coupling, COUPLINGS)
@@ -126,8 +131,7 @@ def _validate(cfg):
     raise ValueError("max_log_scale=0 (unbounded) needs scale_fn='sigmoid'; the 'tanh' scale "
                      "is always bounded (give a number > 0).")
   factor = 2 ** cfg.num_squeezes
-  h, w, _ = shape
-  if h % factor or w % factor:
+  if shape is not None and (shape[0] % factor or shape[1] % factor):
     raise ValueError(
         f"{cfg.architecture} with levels={cfg.levels} squeezes {cfg.num_squeezes} "
         f"times, so H and W must be divisible by {factor}; got image_shape {shape}.")
@@ -174,6 +178,8 @@ class Flow(tf.Module):
   """
 
   def __init__(self, config):
+    if config.image_shape is None:
+      raise ValueError("Flow: config.image_shape must be set (H, W, C), got None.")
     super().__init__(name=f"{config.architecture}_flow")
     self.config = config
     self.image_shape = tuple(config.image_shape)

@@ -161,15 +161,16 @@ CASES = [
          r"^batch_size=16 is larger than the training set of fashion_mnist \(10 images\)\.$"),
     # train.py: flags
     Case("train-batch-size-zero", TRAIN, cli("--model_dir={sb}/run", "--batch_size=0"),
-         r"flag --batch_size=0: 0 is not a positive integer"),
+         r"^batch_size must be an integer >= 1, got 0\.$"),
     Case("train-unknown-split", TRAIN, cli("--model_dir={sb}/run", "--split=best"),
-         r"flag --split=best: value should be one of <static\|random\|lc\|lc_reverse\|variance>"),
+         r"^split must be one of \['static', 'random', 'lc', 'lc_reverse', 'variance'\], "
+         r"got 'best'\.$"),
     Case("train-learning-rate-zero", TRAIN, cli("--model_dir={sb}/run", "--learning_rate=0"),
          r"^learning_rate must be in \(0.0, inf\], got 0.0\.$"),
     Case("train-ema-decay-one", TRAIN, cli("--model_dir={sb}/run", "--ema_decay=1"),
          r"^ema_decay must be in \[0.0, 1.0\), got 1.0\.$"),
     Case("train-unknown-lr-schedule", TRAIN, cli("--model_dir={sb}/run", "--lr_schedule=step"),
-         r"flag --lr_schedule=step: value should be one of <constant\|cosine\|linear>"),
+         r"^lr_schedule must be one of \['constant', 'cosine', 'linear'\], got 'step'\.$"),
     Case("train-multi-worker-without-tf-config", TRAIN,
          cli("--model_dir={sb}/run", "--strategy=multi_worker", *TRAIN_FLAGS),
          r"^strategy 'multi_worker' reads the cluster from the TF_CONFIG environment variable, "
@@ -208,12 +209,12 @@ CASES = [
          r"\d+ Python objects that were not bound to checkpointed values"),
     Case("eval-run-without-checkpoint", EVAL, cli(
         "--model_dir={sb}/run", setup=lambda sb, runs: config_lib.write_train_config(
-            str(sb / "run"), config_lib.TrainConfig(**TINY))),
+            str(sb / "run"), config_lib.TrainConfig.from_flags(**TINY))),
          r"^model_dir .*/run has no checkpoint yet\.$"),
     Case("eval-negative-temperature", EVAL, cli("--model_dir={glow}", "--temperatures=0.7,-1"),
          r"^temperatures must be in \[0.0, inf\], got -1.0\.$"),
     Case("eval-unknown-weights", EVAL, cli("--model_dir={glow}", "--weights=best"),
-         r"flag --weights=best: value should be one of <ema\|raw>"),
+         r"^weights must be one of \['ema', 'raw'\], got 'best'\.$"),
     Case("eval-output-dir-under-a-file", EVAL,
          cli("--model_dir={glow}", "--output_dir={sb}/file/eval",
              setup=lambda sb, runs: a_file(sb)),
@@ -243,7 +244,8 @@ CASES = [
          r"flag --export_dir=None: Flag --export_dir must have a value other than None"),
     Case("export-version-zero", EXPORT,
          cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=0"),
-         r"flag --version=0: 0 is not a positive integer"),
+         r"^export_saved_model: version must be None or an int >= 1 \(the number of the "
+         r"TensorFlow Serving version folder\), got 0\.$"),
     Case("export-version-folder-exists", EXPORT,
          cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=1",
              setup=lambda sb, runs: (sb / "models" / "1").mkdir(parents=True)),
@@ -329,17 +331,17 @@ CASES = [
         lambda c: averaging.WeightAverage(c.flow.trainable_variables, 1.0)),
          r"WeightAverage: decay must be in \[0, 1\), got 1.0"),
     Case("config-unknown-architecture", LIB, lib(
-        lambda c: config_lib.TrainConfig(architecture="flow++")),
+        lambda c: config_lib.TrainConfig.from_flags(architecture="flow++")),
          r"architecture must be one of \['glow', 'realnvp'\], got 'flow\+\+'"),
     Case("eval-config-no-temperatures", LIB, lib(
         lambda c: config_lib.EvalConfig(temperatures=())),
          r"temperatures must be a non-empty tuple"),
     Case("trainer-model-dir-under-a-file", LIB, lib(lambda c: training.Trainer(
-        config_lib.TrainConfig(**TINY), str(c.sb / "file" / "run"), dataset=c.digits),
+        config_lib.TrainConfig.from_flags(**TINY), str(c.sb / "file" / "run"), dataset=c.digits),
                                                     setup=lambda c: a_file(c.sb)),
          r"model_dir .*/file/run cannot be created: .*/file is a file, not a directory"),
     Case("trainer-model-dir-not-writable", LIB, lib(lambda c: training.Trainer(
-        config_lib.TrainConfig(**TINY), str(c.sb / "ro" / "run"), dataset=c.digits),
+        config_lib.TrainConfig.from_flags(**TINY), str(c.sb / "ro" / "run"), dataset=c.digits),
                                                     setup=lambda c: read_only_dir(c.sb)),
          r"model_dir .*/ro/run is not writable \(no write permission on .*/ro\)"),
     Case("multi-worker-without-tf-config", LIB, lib(
@@ -466,7 +468,7 @@ def runs(digits, tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   made = {}
   for name, overrides in (("glow", {}), ("rnvp", {"architecture": "realnvp"})):
-    trainer = training.Trainer(config_lib.TrainConfig(**{**TINY, **overrides}),
+    trainer = training.Trainer(config_lib.TrainConfig.from_flags(**TINY, **overrides),
                                str(root / name), dataset=digits)
     iterator = trainer.distributed_iterator()
     for _ in range(2):

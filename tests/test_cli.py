@@ -54,7 +54,7 @@ def test_train_resume_then_eval(tmp_path):
   assert checkpoint_value(ckpt4, ITERATIONS) == 4
   slot = "optimizer/_variables/1/.ATTRIBUTES/VARIABLE_VALUE"  # an Adam moment
   saved = config_lib.read_train_config(model_dir)
-  assert saved.train_steps == 4 and saved.hidden_channels == 8 and saved.split == "lc"
+  assert saved.train_steps == 4 and saved.model.hidden_channels == 8 and saved.model.split == "lc"
   assert (saved.lr_schedule, saved.ema_decay) == ("linear", 0.99)
 
   # The optimizer state in the checkpoint is what a resumed Trainer starts from.
@@ -146,9 +146,9 @@ def _other_config_dir(tmp_path):
 
 
 BAD_TRAIN_FLAGS = [
-    (["--dataset=cifar100"], r"flag --dataset=cifar100: value should be one of"),
-    (["--batch_size=0"], r"flag --batch_size=0: 0 is not"),
-    (["--levels=-1"], r"flag --levels=-1: -1 is not"),
+    (["--dataset=cifar100"], r"^error: dataset must be one of \['digits', .*\], got 'cifar100'\.$"),
+    (["--batch_size=0"], r"^error: batch_size must be an integer >= 1, got 0\.$"),
+    (["--levels=-1"], r"^error: levels must be an integer >= 1, got -1\.$"),
     (["--learning_rate=-1"], r"^error: learning_rate must be in \(0.0, inf\], got -1.0\.$"),
     (["--levels=4"], r"^error: .*H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
     (["--lc_pilot_steps=2000"], r"^error: lc_pilot_steps must be smaller than train_steps"),

@@ -29,7 +29,7 @@ TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train
 
 
 def tiny(**overrides):
-  return config_lib.TrainConfig(**{**TINY, **overrides})
+  return config_lib.TrainConfig.from_flags(**{**TINY, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +382,7 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   shutil.copytree(tmp_path / "reference", model_dir)
   names = {n for n, _ in tf.train.list_variables(str(model_dir / "ckpt-2"))}
   assert not any(n.startswith("averages/") for n in names)  # the old checkpoint layout
-  fields = old_style.to_dict()
+  fields = old_style.to_flags()  # the flat format of config.json before 2026-12
   for name in ("lr_schedule", "lr_min_ratio", "ema_decay"):
     del fields[name]
   files.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
@@ -461,6 +461,39 @@ def test_train_config_validation():
   assert config_lib.TrainConfig.from_dict(config.to_dict()) == config
   assert config.differences(tiny(train_steps=9, log_every=5)) == []
   assert config.differences(tiny(seed=3)) == [("seed", 0, 3)]
+
+
+def test_train_config_holds_a_flow_config():
+  """One model field list (FlowConfig, the papers' defaults), the CPU defaults stated once; the
+  flat names of train.py's flags and of the config.json format before 2026-12 map onto it."""
+  assert config_lib.TrainConfig().model == config_lib.CPU_FLOW_DEFAULTS
+  assert (flows.FlowConfig().levels, flows.FlowConfig().hidden_channels) == (3, 512)
+  config = tiny(split="static", seed=3, lc_pilot_steps=0)
+  assert (config.model.levels, config.model.hidden_channels, config.model.split) == (
+      2, 8, "static")
+  assert config.model.seed == 3  # the run's one seed
+  assert config.flow_config((8, 8, 1)) == flows.FlowConfig(
+      image_shape=(8, 8, 1), levels=2, steps_per_level=1, hidden_channels=8, split="static",
+      seed=3)
+  nested = config.to_dict()
+  assert nested["model"]["hidden_channels"] == 8 and "hidden_channels" not in nested
+  flat = config.to_flags()
+  assert list(flat) == list(config_lib.FLAG_FIELDS) and flat["hidden_channels"] == 8
+  assert config_lib.TrainConfig.from_dict(flat) == config  # the flat format reads as the same
+  assert config_lib.TrainConfig.from_flags(**flat) == config
+  direct = config_lib.TrainConfig(model=dataclasses.replace(
+      config_lib.CPU_FLOW_DEFAULTS, steps_per_level=1, hidden_channels=8, split="static"),
+      seed=3, lc_pilot_steps=0, **{k: TINY[k] for k in TINY if k not in config_lib.MODEL_FLAGS
+                                   and k != "lc_pilot_steps"})
+  assert direct == config
+  with pytest.raises(ValueError, match=r"model.image_shape must be None \(the dataset sets it\)"):
+    config_lib.TrainConfig(model=flows.FlowConfig(image_shape=(8, 8, 1)))
+  with pytest.raises(ValueError, match=r"model.dtype must be 'float32'"):
+    config_lib.TrainConfig(model=flows.FlowConfig(dtype="float64", split="static"))
+  with pytest.raises(ValueError, match=r"unknown config fields \['depth'\]"):
+    tiny(depth=3)
+  with pytest.raises(ValueError, match=r"unknown model fields \['depth'\]"):
+    config_lib.TrainConfig.from_dict(dict(nested, model=dict(nested["model"], depth=3)))
 
 
 def test_make_strategy():
