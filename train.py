@@ -9,8 +9,8 @@ LC heatmaps) in MODEL_DIR/eval.
       --steps_per_level=8 --hidden_channels=128 --train_steps=20000 --lc_pilot_steps=2000
 
 Rerunning with the same --model_dir resumes from the latest checkpoint (a larger
---train_steps continues training; --lr_schedule, --lr_min_ratio and --ema_decay default to the
-run's own values). The final evaluation and --export_dir=DIR (a SavedModel of the final
+--train_steps continues training; --lr_schedule, --lr_min_ratio, --ema_decay, the soft bounds
+and --network_init default to the run's own values). The final evaluation and --export_dir=DIR (a SavedModel of the final
 checkpoint, see export.py; --export_version=N: TensorFlow Serving's EXPORT_DIR/N/ layout) use
 the averaged weights (see --ema_decay). Bad flag values end with a one-line `error: ...` and
 exit status 1, before anything is written.
@@ -28,6 +28,7 @@ from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import networks
 from lcflow_tf import schedules
 from lcflow_tf import training
 from lcflow_tf.bijectors import affine_coupling
@@ -80,6 +81,11 @@ flags.DEFINE_float("max_log_scale", _M.max_log_scale,
                    f"{flows.DEFAULT_BOUNDS['max_log_scale']['sigmoid']:g} for the sigmoid "
                    f"scale, {flows.DEFAULT_BOUNDS['max_log_scale']['tanh']:g} for tanh); 0: "
                    "unbounded (Glow's original sigmoid scale).")
+flags.DEFINE_string("network_init", _M.network_init,
+                    "Initialisation of the conditioner networks' hidden layers, "
+                    f"{_one_of(networks.INITS)}: uniform (U(+-1/sqrt(fan_in)) weights and "
+                    "biases, PyTorch's default) or he_normal (He normal weights, zero biases; "
+                    "the library's before 2026-11-30). Default when resuming: the run's own.")
 flags.DEFINE_float("max_shift", _M.max_shift, "Soft bound of the couplings' |shift| (default "
                    f"{flows.DEFAULT_BOUNDS['max_shift']:g}); 0: unbounded.")
 flags.DEFINE_float("max_log_sigma", _M.max_log_sigma, "Soft bound of the learned split "

@@ -50,8 +50,8 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
-# TrainConfig fields of the training recipe: the library's defaults, recorded with each run.
-RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay")
+# TrainConfig fields (flat names) of the training recipe: the library's defaults, recorded with each run.
+RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init")
 
 
 def default_recipe(architecture):
@@ -63,11 +63,11 @@ def default_recipe(architecture):
   """
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
-  defaults = config_lib.TrainConfig()
+  defaults = config_lib.TrainConfig().to_flags()
   model = flows.FlowConfig(image_shape=(8, 8, 1), architecture=architecture, levels=1)
   bounds = {name: float(getattr(model, f"resolved_{name}") or 0.0)
             for name in flows.BOUND_FIELDS}
-  return dict({name: getattr(defaults, name) for name in RECIPE_FIELDS}, **bounds)
+  return dict({name: defaults[name] for name in RECIPE_FIELDS}, **bounds)
 # Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
 # lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1

@@ -10,7 +10,8 @@ all-reduce change the order of the floating-point additions and nothing else, so
 difference between the twins is the run's sensitivity to rounding.
 
 Recipes (`RECIPES`): `main` is the library before issue 13 (constant learning rate after the
-warm-up, no weight averaging, unbounded couplings and split prior); `default` is the library
+warm-up, no weight averaging, unbounded couplings and split prior, He-normal conditioner
+initialisation); `default` is the library
 now (whatever `TrainConfig` defaults to); the others vary one part of the default.
 
 Every finished run leaves a record under docs/results/noise_floor_runs/ (committed), reused by
@@ -33,7 +34,7 @@ from benchmarks import ablation  # pylint: disable=g-import-not-at-top
 
 UNBOUNDED = dict(max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
 RECIPES = {
-    "main": dict(lr_schedule="constant", ema_decay=0.0, **UNBOUNDED),
+    "main": dict(lr_schedule="constant", ema_decay=0.0, network_init="he_normal", **UNBOUNDED),
     "default": {},
     "constant": dict(lr_schedule="constant"),
     "linear": dict(lr_schedule="linear"),
@@ -41,6 +42,7 @@ RECIPES = {
     "ema_0.99": dict(ema_decay=0.99),
     "ema_0.995": dict(ema_decay=0.995),
     "unbounded": dict(UNBOUNDED),
+    "he_normal": dict(network_init="he_normal"),
 }
 # Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,

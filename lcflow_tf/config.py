@@ -53,10 +53,10 @@ RESUMABLE_FIELDS = frozenset({
 # run whose config.json lacks them was trained (a constant learning rate after the warm-up, no
 # weight averages; the floor does not matter then). `TrainConfig.from_dict` fills them in, and
 # `inherit_unset` lets train.py keep a resumed run's values of them.
-# The soft bounds of the couplings and split prior (`flows.BOUND_FIELDS`) were added with them:
-# their values for such a run come from `flows.unbounded_values`.
+# The model's added fields (soft bounds, conditioner initialisation) come from
+# `flows.legacy_values` (unbounded, He normal; the scale bound depends on the scale function).
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0, **flows.unbounded_values()}
+                "ema_decay": 0.0, **flows.legacy_values()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,8 +208,8 @@ class TrainConfig:
       ValueError: for unknown keys or bad values.
     """
     if "model" not in values:
-      legacy = dict(ADDED_FIELDS, **flows.unbounded_values(values.get("architecture", "glow"),
-                                                            values.get("scale_fn")))
+      legacy = dict(ADDED_FIELDS, **flows.legacy_values(values.get("architecture", "glow"),
+                                                         values.get("scale_fn")))
       return cls.from_flags(**{**legacy, **values})
     _check_keys("config", values, {f.name for f in dataclasses.fields(cls)})
     model = values["model"]
@@ -339,9 +339,9 @@ def write_train_config(model_dir, config):
 def inherit_unset(config, saved, given):
   """`config` with the `ADDED_FIELDS` that are not in `given` taken from `saved`.
 
-  train.py resumes a run with the learning-rate schedule, weight averaging and soft bounds it
-  was started with (for a run saved before these fields existed: constant, none, unbounded)
-  unless their flags are given.
+  train.py resumes a run with the learning-rate schedule, weight averaging, soft bounds and
+  conditioner initialisation it was started with (for a run saved before these fields existed:
+  constant, none, unbounded, he_normal) unless their flags are given.
 
   Args:
     config: the `TrainConfig` built from the flags.

@@ -45,6 +45,18 @@ def unbounded_values(architecture="glow", scale_fn=None):
           "max_log_sigma": 0.0}
 
 
+def legacy_values(architecture="glow", scale_fn=None):
+  """The model fields added after models were first saved, with the values of before.
+
+  A saved configuration that lacks them describes a model with unbounded couplings and split
+  prior (`unbounded_values`) and He-normal conditioners (`networks.LEGACY_INIT`).
+
+  Returns:
+    {field of `FlowConfig`: value}.
+  """
+  return dict(unbounded_values(architecture, scale_fn), network_init=networks.LEGACY_INIT)
+
+
 @dataclasses.dataclass(frozen=True)
 class FlowConfig:
   """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model.
@@ -70,6 +82,7 @@ class FlowConfig:
   max_log_scale: float | None = None   # couplings' |log scale|
   max_shift: float | None = None       # couplings' |shift|
   max_log_sigma: float | None = None   # learned split prior's |log sigma|
+  network_init: str = networks.DEFAULT_INIT  # conditioners' hidden layers (lcflow_tf.networks)
 
   def __post_init__(self):
     _validate(self)
@@ -120,6 +133,7 @@ def _validate(cfg):
   checks.check_choice("split_prior", cfg.split_prior, (None,) + lcb.factor_out.PRIORS)
   checks.check_choice("scale_fn", cfg.scale_fn, (None,) + lcb.affine_coupling.SCALE_FNS)
   checks.check_choice("dtype", cfg.dtype, ("float32", "float64"))
+  checks.check_choice("network_init", cfg.network_init, networks.INITS)
   checks.check_int("levels", cfg.levels, 1)
   checks.check_int("steps_per_level", cfg.steps_per_level, 1)
   checks.check_int("hidden_channels", cfg.hidden_channels, 1)
@@ -151,7 +165,7 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
     split: how each junction chooses the channels that stay: `"static"`, `"random"`, `"lc"`,
       `"lc_reverse"` or `"variance"` (see `lcflow_tf.lc`).
     **kwargs: the other fields of `FlowConfig` (conv1x1, split_prior, scale_fn,
-      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma).
+      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma, network_init).
 
   Returns:
     A `Flow`.
@@ -209,10 +223,12 @@ class Flow(tf.Module):
     cfg = self.config
     n_in, n_out = lcb.conditioner_channels(shape[-1], mask, cfg.coupling)
     if cfg.architecture == "glow":
-      net = networks.glow_network(n_in, n_out, cfg.hidden_channels, dtype=cfg.dtype)
+      net = networks.glow_network(n_in, n_out, cfg.hidden_channels, dtype=cfg.dtype,
+                                  init=cfg.network_init)
     else:
       net = networks.resnet_network(n_in, n_out, cfg.hidden_channels,
-                                    num_blocks=cfg.resnet_blocks, dtype=cfg.dtype)
+                                    num_blocks=cfg.resnet_blocks, dtype=cfg.dtype,
+                                    init=cfg.network_init)
     return lcb.AffineCoupling(net, shape, mask=mask, parity=parity, kind=cfg.coupling,
                               scale_fn=cfg.resolved_scale_fn,
                               max_log_scale=cfg.resolved_max_log_scale,

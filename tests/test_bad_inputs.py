@@ -169,6 +169,10 @@ CASES = [
          r"^learning_rate must be in \(0.0, inf\], got 0.0\.$"),
     Case("train-ema-decay-one", TRAIN, cli("--model_dir={sb}/run", "--ema_decay=1"),
          r"^ema_decay must be in \[0.0, 1.0\), got 1.0\.$"),
+    Case("train-unbounded-tanh-scale", TRAIN, cli("--model_dir={sb}/run", "--scale_fn=tanh",
+                                                  "--max_log_scale=0", *TRAIN_FLAGS),
+         r"^max_log_scale=0 \(unbounded\) needs scale_fn='sigmoid'; the 'tanh' "
+         r"scale is always bounded \(give a number > 0\)\.$"),
     Case("train-unknown-lr-schedule", TRAIN, cli("--model_dir={sb}/run", "--lr_schedule=step"),
          r"^lr_schedule must be one of \['constant', 'cosine', 'linear'\], got 'step'\.$"),
     Case("train-multi-worker-without-tf-config", TRAIN,
@@ -321,6 +325,9 @@ CASES = [
     Case("config-nonfinite-lr-factor", LIB, lib(
         lambda c: config_lib.TrainConfig(nonfinite_lr_factor=1.5)),
          r"nonfinite_lr_factor must be in \(0.0, 1.0\), got 1.5"),
+    Case("config-negative-max-shift", LIB, lib(
+        lambda c: config_lib.TrainConfig.from_flags(max_shift=-1.0)),
+         r"max_shift must be in \[0.0, inf\], got -1.0"),
     Case("config-negative-lr-min-ratio", LIB, lib(
         lambda c: config_lib.TrainConfig(lr_schedule="linear", lr_min_ratio=-0.1)),
          r"lr_min_ratio must be in \[0.0, 1.0\), got -0.1"),

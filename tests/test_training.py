@@ -366,15 +366,17 @@ def test_model_dir_with_another_config_is_refused_untouched(digits, tmp_path):
 
 
 def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digits, tmp_path):
-  """A config.json without lr_schedule / lr_min_ratio / ema_decay (written by the code before
-  they existed) and a checkpoint without averages.
+  """A config.json without lr_schedule / lr_min_ratio / ema_decay / the soft bounds (written by
+  the code before they existed) and a checkpoint without averages.
 
-  It reads as a constant learning rate without averages; train.py's flags, when not given,
+  It reads as a constant learning rate without averages, unbounded couplings and split prior
+  (Glow's sigmoid scale then) and He-normal conditioners; train.py's flags, when not given,
   keep those values. Resumed with averaging turned on, the averages start from the restored
   weights and the weights follow exactly the trajectory of the uninterrupted old-style run.
   """
   old_style = tiny(split="static", lc_pilot_steps=0, train_steps=4, lr_schedule="constant",
-                   ema_decay=0.0)
+                   ema_decay=0.0, max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0,
+                   network_init="he_normal")
   reference = training.Trainer(old_style, str(tmp_path / "reference"), dataset=digits)
   assert reference.averages is None
   reference.train(until_step=2)
@@ -383,7 +385,7 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   names = {n for n, _ in tf.train.list_variables(str(model_dir / "ckpt-2"))}
   assert not any(n.startswith("averages/") for n in names)  # the old checkpoint layout
   fields = old_style.to_flags()  # the flat format of config.json before 2026-12
-  for name in ("lr_schedule", "lr_min_ratio", "ema_decay"):
+  for name in ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init") + flows.BOUND_FIELDS:
     del fields[name]
   files.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
 
@@ -411,6 +413,26 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   assert_all_close(values(resumed.flow.trainable_variables),
                    values(reference.flow.trainable_variables), rtol=1e-6, atol=1e-7)
   assert config_lib.read_train_config(str(model_dir)).ema_decay == 0.999
+
+
+def test_config_without_bounds_rebuilds_the_unbounded_model():
+  """Old (flat) config.json files: Glow's sigmoid scale was unbounded, RealNVP's tanh bounded
+  by 2, the conditioners He-normal initialised."""
+  for architecture, scale_fn, expected in (("glow", None, (None, None, None)),
+                                           ("realnvp", None, (2.0, None, None)),
+                                           ("glow", "tanh", (2.0, None, None))):
+    fields = tiny(architecture=architecture, scale_fn=scale_fn).to_flags()
+    for name in flows.BOUND_FIELDS + ("network_init",):
+      del fields[name]
+    flow_config = config_lib.TrainConfig.from_dict(fields).flow_config((8, 8, 1))
+    assert (flow_config.resolved_max_log_scale, flow_config.resolved_max_shift,
+            flow_config.resolved_max_log_sigma) == expected
+    assert flow_config.network_init == "he_normal"
+  new = tiny().flow_config((8, 8, 1))  # a new run gets the default bounds and initialisation
+  assert (new.resolved_max_log_scale, new.resolved_max_shift, new.resolved_max_log_sigma) == (
+      flows.DEFAULT_BOUNDS["max_log_scale"]["sigmoid"], flows.DEFAULT_BOUNDS["max_shift"],
+      flows.DEFAULT_BOUNDS["max_log_sigma"])
+  assert new.network_init == "uniform"
 
 
 def test_evaluation_uses_the_averages_unless_raw_is_asked_for(digits, straight, tmp_path):
