@@ -312,6 +312,16 @@ def make_train_pipeline(dataset: tf.data.Dataset,
             f"with drop_remainder no batch would be produced. Use 1..{size}.")
     checks.check_int("shuffle_buffer", shuffle_buffer, 1, numpy_ok=True)
     checks.check_int("start_step", start_step, 0, numpy_ok=True)
+    ds = _shuffled_epochs(dataset, shuffle_buffer, seed).enumerate()
+    if start_step:
+        ds = ds.skip(start_step * batch_size)
+    ds = ds.map(_dequantize_fn(num_bins, seed), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _shuffled_epochs(dataset, shuffle_buffer, seed):
+    """Endless epochs; epoch `e` shuffled with a seed drawn statelessly from [seed, -1 - e]."""
 
     def epoch(e):
         epoch_seed = tf.random.stateless_uniform(
@@ -319,12 +329,7 @@ def make_train_pipeline(dataset: tf.data.Dataset,
             maxval=2**31 - 1, dtype=tf.int64)
         return dataset.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
 
-    ds = tf.data.Dataset.counter().flat_map(epoch).enumerate()
-    if start_step:
-        ds = ds.skip(start_step * batch_size)
-    ds = ds.map(_dequantize_fn(num_bins, seed), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.counter().flat_map(epoch)
 
 
 def make_eval_pipeline(dataset: tf.data.Dataset, batch_size: int, num_bins: int,

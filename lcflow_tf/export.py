@@ -77,27 +77,14 @@ class _Serving(tf.Module):
     self.num_bins = tf.constant(num_bins, tf.int32)
     self.image_shape = tf.constant(flow.image_shape, tf.int32)
     h, w, c = flow.image_shape
-    bins = float(num_bins)
     dtype = flow.dtype
     image_spec = tf.TensorSpec([None, h, w, c], tf.uint8, name="images")
     latent_spec = tf.TensorSpec([None, h, w, c], tf.float32, name="latent")
 
-    def check_shape(t, what):
-      return tf.debugging.assert_equal(
-          tf.shape(t)[1:], self.image_shape,
-          message=f"{what} must have shape [N, {h}, {w}, {c}]")
-
     def to_model_space(images):
-      checks = [check_shape(images, "images"),
-                tf.debugging.assert_less(
-                    tf.cast(images, tf.int32), num_bins,
-                    message=f"images must be integers in [0, {num_bins}) (num_bins={num_bins})")]
-      with tf.control_dependencies(checks):
-        return (tf.cast(images, dtype) + 0.5) / bins
-
-    def to_images(x):
-      k = tf.floor(tf.cast(x, tf.float32) * bins)
-      return tf.cast(tf.clip_by_value(k, 0.0, bins - 1.0), tf.uint8)
+      with tf.control_dependencies(_check_images(images, self.image_shape, flow.image_shape,
+                                                 num_bins)):
+        return (tf.cast(images, dtype) + 0.5) / float(num_bins)
 
     @tf.function(input_signature=[image_spec])
     def log_prob(images):
@@ -116,7 +103,7 @@ class _Serving(tf.Module):
         shape = tf.concat([[num], self.image_shape], 0)
       z = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(1, tf.int64)]),
                                      dtype=dtype)
-      return {"images": to_images(flow.decode(z * tf.cast(temperature, dtype)))}
+      return {"images": _to_images(flow.decode(z * tf.cast(temperature, dtype)), num_bins)}
 
     @tf.function(input_signature=[image_spec])
     def encode(images):
@@ -124,15 +111,38 @@ class _Serving(tf.Module):
 
     @tf.function(input_signature=[latent_spec])
     def decode(latent):
-      with tf.control_dependencies([check_shape(latent, "latent")]):
+      with tf.control_dependencies([_check_shape(latent, self.image_shape, flow.image_shape,
+                                                 "latent")]):
         # tf.identity: a cast to the same dtype adds no op, so the check would not run first.
         latent = tf.identity(tf.cast(latent, dtype))
-      return {"images": to_images(flow.decode(latent))}
+      return {"images": _to_images(flow.decode(latent), num_bins)}
 
     self.log_prob = log_prob
     self.sample = sample
     self.encode = encode
     self.decode = decode
+
+
+def _check_shape(t, shape_tensor, image_shape, what):
+  """An assertion that `t` is [N, H, W, C] with `shape_tensor` (= `image_shape`) [H, W, C]."""
+  h, w, c = image_shape
+  return tf.debugging.assert_equal(tf.shape(t)[1:], shape_tensor,
+                                   message=f"{what} must have shape [N, {h}, {w}, {c}]")
+
+
+def _check_images(images, shape_tensor, image_shape, num_bins):
+  """The assertions on integer input images: their shape and values below `num_bins`."""
+  return [_check_shape(images, shape_tensor, image_shape, "images"),
+          tf.debugging.assert_less(
+              tf.cast(images, tf.int32), num_bins,
+              message=f"images must be integers in [0, {num_bins}) (num_bins={num_bins})")]
+
+
+def _to_images(x, num_bins):
+  """Model-space values -> uint8 images: the bin of each value, clipped to [0, num_bins)."""
+  bins = float(num_bins)
+  k = tf.floor(tf.cast(x, tf.float32) * bins)
+  return tf.cast(tf.clip_by_value(k, 0.0, bins - 1.0), tf.uint8)
 
 
 def check_version(version, caller="export_saved_model"):

@@ -487,19 +487,30 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
       "temperatures": {},
   }
   for t in temperatures:
-    images, nonfinite, outside = [], 0, 0
-    for b, start in enumerate(range(0, num_samples, batch_size)):
-      x = sample_fn(min(batch_size, num_samples - start), t, seed + b)
-      kept, excluded, clipped = quantize_samples(x, dataset.num_bins)
-      images.append(kept)
-      nonfinite, outside = nonfinite + excluded, outside + clipped
-    images = np.concatenate(images)
+    images, nonfinite, outside = _draw_samples(sample_fn, t, num_samples, batch_size, seed,
+                                               dataset.num_bins)
     distance = (frechet.frechet_distance_of_features(classifier.features(images), reference)
                 if len(images) >= 2 else None)
     result["temperatures"][f"{t:g}"] = {
         "frechet_distance": distance, "num_used": int(len(images)),
         "nonfinite_excluded": nonfinite, "out_of_range_clipped": outside}
   return result
+
+
+def _draw_samples(sample_fn, temperature, num_samples, batch_size, seed, num_bins):
+  """`num_samples` quantized samples in batches (batch b with seed `seed + b`).
+
+  Returns:
+    (images kept, non-finite samples excluded, values clipped into range), see
+    `quantize_samples`.
+  """
+  images, nonfinite, outside = [], 0, 0
+  for b, start in enumerate(range(0, num_samples, batch_size)):
+    x = sample_fn(min(batch_size, num_samples - start), temperature, seed + b)
+    kept, excluded, clipped = quantize_samples(x, num_bins)
+    images.append(kept)
+    nonfinite, outside = nonfinite + excluded, outside + clipped
+  return np.concatenate(images), nonfinite, outside
 
 
 def evaluate_flow(flow, dataset, temperatures, num_samples=10000, seed=0, batch_size=500,
