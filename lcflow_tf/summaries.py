@@ -11,6 +11,7 @@ itself does not import it):
     heatmaps (`lc/heatmaps`, when the flow has junctions and statistics).
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -64,24 +65,25 @@ def format_duration(seconds):
   return f"{h:d}:{m:02d}:{s:02d}"
 
 
+@dataclasses.dataclass
 class ProgressLog:
   """The progress line and scalar summaries of the training loop (see the module docstring).
 
-  Args:
+  Attributes:
     writer: the summary writer of the scalars.
     every: steps between lines (`log_every`).
     batch_size: images per step.
     train_steps: the run's total (shown as `step s/train_steps`).
     image_shape, num_bins: of the images, for bits/dim.
   """
+  writer: tf.summary.SummaryWriter
+  every: int
+  batch_size: int
+  train_steps: int
+  image_shape: tuple
+  num_bins: int
 
-  def __init__(self, writer, every, batch_size, train_steps, image_shape, num_bins):
-    self._writer = writer
-    self._every = every
-    self._batch_size = batch_size
-    self._train_steps = train_steps
-    self._image_shape = image_shape
-    self._num_bins = num_bins
+  def __post_init__(self):
     self._restart(time.time())
 
   def _restart(self, now):
@@ -89,7 +91,7 @@ class ProgressLog:
 
   def bits_per_dim(self, loss):
     """Training bits/dim of a loss in nats per image."""
-    return float(flows.log_prob_to_bits_per_dim(-loss, self._image_shape, self._num_bins))
+    return float(flows.log_prob_to_bits_per_dim(-loss, self.image_shape, self.num_bins))
 
   def step(self, step, target, loss, norm, lr, finite, nonfinite_total):
     """Records one step (a non-finite one counts for the rate only); logs when it is time."""
@@ -97,19 +99,19 @@ class ProgressLog:
     if finite:
       self._losses.append(loss)
       self._norms.append(norm)
-    if step % self._every and step != target:
+    if step % self.every and step != target:
       return
     now = time.time()
-    rate = self._steps * self._batch_size / max(now - self._t, 1e-9)
+    rate = self._steps * self.batch_size / max(now - self._t, 1e-9)
     mean_loss = float(np.mean(self._losses)) if self._losses else float("nan")
     mean_norm = float(np.mean(self._norms)) if self._norms else float("nan")
-    eta = (target - step) * self._batch_size / max(rate, 1e-9)
+    eta = (target - step) * self.batch_size / max(rate, 1e-9)
     bpd = self.bits_per_dim(mean_loss)
     logging.info("step %d/%d  train %.4f bits/dim  %.0f images/s  lr %.2e  grad norm %.3g"
-                 "  ETA %s%s", step, self._train_steps, bpd, rate, lr, mean_norm,
+                 "  ETA %s%s", step, self.train_steps, bpd, rate, lr, mean_norm,
                  format_duration(eta),
                  f"  ({nonfinite_total} non-finite skipped)" if nonfinite_total else "")
-    with self._writer.as_default():
+    with self.writer.as_default():
       for name, value in (("train/loss_nats", mean_loss), ("train/bits_per_dim", bpd),
                           ("train/learning_rate", lr), ("train/grad_norm", mean_norm),
                           ("train/images_per_sec", rate),
