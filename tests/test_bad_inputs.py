@@ -6,8 +6,10 @@ type and message) and the SavedModel signatures. Every case runs in its own sand
 (the CLIs also use it as their working directory); its file listing and contents must be the
 same afterwards, and so must the shared tiny runs the cases read.
 
-The CLI cases are started together, two at a time, by a module fixture (each is a fresh
-Python process importing TensorFlow); the parametrised test then checks each one's result.
+The CLI cases are run together by a module fixture, two at a time, through
+`tests/cli_runner.py`: one process per script imports it and TensorFlow once and forks a child
+per case, which runs the script's main with the case's flags as `python script.py` would; the
+parametrised test then checks each one's result.
 
 Not an error, by design: NaN or infinite float images. `Flow.log_prob` returns NaN for them
 (a check would cost a reduction per call and would turn the training step's skip of a
@@ -16,14 +18,11 @@ non-finite update, see test_training.py, into an exception); see
 """
 
 import collections
-import concurrent.futures
 import hashlib
 import os
 import re
 import shutil
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -39,8 +38,8 @@ from lcflow_tf import flows
 from lcflow_tf import frechet
 from lcflow_tf import sample_quality
 from lcflow_tf import training
+from tests import cli_runner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_BINS = 17
 # The shared runs, as TrainConfig fields and as the equivalent train.py flags.
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, split="static",
@@ -496,7 +495,8 @@ def _user_lines(stderr):
 
 @pytest.fixture(scope="module")
 def cli_results(runs, shared_snapshot, tmp_path_factory):
-  """Runs every CLI case (PARALLEL_CLIS at a time); {id: (result, sandbox, snapshot before)}."""
+  """Runs every CLI case (per script, PARALLEL_CLIS at a time, `cli_runner.run_many`);
+  {id: (result, sandbox, snapshot before)}."""
   del shared_snapshot  # taken before any CLI runs
   prepared = {}
   for case in CLI_CASES:
@@ -504,19 +504,14 @@ def cli_results(runs, shared_snapshot, tmp_path_factory):
     if case.call["setup"]:
       case.call["setup"](sb, runs)
     args = [a.format(sb=sb, glow=runs["glow"], rnvp=runs["rnvp"]) for a in case.call["args"]]
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update({"PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **case.call["env"]})
-    prepared[case.id] = (sb, snapshot(sb), [sys.executable, os.path.join(REPO, case.target),
-                                            *args], env)
-
-  def run(item):
-    case_id, (sb, _, command, env) = item
-    return case_id, subprocess.run(command, cwd=sb, env=env, capture_output=True, text=True,
-                                   timeout=300)
-
-  with concurrent.futures.ThreadPoolExecutor(PARALLEL_CLIS) as pool:
-    done = dict(pool.map(run, prepared.items()))
-  return {case_id: (done[case_id], sb, before) for case_id, (sb, before, _, _) in
+    prepared[case.id] = (case.target, sb, snapshot(sb),
+                         cli_runner.command(*args, cwd=sb, env=case.call["env"]))
+  done = {}
+  for script in (TRAIN, EVAL, EXPORT):
+    ids = [case_id for case_id, item in prepared.items() if item[0] == script]
+    results = cli_runner.run_many(script, [prepared[i][3] for i in ids], parallel=PARALLEL_CLIS)
+    done.update(zip(ids, results))
+  return {case_id: (done[case_id], sb, before) for case_id, (_, sb, before, _) in
           prepared.items()}
 
 
