@@ -28,34 +28,32 @@ _D = config_lib.EvalConfig()
 flags.DEFINE_string("model_dir", "runs/digits_glow_lc", "Run directory written by train.py.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
                     "default: the latest in --model_dir.")
-flags.DEFINE_enum("weights", "ema", averaging.WEIGHTS,
-                  "ema: the weight averages (the raw weights when the checkpoint has none, "
-                  "with a note); raw: the trained weights.")
+flags.DEFINE_string("weights", "ema",
+                    f"{' or '.join(averaging.WEIGHTS)}. ema: the weight averages (the raw "
+                    "weights when the checkpoint has none, with a note); raw: the trained "
+                    "weights.")
 flags.DEFINE_string("output_dir", None, "Where the results go (default MODEL_DIR/eval).")
 flags.DEFINE_integer("dequant_samples", _D.dequant_samples,
-                     "K dequantisation noise samples per test image.", lower_bound=1)
-flags.DEFINE_integer("batch_size", _D.batch_size, "Evaluation batch size.", lower_bound=1)
+                     "K dequantisation noise samples per test image.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Evaluation batch size.")
 flags.DEFINE_list("temperatures", [f"{t:g}" for t in _D.temperatures],
                   "Sampling temperatures of the sample grids (comma-separated, >= 0).")
-flags.DEFINE_integer("num_samples", _D.num_samples, "Images per sample grid.", lower_bound=1)
+flags.DEFINE_integer("num_samples", _D.num_samples, "Images per sample grid.")
 flags.DEFINE_integer("reconstruction_images", _D.reconstruction_images,
-                     "Test images for the encode/decode reconstruction error (0: skip).",
-                     lower_bound=0)
-flags.DEFINE_integer("seed", _D.seed, "Seed of the dequantisation noise and the samples.",
-                     lower_bound=0)
+                     "Test images for the encode/decode reconstruction error (0: skip).")
+flags.DEFINE_integer("seed", _D.seed, "Seed of the dequantisation noise and the samples.")
 flags.DEFINE_bool("sample_quality", _D.sample_quality,
                   "Also compute the Frechet distance of generated to test images per "
                   "temperature (trains and caches a feature classifier on first use).")
 flags.DEFINE_integer("sample_quality_samples", _D.sample_quality_samples,
                      "Generated images per temperature for --sample_quality (the test side "
-                     "uses min(this, test set size) images).", lower_bound=2)
+                     "uses min(this, test set size) images).")
 flags.DEFINE_string("classifier_dir", _D.classifier_dir,
                     "Cache directory of the feature classifier (default: "
                     "$LCFLOW_TF_CACHE or ~/.cache/lcflow_tf, then "
                     "classifiers/<dataset>_<bins>bins).")
 flags.DEFINE_integer("classifier_steps", _D.classifier.steps,
-                     "Training steps of the feature classifier (part of its cache key).",
-                     lower_bound=1)
+                     "Training steps of the feature classifier (part of its cache key).")
 
 FLAGS = flags.FLAGS
 

@@ -32,14 +32,14 @@ flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-
 flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir (with --version: "
                      "an existing version folder).")
 flags.DEFINE_integer("version", None, "Write TensorFlow Serving's layout EXPORT_DIR/VERSION/ "
-                     "(an int >= 1); other version folders in EXPORT_DIR are kept.",
-                     lower_bound=1)
+                     "(an int >= 1); other version folders in EXPORT_DIR are kept.")
 flags.DEFINE_string("upgrade", None, "Instead of --model_dir: an export written before "
                     "2026-11-30 to re-save, unchanged, so that saved_model_cli run and "
                     "TensorFlow Serving can run it.")
-flags.DEFINE_enum("weights", "ema", averaging.WEIGHTS,
-                  "ema: the weight averages (the raw weights when the checkpoint has none, "
-                  "with a note); raw: the trained weights. Not for --upgrade.")
+flags.DEFINE_string("weights", "ema",
+                    f"{' or '.join(averaging.WEIGHTS)}. ema: the weight averages (the raw "
+                    "weights when the checkpoint has none, with a note); raw: the trained "
+                    "weights. Not for --upgrade.")
 flags.mark_flags_as_required(["export_dir"])
 
 FLAGS = flags.FLAGS

@@ -50,7 +50,7 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
-# TrainConfig fields of the training recipe: the library's defaults, recorded with each run.
+# TrainConfig fields (flat names) of the training recipe: the library's defaults, recorded with each run.
 RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init")
 
 
@@ -63,11 +63,11 @@ def default_recipe(architecture):
   """
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
-  defaults = config_lib.TrainConfig()
+  defaults = config_lib.TrainConfig().to_flags()
   model = flows.FlowConfig(image_shape=(8, 8, 1), architecture=architecture, levels=1)
   bounds = {name: float(getattr(model, f"resolved_{name}") or 0.0)
             for name in flows.BOUND_FIELDS}
-  return dict({name: getattr(defaults, name) for name in RECIPE_FIELDS}, **bounds)
+  return dict({name: defaults[name] for name in RECIPE_FIELDS}, **bounds)
 # Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
 # lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1
@@ -78,6 +78,7 @@ def run_worker(spec_path):
   """Trains and evaluates one configuration; writes result.json beside its checkpoints."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import distribute
   from lcflow_tf import evaluation
   from lcflow_tf import lc
   from lcflow_tf import training
@@ -85,8 +86,8 @@ def run_worker(spec_path):
 
   with open(spec_path) as f:
     spec = json.load(f)
-  cfg = config_lib.TrainConfig(**spec["config"])
-  training.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
+  cfg = config_lib.TrainConfig.from_flags(**spec["config"])
+  distribute.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
   start = time.time()
   trainer = training.Trainer(cfg, spec["model_dir"])
   result = trainer.train()
@@ -110,7 +111,7 @@ def run_worker(spec_path):
          # per split point: the fraction of the kept elements that the static split keeps
          # too (its first C/2 channels): 1 = the static split, 0 = its opposite, ~0.5 = random
          "kept_as_static": [float(np.mean(m[..., :m.shape[-1] // 2]))
-                            for m in lc.keep_masks(trainer.flow)]}
+                            for m in lc.keep_masks(trainer.flow.junctions)]}
   with open(os.path.join(spec["model_dir"], "result.json"), "w") as f:
     json.dump(out, f, indent=2)
 

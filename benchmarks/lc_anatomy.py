@@ -20,6 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from benchmarks import ablation
 from benchmarks import results
@@ -49,7 +50,7 @@ def anatomy(model_dir, max_images):
   for x in batches:
     recorder = lc.SplitRecorder()
     run.flow.encode_with_log_det_map(x, recorder=recorder)
-    parts = [(np.asarray(s), -0.5 * np.square(np.asarray(h)) - 0.5 * np.log(2.0 * np.pi))
+    parts = [(np.asarray(s), np.asarray(lc.standard_normal_log_prob(tf.cast(h, tf.float64))))
              for s, h in zip(recorder.scores, recorder.inputs)]
     sums = [(s.sum(0), p.sum(0)) for s, p in parts]
     recorder_sums = sums if recorder_sums is None else [

@@ -1,12 +1,13 @@
 """Writing benchmark results: one JSON and one Markdown table per benchmark, in docs/results/."""
 
 import datetime
-import json
 import os
 import platform
 import sys
 
 import tensorflow as tf
+
+from lcflow_tf import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "docs", "results")
@@ -72,12 +73,8 @@ def write(name, command, rows, columns, notes="", results_dir=None, details=None
 
 
 def write_json(path, value):
-  """Writes `value` as JSON to `path` whole or not at all (a temporary file, then a rename)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(tmp, path)
+  """Writes `value` as JSON to `path` whole or not at all (`lcflow_tf.files`), keys in order."""
+  files.write_json_atomic(path, value, sort_keys=False)
 
 
 def _fmt(v):

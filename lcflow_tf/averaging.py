@@ -35,6 +35,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from lcflow_tf import checks
+
 # How a checkpoint names the averages (training.Trainer saves them so; evaluation reads them).
 CHECKPOINT_NAME = "averages"
 # Which weights an evaluation or export uses: the averages, or the raw (last) weights.
@@ -65,8 +67,8 @@ class WeightAverage:
   """
 
   def __init__(self, variables, decay):
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-      raise ValueError(f"WeightAverage: decay must be in [0, 1), got {decay!r}.")
+    checks.check_number("decay", decay, 0, 1, low_open=False, high_open=True,
+                        caller="WeightAverage")
     self.variables = tuple(variables)
     if not self.variables:
       raise ValueError("WeightAverage: variables must not be empty.")
@@ -148,5 +150,4 @@ def check_weights(weights):
   Raises:
     ValueError: unless `weights` is one of `WEIGHTS`.
   """
-  if weights not in WEIGHTS:
-    raise ValueError(f"weights must be one of {list(WEIGHTS)}, got {weights!r}.")
+  checks.check_choice("weights", weights, WEIGHTS)

@@ -1,31 +1,46 @@
 """Frozen run configurations: what `train.py` and `eval.py` build from their flags.
 
-`TrainConfig` holds everything a training run depends on. It is saved as `config.json` in the
-run's model directory; a later run in the same directory must agree on every field except the
-`RESUMABLE_FIELDS` (run length, logging, hardware), so that a resumed run continues the same
-experiment. `EvalConfig` holds the settings of an evaluation.
+`TrainConfig` holds everything a training run depends on; its model is a `flows.FlowConfig`
+(`TrainConfig.model`: the one list of model fields, validated there). `FlowConfig` keeps the
+papers' defaults (`build_flow`); a `TrainConfig`'s default model, and so train.py's defaults,
+is `CPU_FLOW_DEFAULTS`: a small Glow with the likelihood-contribution split that trains on
+scikit-learn's 8x8 digits in a few minutes on two CPU cores. The model's `image_shape` is
+left None (the dataset sets it, `TrainConfig.flow_config`) and its `seed` is the run's.
 
-Both validate their fields on construction and raise `ValueError` naming the field, the bad
+Flat names: train.py's flags are flat (`--levels`, `--split`, `--batch_size`, ...), one per
+field of `TrainConfig` and of its model (`FLAG_FIELDS`); `TrainConfig.from_flags` and
+`to_flags` convert, and `differences` and the errors of `check_resumable` name fields so.
+
+`config.json`: a run's `TrainConfig` is saved in its model directory as
+`{"train": TrainConfig.to_dict()}`, the model nested under `"model"`. The flat format written
+before 2026-12 (the model's fields beside the others, some fields missing in older files:
+`ADDED_FIELDS`) still loads, as the run it was. A later run in the same directory must agree
+on every field except the `RESUMABLE_FIELDS` (run length, logging, hardware), so that a
+resumed run continues the same experiment. `EvalConfig` holds the settings of an evaluation.
+
+All validate their fields on construction and raise `ValueError` naming the field, the bad
 value and what is allowed.
 """
 
 import dataclasses
 import json
-import math
 import os
-import tempfile
 
+from lcflow_tf import checks
 from lcflow_tf import data
+from lcflow_tf import distribute
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
-from lcflow_tf import networks
 from lcflow_tf import schedules
-from lcflow_tf.bijectors import affine_coupling
-from lcflow_tf.bijectors import factor_out
-from lcflow_tf.bijectors import invertible_conv1x1
 
 CONFIG_FILE = "config.json"
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+# The model of train.py's defaults (and of a TrainConfig without `model`).
+CPU_FLOW_DEFAULTS = flows.FlowConfig(levels=2, steps_per_level=4, hidden_channels=64, split="lc")
+# The model's fields that are settings of a run (flags): not image_shape (the data's), not the
+# seed (the run's), not the dtype (training is float32).
+MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(flows.FlowConfig)
+                    if f.name not in ("image_shape", "seed", "dtype"))
 
 # Fields that may change when a run is resumed: they do not change what is being trained
 # (`ema_decay` only changes the averages kept beside the weights, never the weights).
@@ -34,68 +49,33 @@ RESUMABLE_FIELDS = frozenset({
     "keep_checkpoints", "strategy", "cpu_replicas", "jit", "mixed_precision",
     "max_nonfinite_steps", "max_nonfinite_restores", "nonfinite_lr_factor", "ema_decay",
 })
-# Fields added after runs were first saved, with the values that reproduce how a run whose
-# config.json lacks them was trained (a constant learning rate after the warm-up, no weight
-# averages; the floor does not matter then). `TrainConfig.from_dict` fills them in, and
+# Fields added after runs were first saved (flat names), with the values that reproduce how a
+# run whose config.json lacks them was trained (a constant learning rate after the warm-up, no
+# weight averages; the floor does not matter then). `TrainConfig.from_dict` fills them in, and
 # `inherit_unset` lets train.py keep a resumed run's values of them.
-# The soft bounds of the couplings and split prior (`flows.BOUND_FIELDS`) were added with them:
-# their values for such a run come from `flows.unbounded_values`.
+# The model's added fields (soft bounds, conditioner initialisation) come from
+# `flows.legacy_values` (unbounded, He normal; the scale bound depends on the scale function).
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0, "network_init": "he_normal", **flows.unbounded_values()}
-
-
-def _check_int(name, value, minimum):
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def _check_float(name, value, low, high=math.inf, low_open=True, high_open=False):
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-      float(value)):
-    raise ValueError(f"{name} must be a finite number, got {value!r}.")
-  too_low = value <= low if low_open else value < low
-  too_high = value >= high if high_open else value > high
-  if too_low or too_high:
-    interval = (("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]"))
-    raise ValueError(f"{name} must be in {interval}, got {value!r}.")
-
-
-def _check_choice(name, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
-
-
-def _check_bool(name, value):
-  if not isinstance(value, bool):
-    raise ValueError(f"{name} must be True or False, got {value!r}.")
+                "ema_decay": 0.0, **flows.legacy_values()}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """One training run (see `train.py --help` for the meaning of each field).
 
-  The defaults train a small Glow with the likelihood-contribution split on scikit-learn's
-  8x8 digits in a few minutes on two CPU cores.
+  Build it from flat flag names with `TrainConfig.from_flags(levels=2, batch_size=16, ...)`,
+  or with a model: `TrainConfig(model=dataclasses.replace(CPU_FLOW_DEFAULTS, levels=3))`.
+
+  Attributes:
+    model: the `flows.FlowConfig` of the flow (image_shape None; its seed is set to `seed`).
+    the others: see train.py's flags of the same names.
   """
   # data
   dataset: str = "digits"
   data_dir: str | None = None
   n_bits: int | None = None
-  # model (passed to `lcflow_tf.flows.build_flow`)
-  architecture: str = "glow"
-  levels: int = 2
-  steps_per_level: int = 4
-  hidden_channels: int = 64
-  coupling: str = "affine"
-  split: str = "lc"
-  conv1x1: str = "lu"
-  split_prior: str | None = None
-  scale_fn: str | None = None
-  resnet_blocks: int = 2
-  max_log_scale: float | None = None
-  max_shift: float | None = None
-  max_log_sigma: float | None = None
-  network_init: str = "uniform"
+  # model (`flows.FlowConfig`; the flags `--architecture`, `--levels`, ...)
+  model: flows.FlowConfig = CPU_FLOW_DEFAULTS
   # likelihood-contribution protocol
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
@@ -124,100 +104,137 @@ class TrainConfig:
   nonfinite_lr_factor: float = 0.5
 
   def __post_init__(self):
-    _check_choice("dataset", self.dataset, data.DATASETS)
+    data.check_dataset(self.dataset, self.n_bits)
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise ValueError(f"data_dir must be a path or None, got {self.data_dir!r}.")
-    if self.n_bits is not None:
-      if self.dataset == "digits":
-        raise ValueError(f"n_bits must be unset for dataset 'digits' (17 native levels), got "
-                         f"{self.n_bits!r}.")
-      _check_int("n_bits", self.n_bits, 1)
-      if self.n_bits > 8:
-        raise ValueError(f"n_bits must be in 1..8, got {self.n_bits!r}.")
-    _check_choice("architecture", self.architecture, flows.ARCHITECTURES)
-    _check_int("levels", self.levels, 1)
-    _check_int("steps_per_level", self.steps_per_level, 1)
-    _check_int("hidden_channels", self.hidden_channels, 1)
-    _check_choice("coupling", self.coupling, flows.COUPLINGS)
-    _check_choice("split", self.split, lc.SPLITS)
-    _check_choice("conv1x1", self.conv1x1, invertible_conv1x1.PARAMETRIZATIONS)
-    _check_choice("split_prior", self.split_prior, (None,) + factor_out.PRIORS)
-    _check_choice("scale_fn", self.scale_fn, (None,) + affine_coupling.SCALE_FNS)
-    _check_int("resnet_blocks", self.resnet_blocks, 0)
-    _check_choice("network_init", self.network_init, networks.INITS)
-    for name in flows.BOUND_FIELDS:
-      if getattr(self, name) is not None:
-        _check_float(name, getattr(self, name), 0.0, low_open=False)
-    _check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
-    _check_bool("lc_reinit", self.lc_reinit)
-    _check_int("train_steps", self.train_steps, 1)
-    _check_int("batch_size", self.batch_size, 1)
-    _check_float("learning_rate", self.learning_rate, 0.0)
-    _check_int("warmup_steps", self.warmup_steps, 0)
-    _check_float("grad_clip_norm", self.grad_clip_norm, 0.0)
-    _check_choice("lr_schedule", self.lr_schedule, schedules.SCHEDULES)
-    _check_float("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0, low_open=False, high_open=True)
-    _check_float("ema_decay", self.ema_decay, 0.0, 1.0, low_open=False, high_open=True)
-    _check_int("seed", self.seed, 0)
-    _check_int("shuffle_buffer", self.shuffle_buffer, 1)
-    _check_choice("strategy", self.strategy, STRATEGIES)
-    _check_int("cpu_replicas", self.cpu_replicas, 1)
-    _check_bool("jit", self.jit)
-    _check_bool("mixed_precision", self.mixed_precision)
+    self._check_model()
+    checks.check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
+    checks.check_bool("lc_reinit", self.lc_reinit)
+    checks.check_int("train_steps", self.train_steps, 1)
+    checks.check_int("batch_size", self.batch_size, 1)
+    checks.check_number("learning_rate", self.learning_rate, 0.0)
+    checks.check_int("warmup_steps", self.warmup_steps, 0)
+    checks.check_number("grad_clip_norm", self.grad_clip_norm, 0.0)
+    checks.check_choice("lr_schedule", self.lr_schedule, schedules.SCHEDULES)
+    checks.check_number("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0, low_open=False,
+                        high_open=True)
+    checks.check_number("ema_decay", self.ema_decay, 0.0, 1.0, low_open=False, high_open=True)
+    checks.check_int("seed", self.seed, 0)
+    if self.model.seed != self.seed:  # the run's one seed seeds the model too
+      object.__setattr__(self, "model", dataclasses.replace(self.model, seed=self.seed))
+    checks.check_int("shuffle_buffer", self.shuffle_buffer, 1)
+    checks.check_choice("strategy", self.strategy, distribute.STRATEGIES)
+    checks.check_int("cpu_replicas", self.cpu_replicas, 1)
+    checks.check_bool("jit", self.jit)
+    checks.check_bool("mixed_precision", self.mixed_precision)
     for name in ("log_every", "checkpoint_every", "images_every", "keep_checkpoints",
                  "max_nonfinite_steps"):
-      _check_int(name, getattr(self, name), 1)
-    _check_int("max_nonfinite_restores", self.max_nonfinite_restores, 0)
-    _check_float("nonfinite_lr_factor", self.nonfinite_lr_factor, 0.0, 1.0, high_open=True)
-    if self.split in lc.DATA_DEPENDENT_SPLITS:
-      if self.lc_pilot_steps < 1:
-        raise ValueError(f"lc_pilot_steps must be >= 1 for split {self.split!r} (the split is "
-                         "fixed from statistics collected during the pilot), got "
-                         f"{self.lc_pilot_steps!r}.")
-      if self.lc_pilot_steps >= self.train_steps:
-        raise ValueError(f"lc_pilot_steps must be smaller than train_steps (the step budget "
-                         f"counts the pilot), got lc_pilot_steps={self.lc_pilot_steps} and "
-                         f"train_steps={self.train_steps}.")
+      checks.check_int(name, getattr(self, name), 1)
+    checks.check_int("max_nonfinite_restores", self.max_nonfinite_restores, 0)
+    checks.check_number("nonfinite_lr_factor", self.nonfinite_lr_factor, 0.0, 1.0,
+                        high_open=True)
+    self._check_pilot()
+
+  def _check_model(self):
+    if not isinstance(self.model, flows.FlowConfig):
+      raise ValueError(f"model must be a flows.FlowConfig, got {self.model!r}.")
+    if self.model.image_shape is not None:
+      raise ValueError(f"model.image_shape must be None (the dataset sets it), got "
+                       f"{self.model.image_shape!r}.")
+    if self.model.dtype != "float32":
+      raise ValueError(f"model.dtype must be 'float32' (training runs in float32), got "
+                       f"{self.model.dtype!r}.")
+
+  def _check_pilot(self):
+    split = self.model.split
+    if not lc.uses_pilot(split):
+      return
+    if self.lc_pilot_steps < 1:
+      raise ValueError(f"lc_pilot_steps must be >= 1 for split {split!r} (the split is fixed "
+                       f"from statistics collected during the pilot), got "
+                       f"{self.lc_pilot_steps!r}.")
+    if self.lc_pilot_steps >= self.train_steps:
+      raise ValueError(f"lc_pilot_steps must be smaller than train_steps (the step budget "
+                       f"counts the pilot), got lc_pilot_steps={self.lc_pilot_steps} and "
+                       f"train_steps={self.train_steps}.")
 
   @property
   def uses_pilot(self):
-    """Whether the run has a pilot phase (a data-dependent split)."""
-    return self.split in lc.DATA_DEPENDENT_SPLITS
+    """Whether the run has a pilot phase (a data-dependent split, `lc.uses_pilot`)."""
+    return lc.uses_pilot(self.model.split)
 
   def flow_config(self, image_shape):
     """The `FlowConfig` of this run for images of `image_shape` (validates divisibility)."""
-    return flows.FlowConfig(
-        image_shape=tuple(int(d) for d in image_shape), architecture=self.architecture,
-        levels=self.levels, steps_per_level=self.steps_per_level,
-        hidden_channels=self.hidden_channels, coupling=self.coupling, split=self.split,
-        conv1x1=self.conv1x1, split_prior=self.split_prior, scale_fn=self.scale_fn,
-        resnet_blocks=self.resnet_blocks, seed=self.seed, max_log_scale=self.max_log_scale,
-        max_shift=self.max_shift, max_log_sigma=self.max_log_sigma,
-        network_init=self.network_init)
+    return dataclasses.replace(self.model, image_shape=tuple(int(d) for d in image_shape))
+
+  # --- flat names (train.py's flags) and config.json ------------------------------------------
+  @classmethod
+  def from_flags(cls, **values):
+    """A config from flat field names (`FLAG_FIELDS`); missing ones take their defaults.
+
+    The model's fields (`MODEL_FLAGS`) change `CPU_FLOW_DEFAULTS`.
+
+    Raises:
+      ValueError: for an unknown name or a bad value.
+    """
+    unknown = sorted(set(values) - set(FLAG_FIELDS))
+    if unknown:
+      raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(FLAG_FIELDS)}.")
+    model = {name: values.pop(name) for name in MODEL_FLAGS if name in values}
+    return cls(model=dataclasses.replace(CPU_FLOW_DEFAULTS, **model), **values)
+
+  def to_flags(self):
+    """{flat name: value} of every field (`FLAG_FIELDS`, in that order)."""
+    values = {}
+    for f in dataclasses.fields(self):
+      if f.name == "model":
+        values.update({name: getattr(self.model, name) for name in MODEL_FLAGS})
+      else:
+        values[f.name] = getattr(self, f.name)
+    return values
 
   def to_dict(self):
+    """The nested dict saved in config.json (the model's fields under "model")."""
     return dataclasses.asdict(self)
 
   @classmethod
   def from_dict(cls, values):
-    """Builds a config from `to_dict()` output; unknown keys are an error.
+    """Builds a config from `to_dict()` output, or from the flat format before 2026-12.
 
-    Missing `ADDED_FIELDS` (a config.json written before they existed) take the values that
-    reproduce how that run was trained; other missing fields take their defaults.
+    Flat format: missing `ADDED_FIELDS` (a config.json written before they existed) take the
+    values that reproduce how that run was trained; other missing fields take their defaults.
+
+    Raises:
+      ValueError: for unknown keys or bad values.
     """
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(known)}.")
-    legacy = dict(ADDED_FIELDS, **flows.unbounded_values(values.get("architecture", "glow"),
-                                                          values.get("scale_fn")))
-    return cls(**{**legacy, **values})
+    if "model" not in values:
+      legacy = dict(ADDED_FIELDS, **flows.legacy_values(values.get("architecture", "glow"),
+                                                         values.get("scale_fn")))
+      return cls.from_flags(**{**legacy, **values})
+    _check_keys("config", values, {f.name for f in dataclasses.fields(cls)})
+    model = values["model"]
+    if not isinstance(model, dict):
+      raise ValueError(f"config field model must be a dict of FlowConfig fields, got {model!r}.")
+    _check_keys("model", model, {f.name for f in dataclasses.fields(flows.FlowConfig)})
+    shape = model.get("image_shape")
+    model = dict(model, image_shape=None if shape is None else tuple(shape))
+    return cls(**dict(values, model=flows.FlowConfig(**model)))
 
   def differences(self, other, ignore=RESUMABLE_FIELDS):
-    """[(field, self's value, other's value)] for the fields that differ, except `ignore`."""
-    return [(f.name, getattr(self, f.name), getattr(other, f.name))
-            for f in dataclasses.fields(self)
-            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+    """[(flat name, self's value, other's value)] of the fields that differ, except `ignore`."""
+    mine, theirs = self.to_flags(), other.to_flags()
+    return [(name, mine[name], theirs[name]) for name in mine
+            if name not in ignore and mine[name] != theirs[name]]
+
+
+# Every flat name, in TrainConfig's order with the model's fields in place of `model`.
+FLAG_FIELDS = tuple(TrainConfig().to_flags())
+
+
+def _check_keys(what, values, known):
+  unknown = sorted(set(values) - known)
+  if unknown:
+    raise ValueError(f"unknown {what} fields {unknown}; allowed: {sorted(known)}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,11 +255,11 @@ class ClassifierConfig:
   seed: int = 0
 
   def __post_init__(self):
-    _check_int("classifier steps", self.steps, 1)
-    _check_int("classifier batch_size", self.batch_size, 1)
-    _check_float("classifier learning_rate", self.learning_rate, 0.0)
-    _check_int("classifier feature_dim", self.feature_dim, 1)
-    _check_int("classifier seed", self.seed, 0)
+    checks.check_int("classifier steps", self.steps, 1)
+    checks.check_int("classifier batch_size", self.batch_size, 1)
+    checks.check_number("classifier learning_rate", self.learning_rate, 0.0)
+    checks.check_int("classifier feature_dim", self.feature_dim, 1)
+    checks.check_int("classifier seed", self.seed, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,80 +293,24 @@ class EvalConfig:
   classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
 
   def __post_init__(self):
-    _check_int("dequant_samples", self.dequant_samples, 1)
-    _check_int("batch_size", self.batch_size, 1)
-    _check_int("num_samples", self.num_samples, 1)
-    _check_int("reconstruction_images", self.reconstruction_images, 0)
-    _check_int("seed", self.seed, 0)
+    checks.check_int("dequant_samples", self.dequant_samples, 1)
+    checks.check_int("batch_size", self.batch_size, 1)
+    checks.check_int("num_samples", self.num_samples, 1)
+    checks.check_int("reconstruction_images", self.reconstruction_images, 0)
+    checks.check_int("seed", self.seed, 0)
     if not isinstance(self.temperatures, tuple) or not self.temperatures:
       raise ValueError(f"temperatures must be a non-empty tuple of numbers >= 0, got "
                        f"{self.temperatures!r}.")
     for t in self.temperatures:
-      _check_float("temperatures", t, 0.0, low_open=False)
-    _check_bool("sample_quality", self.sample_quality)
-    _check_int("sample_quality_samples", self.sample_quality_samples, 2)
+      checks.check_number("temperatures", t, 0.0, low_open=False)
+    checks.check_bool("sample_quality", self.sample_quality)
+    checks.check_int("sample_quality_samples", self.sample_quality_samples, 2)
     if self.classifier_dir is not None and (not isinstance(self.classifier_dir, str)
                                             or not self.classifier_dir):
       raise ValueError(f"classifier_dir must be a non-empty path or None, got "
                        f"{self.classifier_dir!r}.")
     if not isinstance(self.classifier, ClassifierConfig):
       raise ValueError(f"classifier must be a ClassifierConfig, got {self.classifier!r}.")
-
-
-def check_creatable_dir(path, what):
-  """Checks, before anything is written, that `path` is or can become a writable directory.
-
-  Raises:
-    ValueError: naming `what` (e.g. "model_dir") when `path` is empty, is an existing
-      non-directory, lies under a regular file, or its first existing ancestor is not writable.
-  """
-  if not path:
-    raise ValueError(f"{what} must be a non-empty path.")
-  path = os.path.abspath(path)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise ValueError(f"{what} {path} exists and is not a directory.")
-  existing = path
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ValueError(f"{what} {path} cannot be created: {existing} is a file, not a directory.")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ValueError(f"{what} {path} is not writable (no write permission on {existing}).")
-
-
-def _umask():
-  umask = os.umask(0)
-  os.umask(umask)
-  return umask
-
-
-def default_file_mode():
-  """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
-  return 0o666 & ~_umask()
-
-
-def default_dir_mode():
-  """Permissions of a newly created directory under the current umask (mkdtemp uses 0700)."""
-  return 0o777 & ~_umask()
-
-
-def write_json_atomic(path, values):
-  """Writes `values` as JSON to `path` through a temporary file and `os.replace`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(values, f, indent=2, sort_keys=True)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, default_file_mode())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def read_train_config(model_dir):
@@ -372,25 +333,26 @@ def read_train_config(model_dir):
 
 def write_train_config(model_dir, config):
   """Writes `config` as `model_dir/config.json` (atomically)."""
-  write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
+  files.write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
 
 
 def inherit_unset(config, saved, given):
   """`config` with the `ADDED_FIELDS` that are not in `given` taken from `saved`.
 
-  train.py resumes a run with the learning-rate schedule and weight averaging it was
-  started with (for a run saved before these fields existed: constant, none) unless their
-  flags are given.
+  train.py resumes a run with the learning-rate schedule, weight averaging, soft bounds and
+  conditioner initialisation it was started with (for a run saved before these fields existed:
+  constant, none, unbounded, he_normal) unless their flags are given.
 
   Args:
     config: the `TrainConfig` built from the flags.
     saved: the `TrainConfig` of the run being resumed, or None (a new run: `config`).
-    given: names of the fields set explicitly (flags given on the command line).
+    given: flat names of the fields set explicitly (flags given on the command line).
   """
   if saved is None:
     return config
-  return dataclasses.replace(config, **{name: getattr(saved, name) for name in ADDED_FIELDS
-                                        if name not in given})
+  kept = saved.to_flags()
+  return TrainConfig.from_flags(**dict(config.to_flags(), **{
+      name: kept[name] for name in ADDED_FIELDS if name not in given}))
 
 
 def check_resumable(model_dir, config):

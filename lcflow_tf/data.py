@@ -39,6 +39,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from lcflow_tf import checks
+
 DATASETS: tuple[str, ...] = (
     "digits",
     "fashion_mnist",
@@ -159,25 +161,32 @@ def load_dataset(name: str,
         missing or corrupt IDX files, or a TFDS dataset that is not prepared
         and cannot be downloaded.
     """
-    if name not in DATASETS:
-        raise ValueError(
-            f"Unknown dataset name={name!r}; expected one of {list(DATASETS)}.")
+    check_dataset(name, n_bits)
     if name == "digits":
-        if n_bits is not None:
-            raise ValueError(
-                f"n_bits={n_bits!r} is not supported for 'digits': its images "
-                "have 17 native levels (0..16), not 8 bits; pass n_bits=None.")
         return _load_digits()
     if n_bits is None:
         n_bits = 8
-    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
-        raise ValueError(
-            f"n_bits={n_bits!r} is out of range; expected an integer in 1..8 or None.")
     if name == "fashion_mnist":
         paths = _find_fashion_mnist_idx(data_dir)
         if paths is not None:
             return _load_idx_dataset(name, *paths, n_bits=n_bits)
     return _load_tfds(name, data_dir, n_bits)
+
+
+def check_dataset(name: str, n_bits: int | None = None) -> None:
+    """Checks a dataset name and `n_bits` as `load_dataset` takes them, without loading.
+
+    Raises:
+      ValueError: `name` is not one of `DATASETS`; `n_bits` is not None for
+        `digits` (17 native levels), or not None or an integer in 1..8.
+    """
+    checks.check_choice("dataset", name, DATASETS)
+    if name == "digits" and n_bits is not None:
+        raise ValueError(
+            f"n_bits must be unset (None) for dataset 'digits', whose images have 17 "
+            f"native levels (0..16), not 8 bits; got {n_bits!r}.")
+    if n_bits is not None:
+        checks.check_int("n_bits", n_bits, 1, 8)
 
 
 def read_idx_images(path: str) -> np.ndarray:
@@ -301,8 +310,18 @@ def make_train_pipeline(dataset: tf.data.Dataset,
         raise ValueError(
             f"batch_size={batch_size} is larger than the dataset ({size} images); "
             f"with drop_remainder no batch would be produced. Use 1..{size}.")
-    _check_int("shuffle_buffer", shuffle_buffer, minimum=1)
-    _check_int("start_step", start_step, minimum=0)
+    checks.check_int("shuffle_buffer", shuffle_buffer, 1, numpy_ok=True)
+    checks.check_int("start_step", start_step, 0, numpy_ok=True)
+    ds = _shuffled_epochs(dataset, shuffle_buffer, seed).enumerate()
+    if start_step:
+        ds = ds.skip(start_step * batch_size)
+    ds = ds.map(_dequantize_fn(num_bins, seed), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _shuffled_epochs(dataset, shuffle_buffer, seed):
+    """Endless epochs; epoch `e` shuffled with a seed drawn statelessly from [seed, -1 - e]."""
 
     def epoch(e):
         epoch_seed = tf.random.stateless_uniform(
@@ -310,12 +329,7 @@ def make_train_pipeline(dataset: tf.data.Dataset,
             maxval=2**31 - 1, dtype=tf.int64)
         return dataset.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
 
-    ds = tf.data.Dataset.counter().flat_map(epoch).enumerate()
-    if start_step:
-        ds = ds.skip(start_step * batch_size)
-    ds = ds.map(_dequantize_fn(num_bins, seed), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.counter().flat_map(epoch)
 
 
 def make_eval_pipeline(dataset: tf.data.Dataset, batch_size: int, num_bins: int,
@@ -550,13 +564,8 @@ def _dequantize_fn(num_bins: int, seed: int):
     return fn
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}.")
-
-
 def _check_num_bins(num_bins) -> None:
-    _check_int("num_bins", num_bins, minimum=2)
+    checks.check_int("num_bins", num_bins, 2, numpy_ok=True)
 
 
 def _check_pipeline_args(dataset, batch_size, num_bins, seed, dataset_size) -> int | None:
@@ -566,15 +575,14 @@ def _check_pipeline_args(dataset, batch_size, num_bins, seed, dataset_size) -> i
         raise ValueError(
             f"dataset elements must be integer image tensors [H, W, C]; got {spec}. "
             "Pass ImageDataset.train()/test(), not raw TFDS example dicts.")
-    _check_int("batch_size", batch_size, minimum=1)
+    checks.check_int("batch_size", batch_size, 1, numpy_ok=True)
     _check_num_bins(num_bins)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed={seed!r} is invalid; expected a Python integer.")
+    checks.check_int("seed", seed, numpy_ok=True)
     if dataset_size is None:
         cardinality = int(dataset.cardinality())
         dataset_size = cardinality if cardinality >= 0 else None
     else:
-        _check_int("dataset_size", dataset_size, minimum=0)
+        checks.check_int("dataset_size", dataset_size, 0, numpy_ok=True)
     # Unknown size: read one element, or an empty dataset would repeat forever.
     if dataset_size == 0 or (dataset_size is None and
                              next(iter(dataset.take(1)), None) is None):

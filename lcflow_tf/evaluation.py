@@ -25,14 +25,14 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from lcflow_tf import averaging
+from lcflow_tf import checkpoints
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import sample_quality
-from lcflow_tf import training
 from lcflow_tf import viz
 
 RESULTS_FILE = "results.json"
@@ -80,42 +80,15 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema"):
   if train_config is None:
     raise ValueError(f"model_dir {model_dir} has no {config_lib.CONFIG_FILE}; it is not a "
                      "training run directory (train.py --model_dir=...).")
-  if checkpoint is None:
-    checkpoint = tf.train.latest_checkpoint(model_dir)
-    if checkpoint is None:
-      raise ValueError(f"model_dir {model_dir} has no checkpoint yet.")
-  elif not tf.io.gfile.exists(checkpoint + ".index"):
-    raise ValueError(f"checkpoint {checkpoint!r} does not exist (expected {checkpoint}.index); "
-                     "pass a prefix such as MODEL_DIR/ckpt-1000.")
+  checkpoint = checkpoints.resolve(model_dir, checkpoint)
   dataset = dataset or data.load_dataset(train_config.dataset, train_config.data_dir,
                                          train_config.n_bits)
   flow = flows.Flow(train_config.flow_config(dataset.image_shape))
-  step = tf.Variable(0, dtype=tf.int64, trainable=False)
-  average = None
-  try:
-    status = tf.train.Checkpoint(flow=flow, step=step).restore(checkpoint)
-    status.assert_existing_objects_matched()
-    if weights == "ema" and averaging.in_checkpoint(checkpoint):  # after the model matched
-      average = averaging.WeightAverage(flow.trainable_variables, train_config.ema_decay)
-      tf.train.Checkpoint(**{averaging.CHECKPOINT_NAME: average.state}).restore(
-          checkpoint).assert_existing_objects_matched().expect_partial()
-  except (AssertionError, ValueError) as e:
-    raise ValueError(f"checkpoint {checkpoint} does not match the model of "
-                     f"{model_dir}/{config_lib.CONFIG_FILE}: "
-                     f"{training.describe_restore_error(e)}") from None
-  except (tf.errors.OpError, IndexError) as e:
-    raise ValueError(f"cannot restore checkpoint {checkpoint}: "
-                     f"{training.describe_restore_error(e)}") from None
-  status.expect_partial()  # the optimizer is not needed here
-  if not flow.is_initialized():
-    raise ValueError(f"checkpoint {checkpoint} holds an uninitialised model.")
-  if average is not None:
-    average.copy_to_variables()
-  elif weights == "ema":
-    logging.info("%s holds no weight averages (trained with ema_decay=0 or before averaging "
-                 "existed); using its raw weights.", checkpoint)
+  step, weights = checkpoints.restore_flow(
+      checkpoint, flow, weights, train_config.ema_decay,
+      model=f"the model of {model_dir}/{config_lib.CONFIG_FILE}")
   return LoadedRun(flow=flow, train_config=train_config, dataset=dataset, checkpoint=checkpoint,
-                   step=int(step.numpy()), weights="raw" if average is None else "ema")
+                   step=step, weights=weights)
 
 
 def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=256, seed=0):
@@ -141,10 +114,9 @@ def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=
               for x in data.make_eval_pipeline(images, batch_size, num_bins, seed + k)]
     passes.append(np.concatenate(values).astype(np.float64))
   log_probs = np.stack(passes)  # [K, N]
-  dims = float(np.prod(flow.image_shape))
 
   def to_bpd(lp):
-    return -(lp - dims * math.log(num_bins)) / (dims * math.log(2.0))
+    return flows.log_prob_to_bits_per_dim(lp, flow.image_shape, num_bins)
 
   per_image = to_bpd(log_probs).mean(axis=0)
   n = per_image.size
@@ -229,9 +201,9 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
   averaging.check_weights(weights)
   eval_config = eval_config or config_lib.EvalConfig()
   if output_dir is not None:
-    config_lib.check_creatable_dir(output_dir, "output_dir")
+    files.check_creatable_dir(output_dir, "output_dir")
   if eval_config.sample_quality and eval_config.classifier_dir is not None:
-    config_lib.check_creatable_dir(eval_config.classifier_dir, "classifier_dir")
+    files.check_creatable_dir(eval_config.classifier_dir, "classifier_dir")
   run = load_run(model_dir, checkpoint, dataset, weights=weights)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   results = evaluate(run.flow, run.dataset, eval_config, output_dir)
@@ -239,5 +211,5 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
   results["step"] = run.step
   results["weights"] = run.weights
   path = os.path.join(output_dir, RESULTS_FILE)
-  config_lib.write_json_atomic(path, results)
+  files.write_json_atomic(path, results)
   return results, path

@@ -20,15 +20,14 @@ input specs; integer values >= B by a check that names the allowed range.
 re-saves an export written before 2026-11-30, which only `tf.saved_model.load` can run.
 """
 
-import math
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
 from lcflow_tf import bijectors as lcb
-from lcflow_tf import config as config_lib
+from lcflow_tf import checks
+from lcflow_tf import files
+from lcflow_tf import flows
 
 SIGNATURES = ("serving_default", "log_prob", "sample", "encode", "decode")
 
@@ -78,34 +77,20 @@ class _Serving(tf.Module):
     self.num_bins = tf.constant(num_bins, tf.int32)
     self.image_shape = tf.constant(flow.image_shape, tf.int32)
     h, w, c = flow.image_shape
-    bins = float(num_bins)
-    dims = float(h * w * c)
     dtype = flow.dtype
     image_spec = tf.TensorSpec([None, h, w, c], tf.uint8, name="images")
     latent_spec = tf.TensorSpec([None, h, w, c], tf.float32, name="latent")
 
-    def check_shape(t, what):
-      return tf.debugging.assert_equal(
-          tf.shape(t)[1:], self.image_shape,
-          message=f"{what} must have shape [N, {h}, {w}, {c}]")
-
     def to_model_space(images):
-      checks = [check_shape(images, "images"),
-                tf.debugging.assert_less(
-                    tf.cast(images, tf.int32), num_bins,
-                    message=f"images must be integers in [0, {num_bins}) (num_bins={num_bins})")]
-      with tf.control_dependencies(checks):
-        return (tf.cast(images, dtype) + 0.5) / bins
-
-    def to_images(x):
-      k = tf.floor(tf.cast(x, tf.float32) * bins)
-      return tf.cast(tf.clip_by_value(k, 0.0, bins - 1.0), tf.uint8)
+      with tf.control_dependencies(_check_images(images, self.image_shape, flow.image_shape,
+                                                 num_bins)):
+        return (tf.cast(images, dtype) + 0.5) / float(num_bins)
 
     @tf.function(input_signature=[image_spec])
     def log_prob(images):
       lp = tf.cast(flow.log_prob(to_model_space(images)), tf.float32)
-      bpd = -(lp - dims * math.log(bins)) / (dims * math.log(2.0))
-      return {"log_prob": lp, "bits_per_dim": bpd}
+      return {"log_prob": lp,
+              "bits_per_dim": flows.log_prob_to_bits_per_dim(lp, flow.image_shape, num_bins)}
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num"),
                                   tf.TensorSpec([], tf.float32, name="temperature"),
@@ -118,7 +103,7 @@ class _Serving(tf.Module):
         shape = tf.concat([[num], self.image_shape], 0)
       z = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(1, tf.int64)]),
                                      dtype=dtype)
-      return {"images": to_images(flow.decode(z * tf.cast(temperature, dtype)))}
+      return {"images": _to_images(flow.decode(z * tf.cast(temperature, dtype)), num_bins)}
 
     @tf.function(input_signature=[image_spec])
     def encode(images):
@@ -126,9 +111,11 @@ class _Serving(tf.Module):
 
     @tf.function(input_signature=[latent_spec])
     def decode(latent):
-      with tf.control_dependencies([check_shape(latent, "latent")]):
-        latent = tf.cast(latent, dtype)
-      return {"images": to_images(flow.decode(latent))}
+      with tf.control_dependencies([_check_shape(latent, self.image_shape, flow.image_shape,
+                                                 "latent")]):
+        # tf.identity: a cast to the same dtype adds no op, so the check would not run first.
+        latent = tf.identity(tf.cast(latent, dtype))
+      return {"images": _to_images(flow.decode(latent), num_bins)}
 
     self.log_prob = log_prob
     self.sample = sample
@@ -136,10 +123,31 @@ class _Serving(tf.Module):
     self.decode = decode
 
 
+def _check_shape(t, shape_tensor, image_shape, what):
+  """An assertion that `t` is [N, H, W, C] with `shape_tensor` (= `image_shape`) [H, W, C]."""
+  h, w, c = image_shape
+  return tf.debugging.assert_equal(tf.shape(t)[1:], shape_tensor,
+                                   message=f"{what} must have shape [N, {h}, {w}, {c}]")
+
+
+def _check_images(images, shape_tensor, image_shape, num_bins):
+  """The assertions on integer input images: their shape and values below `num_bins`."""
+  return [_check_shape(images, shape_tensor, image_shape, "images"),
+          tf.debugging.assert_less(
+              tf.cast(images, tf.int32), num_bins,
+              message=f"images must be integers in [0, {num_bins}) (num_bins={num_bins})")]
+
+
+def _to_images(x, num_bins):
+  """Model-space values -> uint8 images: the bin of each value, clipped to [0, num_bins)."""
+  bins = float(num_bins)
+  k = tf.floor(tf.cast(x, tf.float32) * bins)
+  return tf.cast(tf.clip_by_value(k, 0.0, bins - 1.0), tf.uint8)
+
+
 def check_version(version, caller="export_saved_model"):
   """Raises ValueError unless `version` is None or an int >= 1 (a TF Serving version folder)."""
-  if version is not None and (isinstance(version, bool) or not isinstance(version, int)
-                              or version < 1):
+  if version is not None and not (checks.is_int(version) and version >= 1):
     raise ValueError(f"{caller}: version must be None or an int >= 1 (the number of the "
                      f"TensorFlow Serving version folder), got {version!r}.")
 
@@ -187,30 +195,8 @@ def check_export_dir(export_dir, overwrite=False, protect=(), version=None,
     what = "export_dir" if version is None else f"version folder {version} of export_dir"
     raise ValueError(f"{caller}: {what} {target} already exists; pass overwrite=True "
                      "(export.py --overwrite, train.py --overwrite_export) to replace it.")
-  config_lib.check_creatable_dir(target, f"{caller}: export_dir")
+  files.check_creatable_dir(target, f"{caller}: export_dir")
   return target
-
-
-def _save_atomically(target, save):
-  """Runs `save(staging_dir)` and renames the result to `target` (replacing it)."""
-  parent = os.path.dirname(target)
-  os.makedirs(parent, exist_ok=True)
-  # TensorFlow Serving ignores non-numeric folders, so a staging folder inside a model base
-  # path is never loaded; the version appears, complete, with the rename.
-  staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  try:
-    os.chmod(staging, config_lib.default_dir_mode())  # readable by a server's own user
-    save(staging)
-    if os.path.exists(target):
-      old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-      os.rename(target, os.path.join(old, "model"))
-      os.rename(staging, target)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(staging, target)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
 
 
 def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None):
@@ -235,14 +221,13 @@ def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None
   Raises:
     ValueError: if `num_bins` < 2, or the destination fails `check_export_dir`.
   """
-  if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-    raise ValueError(f"export_saved_model: num_bins must be an int >= 2, got {num_bins!r}.")
+  checks.check_int("num_bins", num_bins, 2, caller="export_saved_model")
   target = check_export_dir(export_dir, overwrite, version=version)
   serving = _Serving(flow, num_bins)
   signatures = {"serving_default": serving.log_prob, "log_prob": serving.log_prob,
                 "sample": serving.sample, "encode": serving.encode, "decode": serving.decode}
-  _save_atomically(target, lambda path: tf.saved_model.save(serving, path,
-                                                            signatures=signatures))
+  files.replace_dir_atomically(
+      target, lambda path: tf.saved_model.save(serving, path, signatures=signatures))
   return target
 
 
@@ -288,6 +273,6 @@ def upgrade_saved_model(old_dir, export_dir, overwrite=False, version=None):
     raise ValueError(f"{caller}: {old_dir} is not an lcflow_tf export: it lacks the "
                      f"signatures {missing} (it has {sorted(loaded.signatures)}).")
   signatures = {name: loaded.signatures[name] for name in SIGNATURES}
-  _save_atomically(target, lambda path: tf.saved_model.save(loaded, path,
-                                                            signatures=signatures))
+  files.replace_dir_atomically(
+      target, lambda path: tf.saved_model.save(loaded, path, signatures=signatures))
   return target

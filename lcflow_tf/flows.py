@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from lcflow_tf import bijectors as lcb
+from lcflow_tf import checks
 from lcflow_tf import lc
 from lcflow_tf import networks
 
@@ -44,10 +45,27 @@ def unbounded_values(architecture="glow", scale_fn=None):
           "max_log_sigma": 0.0}
 
 
+def legacy_values(architecture="glow", scale_fn=None):
+  """The model fields added after models were first saved, with the values of before.
+
+  A saved configuration that lacks them describes a model with unbounded couplings and split
+  prior (`unbounded_values`) and He-normal conditioners (`networks.LEGACY_INIT`).
+
+  Returns:
+    {field of `FlowConfig`: value}.
+  """
+  return dict(unbounded_values(architecture, scale_fn), network_init=networks.LEGACY_INIT)
+
+
 @dataclasses.dataclass(frozen=True)
 class FlowConfig:
-  """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model."""
-  image_shape: tuple
+  """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model.
+
+  The defaults are the papers' (Glow: L=3, K=32, width 512). `image_shape` may be left None
+  in a configuration that does not know its data yet (`lcflow_tf.config.TrainConfig.model`);
+  `Flow` needs it.
+  """
+  image_shape: tuple | None = None
   architecture: str = "glow"
   levels: int = 3
   steps_per_level: int = 32
@@ -64,7 +82,7 @@ class FlowConfig:
   max_log_scale: float | None = None   # couplings' |log scale|
   max_shift: float | None = None       # couplings' |shift|
   max_log_sigma: float | None = None   # learned split prior's |log sigma|
-  network_init: str = "uniform"        # conditioners' hidden layers (see lcflow_tf.networks)
+  network_init: str = networks.DEFAULT_INIT  # conditioners' hidden layers (lcflow_tf.networks)
 
   def __post_init__(self):
     _validate(self)
@@ -103,48 +121,33 @@ class FlowConfig:
     return self.levels if self.architecture == "glow" else self.levels - 1
 
 
-def _choice(name, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"build_flow: {name} must be one of {tuple(allowed)}, got {value!r}.")
-
-
-def _positive_int(name, value, minimum=1):
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"build_flow: {name} must be an int >= {minimum}, got {value!r}.")
-
-
 def _validate(cfg):
   shape = cfg.image_shape
-  if (not isinstance(shape, tuple) or len(shape) != 3
-      or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-    raise ValueError("build_flow: image_shape must be three positive ints (H, W, C), got "
-                     f"{shape!r}.")
-  _choice("architecture", cfg.architecture, ARCHITECTURES)
-  _choice("coupling", cfg.coupling, COUPLINGS)
-  _choice("split", cfg.split, lc.SPLITS)
-  _choice("conv1x1", cfg.conv1x1, lcb.invertible_conv1x1.PARAMETRIZATIONS)
-  _choice("split_prior", cfg.split_prior, (None,) + lcb.factor_out.PRIORS)
-  _choice("scale_fn", cfg.scale_fn, (None,) + lcb.affine_coupling.SCALE_FNS)
-  _choice("dtype", cfg.dtype, ("float32", "float64"))
-  _choice("network_init", cfg.network_init, networks.INITS)
-  _positive_int("levels", cfg.levels)
-  _positive_int("steps_per_level", cfg.steps_per_level)
-  _positive_int("hidden_channels", cfg.hidden_channels)
-  _positive_int("resnet_blocks", cfg.resnet_blocks, minimum=0)
-  for name in BOUND_FIELDS:
-    value = getattr(cfg, name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not 0 <= value < math.inf):
-      raise ValueError(f"build_flow: {name} must be None (default), 0 (unbounded) or a finite "
-                       f"number > 0, got {value!r}.")
+  if shape is not None and (not isinstance(shape, tuple) or len(shape) != 3
+                            or not all(checks.is_int(d) and d > 0 for d in shape)):
+    raise ValueError(f"image_shape must be three positive ints (H, W, C), got {shape!r}.")
+  checks.check_choice("architecture", cfg.architecture, ARCHITECTURES)
+  checks.check_choice("coupling", cfg.coupling, COUPLINGS)
+  checks.check_choice("split", cfg.split, lc.SPLITS)
+  checks.check_choice("conv1x1", cfg.conv1x1, lcb.invertible_conv1x1.PARAMETRIZATIONS)
+  checks.check_choice("split_prior", cfg.split_prior, (None,) + lcb.factor_out.PRIORS)
+  checks.check_choice("scale_fn", cfg.scale_fn, (None,) + lcb.affine_coupling.SCALE_FNS)
+  checks.check_choice("dtype", cfg.dtype, ("float32", "float64"))
+  checks.check_choice("network_init", cfg.network_init, networks.INITS)
+  checks.check_int("levels", cfg.levels, 1)
+  checks.check_int("steps_per_level", cfg.steps_per_level, 1)
+  checks.check_int("hidden_channels", cfg.hidden_channels, 1)
+  checks.check_int("resnet_blocks", cfg.resnet_blocks, 0)
+  for name in BOUND_FIELDS:  # None: the default; 0: unbounded
+    if getattr(cfg, name) is not None:
+      checks.check_number(name, getattr(cfg, name), 0.0, low_open=False)
   if cfg.resolved_scale_fn == "tanh" and cfg.max_log_scale == 0:
-    raise ValueError("build_flow: max_log_scale=0 (unbounded) needs scale_fn='sigmoid'; the "
-                     "'tanh' scale is always bounded (give a number > 0).")
+    raise ValueError("max_log_scale=0 (unbounded) needs scale_fn='sigmoid'; the 'tanh' scale "
+                     "is always bounded (give a number > 0).")
   factor = 2 ** cfg.num_squeezes
-  h, w, _ = shape
-  if h % factor or w % factor:
+  if shape is not None and (shape[0] % factor or shape[1] % factor):
     raise ValueError(
-        f"build_flow: {cfg.architecture} with levels={cfg.levels} squeezes {cfg.num_squeezes} "
+        f"{cfg.architecture} with levels={cfg.levels} squeezes {cfg.num_squeezes} "
         f"times, so H and W must be divisible by {factor}; got image_shape {shape}.")
 
 
@@ -189,6 +192,8 @@ class Flow(tf.Module):
   """
 
   def __init__(self, config):
+    if config.image_shape is None:
+      raise ValueError("Flow: config.image_shape must be set (H, W, C), got None.")
     super().__init__(name=f"{config.architecture}_flow")
     self.config = config
     self.image_shape = tuple(config.image_shape)
@@ -207,7 +212,7 @@ class Flow(tf.Module):
       self.split_fixed = tf.Variable(config.split in ("static", "random"), trainable=False,
                                      name="split_fixed")
     if config.split == "random":
-      lc.set_random_split(self, seed=config.seed)
+      lc.random_split(self.junctions, config.seed)
 
   # --- construction ------------------------------------------------------------------------
   def _next_seed(self):
@@ -339,7 +344,7 @@ class Flow(tf.Module):
   def log_prob(self, x):
     """log p(x) in nats per image, for float images in [0, 1) (one pass through the flow)."""
     z, a = self.encode_with_log_det_map(x)
-    return tf.reduce_sum(standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
+    return tf.reduce_sum(lc.standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
 
   def log_prob_and_lc_batch(self, x):
     """log p(x) and the batch sums of the LC statistics, from the same single pass.
@@ -348,7 +353,7 @@ class Flow(tf.Module):
     """
     recorder = lc.SplitRecorder()
     z, a = self.encode_with_log_det_map(x, recorder=recorder)
-    log_prob = tf.reduce_sum(standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
+    log_prob = tf.reduce_sum(lc.standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
     return log_prob, recorder.batch_sums()
 
   def bits_per_dim(self, images, n_bits=None, num_bins=None, seed=None):
@@ -413,12 +418,11 @@ class Flow(tf.Module):
     if z is None:
       return tf.zeros((0,) + self.image_shape, self.dtype), tf.zeros([0], self.dtype)
     x, fldj = lcb.forward_with_log_det(self.bijector, z)
-    return x, tf.reduce_sum(standard_normal_log_prob(z), axis=[-3, -2, -1]) - fldj
+    return x, tf.reduce_sum(lc.standard_normal_log_prob(z), axis=[-3, -2, -1]) - fldj
 
   def _latents(self, n, temperature, seed, caller):
     """N(0, temperature^2) latents [n, H, W, C] (stateless with a seed), or None for n = 0."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-      raise ValueError(f"{caller}: n must be an int >= 0, got {n!r}.")
+    checks.check_int("n", n, 0, caller=caller)
     if not temperature >= 0:
       raise ValueError(f"{caller}: temperature must be >= 0, got {temperature!r}.")
     if n == 0:
@@ -439,16 +443,27 @@ class Flow(tf.Module):
 
   # --- likelihood contributions (lcflow_tf.lc) ---------------------------------------------
   def likelihood_contributions(self, x):
-    """See `lcflow_tf.lc.likelihood_contributions`."""
-    return lc.likelihood_contributions(self, x)
+    """Per-element decomposition of log p(x) and the LC maps at every split of this flow.
+
+    Returns:
+      `lcflow_tf.lc.LikelihoodContributions` (one pass through the flow).
+    """
+    recorder = lc.SplitRecorder()
+    z, a = self.encode_with_log_det_map(x, recorder=recorder)
+    return lc.likelihood_contributions(recorder, z, a)
 
   def fix_split(self, rule=None):
-    """Fixes every junction's permutation from the statistics (see `lcflow_tf.lc.fix_split`)."""
-    return lc.fix_split(self, rule)
+    """Fixes every junction's permutation from `lc_statistics` (`lcflow_tf.lc.fix_split`).
 
+    Args:
+      rule: one of `lcflow_tf.lc.SPLITS`; default `config.split`.
 
-def standard_normal_log_prob(z):
-  return -0.5 * tf.square(z) - 0.5 * math.log(2.0 * math.pi)
+    Returns:
+      The permutations that were set, outermost junction first.
+    """
+    return lc.fix_split(self.junctions, self.lc_statistics,
+                        self.config.split if rule is None else rule, seed=self.config.seed,
+                        split_fixed=self.split_fixed)
 
 
 def _resolve_bins(n_bits, num_bins):
@@ -456,11 +471,9 @@ def _resolve_bins(n_bits, num_bins):
     raise ValueError(f"bits_per_dim: give exactly one of n_bits or num_bins, got n_bits={n_bits!r},"
                      f" num_bins={num_bins!r}.")
   if n_bits is not None:
-    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 16:
-      raise ValueError(f"bits_per_dim: n_bits must be an int in 1..16, got {n_bits!r}.")
+    checks.check_int("n_bits", n_bits, 1, 16, caller="bits_per_dim")
     return 2 ** n_bits
-  if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
-    raise ValueError(f"bits_per_dim: num_bins must be an int >= 2, got {num_bins!r}.")
+  checks.check_int("num_bins", num_bins, 2, caller="bits_per_dim", numpy_ok=True)
   return int(num_bins)
 
 

@@ -36,11 +36,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from lcflow_tf import checks
+
 SPLITS = ("static", "random", "lc", "lc_reverse", "variance")
 DATA_DEPENDENT_SPLITS = ("lc", "lc_reverse", "variance")
 
 
-def _log_normal(t):
+def standard_normal_log_prob(t):
+  """log N(t; 0, 1), elementwise (the base density of every flow, and the LC's first term)."""
   return -0.5 * tf.square(t) - 0.5 * math.log(2.0 * math.pi)
 
 
@@ -56,15 +59,15 @@ class SplitRecorder:
   def at_split(self, junction, h, a):
     del junction
     self.inputs.append(h)
-    self.scores.append(_log_normal(h) + a)
+    self.scores.append(standard_normal_log_prob(h) + a)
 
   def leaving(self, junction, z, a):
     del junction
-    self.factored_terms.append(_log_normal(z) + a)
+    self.factored_terms.append(standard_normal_log_prob(z) + a)
 
   def reached_top(self, junction, z, a):
     del junction
-    self.kept.append(_log_normal(z) + a)
+    self.kept.append(standard_normal_log_prob(z) + a)
 
   def batch_sums(self):
     """Per junction: (sum of LC, sum of h, sum of h^2) over the batch, and the batch size."""
@@ -93,8 +96,8 @@ class LCStatistics(tf.Module):
 
   def __init__(self, event_shapes, decay=None, dtype=tf.float32, name="lc_statistics"):
     super().__init__(name=name)
-    if decay is not None and not 0.0 < decay < 1.0:
-      raise ValueError(f"LCStatistics: decay must be None or in (0, 1), got {decay!r}.")
+    if decay is not None:
+      checks.check_number("decay", decay, 0, 1, high_open=True, caller="LCStatistics")
     self.event_shapes = [tuple(s) for s in event_shapes]
     self.decay = decay
     with self.name_scope:
@@ -159,11 +162,17 @@ class LikelihoodContributions:
   log_prob: tf.Tensor
 
 
-def likelihood_contributions(flow, x):
-  """Per-element decomposition of log p(x) and the LC maps at every split of `flow`."""
-  recorder = SplitRecorder()
-  z, a = flow.encode_with_log_det_map(x, recorder=recorder)
-  terms = _log_normal(z) + a
+def likelihood_contributions(recorder, z, a):
+  """Per-element decomposition of log p(x) and the LC maps at every split (`Flow`'s pass).
+
+  Args:
+    recorder: the `SplitRecorder` of the pass that encoded x.
+    z, a: the latent and the per-element log-det map of that pass.
+
+  Returns:
+    `LikelihoodContributions`.
+  """
+  terms = standard_normal_log_prob(z) + a
   top = recorder.kept[0] if recorder.kept else terms  # innermost junction's kept part
   return LikelihoodContributions(scores=recorder.scores, factored_terms=recorder.factored_terms,
                                  top_terms=top,
@@ -178,12 +187,34 @@ def split_permutation(score, rule):
   return np.argsort(-score, axis=-1, kind="stable")
 
 
-def fix_split(flow, rule=None):
-  """Sets every junction's permutation of `flow` from its statistics (eager).
+def uses_pilot(rule):
+  """Whether the split `rule` is fixed from statistics, after a pilot (`DATA_DEPENDENT_SPLITS`)."""
+  return rule in DATA_DEPENDENT_SPLITS
+
+
+def pilot_pending(rule, split_fixed):
+  """Whether a flow with the split `rule` still has to fix its split at the pilot's end."""
+  return uses_pilot(rule) and not bool(split_fixed)
+
+
+def collects_statistics(rule, split_fixed):
+  """Whether a training step folds its LC batch sums into the statistics.
+
+  During the pilot (the split is not fixed yet), to fix the split from them; always for the
+  `static` and `random` splits, for the heatmaps.
+  """
+  return not uses_pilot(rule) or not bool(split_fixed)
+
+
+def fix_split(junctions, statistics, rule, seed=0, split_fixed=None):
+  """Sets every junction's permutation from the statistics (eager).
 
   Args:
-    flow: a `lcflow_tf.flows.Flow`.
-    rule: one of `SPLITS`; default `flow.config.split`.
+    junctions: the `FactorOut` bijectors, outermost first (`Flow.junctions`).
+    statistics: their `LCStatistics` (`Flow.lc_statistics`).
+    rule: one of `SPLITS`.
+    seed: the seed of the `random` rule.
+    split_fixed: optional boolean variable (`Flow.split_fixed`), set to True.
 
   Returns:
     The list of permutations [H_l, W_l, C_l] that were set, outermost first.
@@ -192,44 +223,95 @@ def fix_split(flow, rule=None):
     ValueError: for an unknown rule, or a data-dependent rule before any statistics were
       collected, or statistics whose shapes do not match the junctions.
   """
-  rule = flow.config.split if rule is None else rule
-  if rule not in SPLITS:
-    raise ValueError(f"fix_split: rule must be one of {SPLITS}, got {rule!r}.")
-  stats = flow.lc_statistics
-  if rule in DATA_DEPENDENT_SPLITS and not stats.has_data():
+  checks.check_choice("rule", rule, SPLITS, caller="fix_split")
+  if uses_pilot(rule) and not statistics.has_data():
     raise ValueError(f"fix_split: split rule {rule!r} needs likelihood-contribution statistics, "
                      "but none were collected yet; train with statistics collection first "
                      "(e.g. lc_pilot_steps > 0).")
   if rule == "random":
-    return set_random_split(flow, flow.config.seed)
-  chosen = []
-  for i, junction in enumerate(flow.junctions):
-    shape = junction.event_shape
-    if tuple(stats.event_shapes[i]) != tuple(shape):
-      raise ValueError(f"fix_split: statistics of junction {i} have shape "
-                       f"{list(stats.event_shapes[i])}, the junction expects {list(shape)}.")
-    if rule == "static":
-      order = np.broadcast_to(np.arange(shape[-1]), shape)
-    elif rule == "variance":
-      order = split_permutation(stats.variance(i).numpy(), "variance")
-    else:
-      order = split_permutation(stats.mean_lc[i].numpy(), rule)
-    junction.permutation.set_indices(order)
-    chosen.append(np.asarray(order))
-  flow.split_fixed.assign(True)
+    chosen = random_split(junctions, seed)
+  else:
+    chosen = [_set_order(junction, i, statistics, rule) for i, junction in enumerate(junctions)]
+  if split_fixed is not None:
+    split_fixed.assign(True)
   return chosen
 
 
-def set_random_split(flow, seed):
-  """Fixes a random channel permutation at every location of every junction."""
+def _set_order(junction, i, statistics, rule):
+  shape = junction.event_shape
+  if tuple(statistics.event_shapes[i]) != tuple(shape):
+    raise ValueError(f"fix_split: statistics of junction {i} have shape "
+                     f"{list(statistics.event_shapes[i])}, the junction expects {list(shape)}.")
+  if rule == "static":
+    order = np.broadcast_to(np.arange(shape[-1]), shape)
+  elif rule == "variance":
+    order = split_permutation(statistics.variance(i).numpy(), "variance")
+  else:
+    order = split_permutation(statistics.mean_lc[i].numpy(), rule)
+  junction.permutation.set_indices(order)
+  return np.asarray(order)
+
+
+def random_split(junctions, seed):
+  """Sets a seeded random channel permutation at every location of every junction.
+
+  Returns:
+    The permutations [H_l, W_l, C_l] that were set, outermost first.
+  """
   chosen = []
-  for i, junction in enumerate(flow.junctions):
+  for i, junction in enumerate(junctions):
     rng = np.random.default_rng([seed, i])
     shape = junction.event_shape
     order = rng.permuted(np.broadcast_to(np.arange(shape[-1]), shape).copy(), axis=-1)
     junction.permutation.set_indices(order)
     chosen.append(order)
-  flow.split_fixed.assign(True)
+  return chosen
+
+
+@dataclasses.dataclass(frozen=True)
+class FreshStart:
+  """How `finish_pilot` restarts from fresh weights (the `lc_reinit` protocol).
+
+  Attributes:
+    variables: the trainable variables.
+    values: their fresh initial values, in the same order (e.g. of a freshly built flow).
+    initialize: `initialize()` re-runs the data-dependent initialisation (ActNorm) with the
+      fixed split.
+    optimizer_variables: the optimizer's state (moments, iterations), set to zero.
+  """
+  variables: tuple
+  values: tuple
+  initialize: object
+  optimizer_variables: tuple = ()
+
+
+def finish_pilot(junctions, statistics, rule, split_fixed, fresh_start=None, averages=None):
+  """Ends the pilot of a data-dependent split (the protocol of this module's docstring).
+
+  Fixes every junction's permutation from the pilot's statistics (`fix_split`); then either
+  training continues from the pilot weights (`fresh_start=None`) or every variable takes its
+  fresh value, the data-dependent initialisation runs again with the fixed split and the
+  optimizer's state is zeroed (hence its warm-up restarts), keeping the permutations and the
+  statistics. Either way the weight averages restart from the weights training continues with
+  (the fixed split changes what the weights mean). Eager, in cross-replica context.
+
+  Args:
+    junctions, statistics, rule, split_fixed: see `fix_split`.
+    fresh_start: a `FreshStart`, or None to continue from the pilot weights.
+    averages: the run's `lcflow_tf.averaging.WeightAverage`, or None.
+
+  Returns:
+    The permutations that were set, outermost junction first.
+  """
+  chosen = fix_split(junctions, statistics, rule, split_fixed=split_fixed)
+  if fresh_start is not None:
+    for var, value in zip(fresh_start.variables, fresh_start.values):
+      var.assign(value)
+    fresh_start.initialize()
+    for var in fresh_start.optimizer_variables:
+      var.assign(tf.zeros(var.shape, var.dtype))
+  if averages is not None:
+    averages.reset()
   return chosen
 
 
@@ -245,13 +327,19 @@ def keep_mask(order):
   return mask
 
 
-def keep_masks(flow):
-  """Per junction, 1.0 where the channel stays and 0.0 where it is factored out, [H_l, W_l, C_l]."""
-  return [keep_mask(junction.permutation.indices.numpy()) for junction in flow.junctions]
+def keep_masks(junctions):
+  """Per junction, 1.0 where the channel stays and 0.0 where it is factored out, [H_l, W_l, C_l].
+
+  Args:
+    junctions: the `FactorOut` bijectors, outermost first (`Flow.junctions`).
+  """
+  return [keep_mask(junction.permutation.indices.numpy()) for junction in junctions]
 
 
-def to_image_coordinates(flow, level, values):
+def to_image_coordinates(junctions, level, values):
   """Maps a junction-`level` map [H_l, W_l, C_l] back to image coordinates [H, W, C].
+
+  `junctions` are the flow's `FactorOut` bijectors, outermost first (`Flow.junctions`).
 
   Undoes the squeezes (depth-to-space) and, above the level, scatters each level's kept
   channels back to where the upstream junction's permutation took them from; positions
@@ -264,7 +352,7 @@ def to_image_coordinates(flow, level, values):
     values = _depth_to_space(values)
     if l == 0:
       return values
-    order = flow.junctions[l - 1].permutation.indices.numpy()
+    order = junctions[l - 1].permutation.indices.numpy()
     full = np.full(order.shape, np.nan)
     c = order.shape[-1]
     np.put_along_axis(full, order[..., : c // 2], values, axis=-1)

@@ -17,8 +17,13 @@ import math
 
 import keras
 
+from lcflow_tf import checks
+
 NETWORKS = ("glow", "resnet")
 INITS = ("uniform", "he_normal")
+DEFAULT_INIT = "uniform"
+# The initialisation of the library before `init` existed (a model saved then used it).
+LEGACY_INIT = "he_normal"
 
 
 def _conv(filters, kernel, dtype, in_channels, init, zero=False, activation=None, name=None):
@@ -36,7 +41,7 @@ def _conv(filters, kernel, dtype, in_channels, init, zero=False, activation=None
 
 
 def glow_network(in_channels, out_channels, hidden_channels, dtype="float32", name=None,
-                 init="uniform"):
+                 init=DEFAULT_INIT):
   """Glow's conditioner: conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero-initialised conv3x3."""
   _check(in_channels, out_channels, hidden_channels, init)
   return keras.Sequential([
@@ -48,11 +53,10 @@ def glow_network(in_channels, out_channels, hidden_channels, dtype="float32", na
 
 
 def resnet_network(in_channels, out_channels, hidden_channels, num_blocks=2, dtype="float32",
-                   name=None, init="uniform"):
+                   name=None, init=DEFAULT_INIT):
   """RealNVP-style residual conditioner: conv3x3, `num_blocks` residual blocks, zero conv3x3."""
   _check(in_channels, out_channels, hidden_channels, init)
-  if not isinstance(num_blocks, int) or num_blocks < 0:
-    raise ValueError(f"resnet_network: num_blocks must be an int >= 0, got {num_blocks!r}.")
+  checks.check_int("num_blocks", num_blocks, 0, caller="resnet_network")
   inputs = keras.Input((None, None, in_channels), dtype=dtype)
   h = _conv(hidden_channels, 3, dtype, in_channels, init)(inputs)
   for _ in range(num_blocks):
@@ -70,14 +74,12 @@ def prior_network(in_channels, out_channels, dtype="float32", name=None):
   _check(in_channels, out_channels, 1)
   return keras.Sequential([
       keras.Input((None, None, in_channels), dtype=dtype),
-      _conv(out_channels, 3, dtype, in_channels, "uniform", zero=True),
+      _conv(out_channels, 3, dtype, in_channels, DEFAULT_INIT, zero=True),
   ], name=name)
 
 
-def _check(in_channels, out_channels, hidden_channels, init="uniform"):
+def _check(in_channels, out_channels, hidden_channels, init=DEFAULT_INIT):
   for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                      ("hidden_channels", hidden_channels)):
-    if not isinstance(value, int) or value <= 0:
-      raise ValueError(f"networks: {arg} must be a positive int, got {value!r}.")
-  if init not in INITS:
-    raise ValueError(f"networks: init must be one of {INITS}, got {init!r}.")
+    checks.check_int(arg, value, 1, caller="networks")
+  checks.check_choice("init", init, INITS, caller="networks")

@@ -36,7 +36,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import math
 import os
 import time
 
@@ -45,7 +44,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from lcflow_tf import checks
 from lcflow_tf import config as config_lib
+from lcflow_tf import files
 from lcflow_tf import frechet
 
 INFO_FILE = "classifier.json"
@@ -268,9 +269,7 @@ def quantize_samples(x, num_bins):
   if not np.issubdtype(x.dtype, np.floating) or x.ndim != 4:
     raise ValueError(f"quantize_samples: x must be float samples [N, H, W, C] in [0, 1), got "
                      f"dtype {x.dtype} and shape {list(x.shape)}.")
-  if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or not (
-      2 <= num_bins <= 256):
-    raise ValueError(f"quantize_samples: num_bins must be an int in 2..256, got {num_bins!r}.")
+  checks.check_int("num_bins", num_bins, 2, 256, caller="quantize_samples", numpy_ok=True)
   flat = x.reshape(len(x), -1).astype(np.float64)
   finite = np.all(np.isfinite(flat), axis=1)
   kept = flat[finite]
@@ -303,7 +302,7 @@ def load_or_train(dataset, directory=None, config=None, retrain=False, arrays=No
     raise ValueError(f"config must be a ClassifierConfig, got {config!r}.")
   check_dataset(dataset)
   directory = directory or default_classifier_dir(dataset)
-  config_lib.check_creatable_dir(directory, "classifier_dir")
+  files.check_creatable_dir(directory, "classifier_dir")
   arrays = arrays or load_arrays(dataset)
   key = _cache_key(dataset, arrays, config)
   info_path = os.path.join(directory, INFO_FILE)
@@ -404,14 +403,9 @@ def _train(dataset, arrays, config, key, directory):
   os.makedirs(directory, exist_ok=True)
   token = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
   info["weights_file"] = f"classifier-{token}.weights.h5"
-  tmp = os.path.join(directory, f".tmp-{token}.weights.h5")
-  try:
+  with files.staged_file(os.path.join(directory, info["weights_file"]), ".weights.h5") as tmp:
     logits_model.save_weights(tmp)
-    os.replace(tmp, os.path.join(directory, info["weights_file"]))
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  config_lib.write_json_atomic(os.path.join(directory, INFO_FILE), info)
+  files.write_json_atomic(os.path.join(directory, INFO_FILE), info)
   logging.info("Feature classifier: test accuracy %.4f after %.0f s; saved in %s.",
                info["test_accuracy"], seconds, directory)
   return classifier
@@ -472,15 +466,11 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
   Raises:
     ValueError: bad arguments, or see `load_or_train`.
   """
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-    raise ValueError(f"num_samples must be an integer >= 2 (a covariance needs 2 samples), "
-                     f"got {num_samples!r}.")
-  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-    raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+  checks.check_int("num_samples", num_samples, 2)  # a covariance needs 2 samples
+  checks.check_int("batch_size", batch_size, 1)
   temperatures = [float(t) for t in temperatures]
   for t in temperatures:
-    if not t >= 0 or math.isinf(t):
-      raise ValueError(f"temperatures must be finite numbers >= 0, got {t!r}.")
+    checks.check_number("temperatures", t, 0.0, low_open=False)
   arrays = arrays or load_arrays(dataset)
   classifier = classifier or load_or_train(dataset, classifier_dir, classifier_config,
                                            arrays=arrays)
@@ -497,19 +487,30 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
       "temperatures": {},
   }
   for t in temperatures:
-    images, nonfinite, outside = [], 0, 0
-    for b, start in enumerate(range(0, num_samples, batch_size)):
-      x = sample_fn(min(batch_size, num_samples - start), t, seed + b)
-      kept, excluded, clipped = quantize_samples(x, dataset.num_bins)
-      images.append(kept)
-      nonfinite, outside = nonfinite + excluded, outside + clipped
-    images = np.concatenate(images)
+    images, nonfinite, outside = _draw_samples(sample_fn, t, num_samples, batch_size, seed,
+                                               dataset.num_bins)
     distance = (frechet.frechet_distance_of_features(classifier.features(images), reference)
                 if len(images) >= 2 else None)
     result["temperatures"][f"{t:g}"] = {
         "frechet_distance": distance, "num_used": int(len(images)),
         "nonfinite_excluded": nonfinite, "out_of_range_clipped": outside}
   return result
+
+
+def _draw_samples(sample_fn, temperature, num_samples, batch_size, seed, num_bins):
+  """`num_samples` quantized samples in batches (batch b with seed `seed + b`).
+
+  Returns:
+    (images kept, non-finite samples excluded, values clipped into range), see
+    `quantize_samples`.
+  """
+  images, nonfinite, outside = [], 0, 0
+  for b, start in enumerate(range(0, num_samples, batch_size)):
+    x = sample_fn(min(batch_size, num_samples - start), temperature, seed + b)
+    kept, excluded, clipped = quantize_samples(x, num_bins)
+    images.append(kept)
+    nonfinite, outside = nonfinite + excluded, outside + clipped
+  return np.concatenate(images), nonfinite, outside
 
 
 def evaluate_flow(flow, dataset, temperatures, num_samples=10000, seed=0, batch_size=500,

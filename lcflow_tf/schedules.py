@@ -23,6 +23,8 @@ import math
 import keras
 import tensorflow as tf
 
+from lcflow_tf import checks
+
 SCHEDULES = ("constant", "cosine", "linear")
 # The default of `TrainConfig.lr_schedule` and train.py's --lr_schedule (changed here only).
 DEFAULT_SCHEDULE = "cosine"
@@ -50,21 +52,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
   def __init__(self, peak, warmup_steps, kind="constant", decay_steps=None,
                min_ratio=DEFAULT_MIN_RATIO, scale=None, progress=None):
     super().__init__()
-    if (isinstance(peak, bool) or not isinstance(peak, (int, float)) or not math.isfinite(peak)
-        or peak <= 0):
-      raise ValueError(f"WarmupDecay: peak must be a finite number > 0, got {peak!r}.")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-      raise ValueError(f"WarmupDecay: warmup_steps must be an integer >= 0, got "
-                       f"{warmup_steps!r}.")
-    if kind not in SCHEDULES:
-      raise ValueError(f"WarmupDecay: kind must be one of {list(SCHEDULES)}, got {kind!r}.")
-    if kind != "constant" and (isinstance(decay_steps, bool) or not isinstance(decay_steps, int)
-                               or decay_steps < 1):
-      raise ValueError(f"WarmupDecay: decay_steps must be an integer >= 1 for kind {kind!r}, "
-                       f"got {decay_steps!r}.")
-    if (isinstance(min_ratio, bool) or not isinstance(min_ratio, (int, float))
-        or not 0.0 <= min_ratio < 1.0):
-      raise ValueError(f"WarmupDecay: min_ratio must be in [0, 1), got {min_ratio!r}.")
+    caller = "WarmupDecay"
+    checks.check_number("peak", peak, 0, caller=caller)
+    checks.check_int("warmup_steps", warmup_steps, 0, caller=caller)
+    checks.check_choice("kind", kind, SCHEDULES, caller=caller)
+    if kind != "constant":
+      checks.check_int("decay_steps", decay_steps, 1, caller=f"{caller} (kind {kind!r})")
+    checks.check_number("min_ratio", min_ratio, 0, 1, low_open=False, high_open=True,
+                        caller=caller)
     self.peak = float(peak)
     self.warmup_steps = warmup_steps
     self.kind = kind

@@ -1,17 +1,19 @@
-"""Distributed maximum-likelihood training of a flow, with the LC pilot protocol.
+"""Distributed maximum-likelihood training of a flow: the `Trainer` and its loop.
 
-`train(config, model_dir)` (or `Trainer(...).train()`) runs one `TrainConfig`:
+`train(config, model_dir)` (or `Trainer(...).train()`) runs one `TrainConfig`. What the loop
+uses has its own module: the strategy and the per-replica input (`lcflow_tf.distribute`), the
+checkpoints and their crash-safe rules (`lcflow_tf.checkpoints`), the progress log and
+TensorBoard summaries (`lcflow_tf.summaries`), the learning-rate schedule
+(`lcflow_tf.schedules`), the weight averages (`lcflow_tf.averaging`) and the LC pilot protocol
+(`lcflow_tf.lc`). Every variable (flow, optimizer, step, learning-rate scale, weight
+averages) is created inside `strategy.scope()`.
 
-* Strategy: `make_strategy` (`auto` = MirroredStrategy over all visible GPUs, else the
-  default strategy). Every variable (flow, optimizer, step, learning-rate scale, weight
-  averages) is created inside `strategy.scope()`.
 * Input: `strategy.distribute_datasets_from_function` over `data.make_train_pipeline` with
   per-replica batches of `batch_size / num_replicas`; each input pipeline skips the batches
   of the steps already taken, so a resumed run sees the batches it would have seen. Global
   step s consumes exactly the images (and dequantisation noise) of global batch s of the
   single-device stream, so 1 and N replicas, on one worker or on several, train on the same
-  data: with several workers every worker builds the global stream and keeps its own
-  contiguous slice of each global batch (see `Trainer._dataset_fn`).
+  data (see `distribute.dataset_fn`).
 * Step: per replica, `loss = sum(-log p(x)) / global_batch_size`; the gradients are summed
   over replicas (`all_reduce`), so they equal the gradient of the global-batch mean; they
   are clipped by their global norm; when the loss or the norm is not finite the update is
@@ -19,168 +21,66 @@
   applied in cross-replica context, variable by variable through `strategy.extended.update`
   with the optimizer's own `update_step`, because Keras's `apply` sums gradients over
   replicas again and cannot sit inside `tf.cond` in replica context.
-* Learning rate (`lcflow_tf.schedules.WarmupDecay`): linear warm-up over `warmup_steps`
-  optimizer steps, then `lr_schedule` (`constant`, or a `cosine`/`linear` decay driven by the
-  global step that reaches `lr_min_ratio * learning_rate` at `train_steps`), times the
-  learning-rate scale (lowered on non-finite recovery). Extending `train_steps` on resume
-  stretches the decay to the new end.
-* Weight averages (`ema_decay` > 0; `lcflow_tf.averaging.WeightAverage`): an exponential
-  moving average of every trainable variable (not ActNorm's `initialized`, the LC statistics,
-  the permutations or `split_fixed`), mirrored like the weights and updated in the same
-  `tf.cond` branch as the Adam update, right after it, so a skipped step leaves it alone;
-  decay `min(ema_decay, (1 + n) / (10 + n))` after n updates. The averages start from the
-  initialised weights and restart from the current weights when the pilot ends (the fixed
-  split changes what the weights mean; with `lc_reinit` they are the fresh weights). The
-  sample grids of the summaries (`write_images`, `averaged_weights`), `evaluation.load_run`
-  and hence eval.py, export.py and train.py's final evaluation and export use the averages
-  by default.
+* Learning rate (`schedules.WarmupDecay`): linear warm-up over `warmup_steps` optimizer
+  steps, then `lr_schedule` (`constant`, or a `cosine`/`linear` decay driven by the global
+  step that reaches `lr_min_ratio * learning_rate` at `train_steps`), times the learning-rate
+  scale (lowered on non-finite recovery). Extending `train_steps` on resume stretches the
+  decay to the new end.
+* Weight averages (`ema_decay` > 0; `averaging.WeightAverage`) of every trainable variable,
+  mirrored like the weights and updated in the same `tf.cond` branch as the Adam update,
+  right after it, so a skipped step leaves them alone. They start from the initialised
+  weights and restart when the pilot ends. The sample grids of the summaries
+  (`write_images`, `averaged_weights`), `evaluation.load_run` and hence eval.py, export.py
+  and train.py's final evaluation and export use the averages by default.
 * Likelihood contributions: the same pass returns the LC batch sums
   (`Flow.log_prob_and_lc_batch`); they are summed over replicas (`strategy.reduce`) and folded
-  into `flow.lc_statistics` in cross-replica context, while the split is not fixed yet and
-  always for the `static`/`random` splits (for the heatmaps).
-* Pilot protocol (data-dependent splits `lc`, `lc_reverse`, `variance`): the first
-  `lc_pilot_steps` steps train with the static split while collecting statistics; then
-  `finish_pilot` fixes every junction's permutation (`flow.fix_split()`) and either continues
-  from the pilot weights (default) or, with `lc_reinit`, resets every trainable variable to
-  a freshly built flow's initial values, re-runs the ActNorm initialisation and resets the
-  optimizer, keeping the permutations and the statistics. `train_steps` counts the pilot.
+  into `flow.lc_statistics` in cross-replica context whenever `lc.collects_statistics`.
+* Pilot (data-dependent splits `lc`, `lc_reverse`, `variance`): the first `lc_pilot_steps`
+  steps train with the static split while collecting statistics; then `finish_pilot` runs
+  `lc.finish_pilot` (fix every junction's permutation; continue from the pilot weights, or
+  with `lc_reinit` restart from a freshly built flow's weights with a fresh optimizer).
+  `train_steps` counts the pilot.
 * ActNorm: initialised eagerly, in cross-replica context, from the global first batch before
   the first step, so any number of replicas starts from the same state as one device.
-* Checkpoints (`tf.train.CheckpointManager` in `model_dir`): the flow (weights, ActNorm
-  state, split permutations, LC statistics, `split_fixed`), the optimizer, the step, the
-  learning-rate scale and the weight averages (as `averages`, with their update count). A
-  run resumes from the latest one ("Resuming from step N"); a checkpoint without averages
-  (an older run, or `ema_decay` turned on at resume) restores the rest, and the averages
-  restart from its weights. TF writes
-  a checkpoint's shards under `<prefix>_temp/`, merges them into `<prefix>.index/.data-*`,
-  and only then replaces the `checkpoint` index file atomically, so a crash never leaves a
-  partial checkpoint as the latest. Rewriting an existing prefix is not atomic (the merge
-  renames the data file over the old one, then rewrites the `.index` in place), so the
-  trainer never saves over the newest checkpoint: when the pilot ends at a step that already
-  has one (written before the split was fixed), the fixed split is saved with the next
-  checkpoint; a run resumed from that checkpoint fixes the same split again from the same
-  saved statistics. Non-chief workers (`multi_worker`) write their checkpoints into a
-  temporary directory that is removed at the end, never into `model_dir`.
+* Checkpoints (`checkpoints.TrainingCheckpoints`): every `checkpoint_every` steps and at the
+  end; a run resumes from the latest one ("Resuming from step N"). The newest checkpoint is
+  never saved over: when the pilot ends at a step that already has one (written before the
+  split was fixed), the fixed split is saved with the next checkpoint; a run resumed from that
+  checkpoint fixes the same split again from the same saved statistics.
 * Non-finite steps: no periodic checkpoint is written during a streak of them; after
   `max_nonfinite_steps` consecutive ones, the latest checkpoint is restored (weights,
   optimizer and averages) and the learning rate is multiplied by `nonfinite_lr_factor`
-  (kept in later checkpoints); after
-  `max_nonfinite_restores` such restores training stops with `TrainingError`.
-* TensorBoard events are written with `tf.summary.write` in the format of TensorBoard's
-  scalars and images plugins (`tensorboard --logdir MODEL_DIR`; tensorboard is in
-  requirements.txt, and the library itself does not import it).
-* Logs: a progress line every `log_every` steps (step, train bits/dim, images/s, learning
-  rate, ETA); TensorBoard scalars in `model_dir/train` and, every `images_every` steps and at
-  the end, sample grids and LC heatmaps.
+  (kept in later checkpoints); after `max_nonfinite_restores` such restores training stops
+  with `TrainingError`.
+* Logs (`summaries`): a progress line and TensorBoard scalars every `log_every` steps, in
+  `model_dir/train`; every `images_every` steps and at the end, sample grids and LC heatmaps.
 """
 
 import contextlib
 import dataclasses
-import math
 import os
-import shutil
-import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
 from lcflow_tf import averaging
+from lcflow_tf import checkpoints
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
+from lcflow_tf import files
 from lcflow_tf import flows
+from lcflow_tf import lc
 from lcflow_tf import schedules
-from lcflow_tf import viz
+from lcflow_tf import summaries
 
-SUMMARY_TEMPERATURES = (0.0, 0.7, 1.0)
-SUMMARY_SAMPLES = 36
 MIXED_PRECISION_POLICY = "mixed_bfloat16"
 
 
 class TrainingError(RuntimeError):
   """Training cannot continue (diverged, or nothing to restore)."""
-
-
-# --- strategies ------------------------------------------------------------------------------
-def configure_cpu_replicas(num):
-  """Splits the first CPU into `num` logical devices (before TensorFlow initialises devices).
-
-  Lets `mirrored`/`auto` run several replicas on a CPU-only machine (for trying and testing
-  distributed training). Does nothing for `num == 1`.
-
-  Raises:
-    ValueError: when `num` < 1, or TensorFlow's devices are already initialised with another
-      split.
-  """
-  if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-    raise ValueError(f"cpu_replicas must be an integer >= 1, got {num!r}.")
-  if num == 1:
-    return
-  cpus = tf.config.list_physical_devices("CPU")
-  try:
-    tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num)])
-  except RuntimeError:
-    have = len(tf.config.list_logical_devices("CPU"))
-    if have != num:
-      raise ValueError(f"cpu_replicas={num} cannot be set: TensorFlow already initialised "
-                       f"{have} logical CPU device(s).") from None
-
-
-def make_strategy(name, cpu_replicas=1):
-  """A `tf.distribute.Strategy` by name.
-
-  Args:
-    name: `auto` (MirroredStrategy over every visible GPU, or over the logical CPUs when there
-      is no GPU and `cpu_replicas` > 1, else the default strategy), `default`, `one_device`
-      (the first GPU, else the CPU), `mirrored` (all GPUs, else all logical CPUs) or
-      `multi_worker` (MultiWorkerMirroredStrategy; the cluster comes from `TF_CONFIG`).
-    cpu_replicas: logical CPU devices to use when there is no GPU (see
-      `configure_cpu_replicas`, which must have been called before).
-
-  Raises:
-    ValueError: for an unknown name, or `multi_worker` without a valid `TF_CONFIG` or after
-      TensorFlow initialised its devices.
-  """
-  if name not in config_lib.STRATEGIES:
-    raise ValueError(f"strategy must be one of {list(config_lib.STRATEGIES)}, got {name!r}.")
-  if name == "multi_worker":  # before anything initialises TensorFlow's devices
-    if not os.environ.get("TF_CONFIG"):
-      raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
-                       "environment variable, which is not set.")
-    try:
-      return tf.distribute.MultiWorkerMirroredStrategy()
-    except RuntimeError as e:  # "Collective ops must be configured at program startup"
-      raise ValueError("strategy 'multi_worker' must be created before TensorFlow "
-                       f"initialises its devices (at program start): {e}") from None
-    except (ValueError, KeyError, TypeError) as e:  # e.g. TF_CONFIG is not JSON
-      raise ValueError(f"strategy 'multi_worker': TF_CONFIG is not a valid cluster "
-                       f"description ({type(e).__name__}: {e}); expected JSON such as "
-                       '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                       '"task": {"type": "worker", "index": 0}}.') from None
-  gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
-  cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)]
-  if name == "default":
-    return tf.distribute.get_strategy()
-  if name == "one_device":
-    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else cpus[0])
-  if gpus:
-    return tf.distribute.MirroredStrategy(gpus)
-  if name == "mirrored" or len(cpus) > 1:
-    return tf.distribute.MirroredStrategy(cpus)
-  return tf.distribute.get_strategy()
-
-
-def _is_chief(strategy):
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.task_type:
-    return True
-  return (resolver.task_type == "chief"
-          or (resolver.task_type == "worker" and resolver.task_id == 0
-              and "chief" not in resolver.cluster_spec().as_dict()))
 
 
 def seed_initializers(seed):
@@ -194,13 +94,15 @@ def seed_initializers(seed):
   tf.random.set_seed(None)
 
 
-# --- mixed precision -------------------------------------------------------------------------
 def apply_mixed_precision(flow, policy=MIXED_PRECISION_POLICY):
   """Runs the coupling networks of `flow` under a Keras mixed-precision policy.
 
   The networks compute in bfloat16 (float32 variables); their outputs are cast back to the
   flow's dtype by the couplings, so log-densities, log-dets and the optimizer stay float32.
   bfloat16 has float32's exponent range, so no loss scaling is needed.
+
+  Returns:
+    The number of Keras layers switched to `policy`.
   """
   count = 0
   for module in flow.bijector.submodules:
@@ -212,28 +114,6 @@ def apply_mixed_precision(flow, policy=MIXED_PRECISION_POLICY):
   return count
 
 
-# --- TensorBoard summaries (written in TensorBoard's format without importing it) ------------
-def _metadata(plugin):
-  metadata = summary_pb2.SummaryMetadata()
-  metadata.plugin_data.plugin_name = plugin
-  return metadata
-
-
-def summary_scalar(name, value, step):
-  """A scalar event readable by TensorBoard's scalars dashboard."""
-  return tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
-                          metadata=_metadata("scalars"))
-
-
-def summary_image(name, image, step):
-  """One uint8 image [H, W, C] as an event of TensorBoard's images dashboard (PNG)."""
-  image = np.asarray(image, np.uint8)
-  encoded = tf.io.encode_png(image)
-  tensor = tf.stack([tf.as_string(image.shape[1]), tf.as_string(image.shape[0]), encoded])
-  return tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
-
-
-# --- results ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
   """What a finished `Trainer.train` reports.
@@ -258,6 +138,17 @@ class TrainResult:
   resumed_from: int
 
 
+@dataclasses.dataclass
+class _Tally:
+  """The counters of one `Trainer.train` call."""
+  losses: dict = dataclasses.field(default_factory=dict)
+  bits_per_dim: dict = dataclasses.field(default_factory=dict)
+  nonfinite: int = 0
+  consecutive: int = 0
+  restores: int = 0
+  images: int = 0
+
+
 class Trainer:
   """Trains one `TrainConfig` in `model_dir` (see the module docstring).
 
@@ -271,11 +162,13 @@ class Trainer:
   Args:
     config: the `TrainConfig`.
     model_dir: directory of checkpoints, `config.json` and summaries.
-    strategy: a `tf.distribute.Strategy` (default: `make_strategy(config.strategy, ...)`).
+    strategy: a `tf.distribute.Strategy` (default: `distribute.make_strategy` of the config).
     dataset: an `lcflow_tf.data.ImageDataset` (default: `data.load_dataset` of the config).
 
   Attributes:
-    flow, optimizer, strategy, dataset, checkpoint_manager, model_dir, config.
+    flow, optimizer, strategy, dataset, model_dir, config.
+    flow_config: the `FlowConfig` of `flow` (the config's model with the data's image shape).
+    checkpoints: the run's `checkpoints.TrainingCheckpoints`.
     averages: the `averaging.WeightAverage` of `flow.trainable_variables`, or None when
       `config.ema_decay` is 0.
   """
@@ -288,78 +181,87 @@ class Trainer:
     self.config = config
     self.model_dir = os.path.abspath(model_dir)
     saved = config_lib.check_resumable(self.model_dir, config)
-    self.strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
-    replicas = self.strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-      raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
-                       f"{replicas} replicas of the {type(self.strategy).__name__}; use a "
-                       "multiple of the replica count.")
-    if config.mixed_precision and not tf.config.list_logical_devices("GPU"):
-      raise ValueError("mixed_precision needs a GPU (bfloat16 matmuls only pay off there); no "
-                       "GPU is visible. Run without --mixed_precision.")
+    self.strategy = strategy or distribute.make_strategy(config.strategy, config.cpu_replicas)
+    self._check_hardware()
     self.dataset = dataset or data.load_dataset(config.dataset, config.data_dir, config.n_bits)
     self.flow_config = config.flow_config(self.dataset.image_shape)
-    if self.dataset.num_train == 0:
-      raise ValueError(f"the training set of {config.dataset} is empty (0 images).")
-    if self.dataset.num_train is not None and config.batch_size > self.dataset.num_train:
-      raise ValueError(f"batch_size={config.batch_size} is larger than the training set of "
-                       f"{config.dataset} ({self.dataset.num_train} images).")
+    self._check_dataset()
     self.num_bins = self.dataset.num_bins
-    self.is_chief = _is_chief(self.strategy)
+    self.is_chief = distribute.is_chief(self.strategy)
     if self.is_chief:  # the other workers never write into model_dir
-      config_lib.check_creatable_dir(self.model_dir, "model_dir")
+      files.check_creatable_dir(self.model_dir, "model_dir")
     # Everything is valid: from here on, files are written.
-    self._write_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="lcflow-")
-
     with self.strategy.scope():
-      seed_initializers(config.seed)
-      self.flow = flows.Flow(self.flow_config)
-      if config.mixed_precision:
-        apply_mixed_precision(self.flow)
-      self._variables = self.flow.trainable_variables
-      self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-      self._lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
-      self.optimizer = keras.optimizers.Adam(schedules.WarmupDecay(
-          config.learning_rate, config.warmup_steps, kind=config.lr_schedule,
-          decay_steps=config.train_steps, min_ratio=config.lr_min_ratio, scale=self._lr_scale,
-          progress=self._step))
-      self.optimizer.build(self._variables)
-      self.averages = (averaging.WeightAverage(self._variables, config.ema_decay)
-                       if config.ema_decay > 0 else None)
-      state = dict(flow=self.flow, optimizer=self.optimizer, step=self._step,
-                   lr_scale=self._lr_scale)
-      self._checkpoint_without_averages = tf.train.Checkpoint(**state)
-      if self.averages is not None:
-        state[averaging.CHECKPOINT_NAME] = self.averages.state
-      self._checkpoint = tf.train.Checkpoint(**state)
-      self.checkpoint_manager = tf.train.CheckpointManager(
-          self._checkpoint, self._write_dir, max_to_keep=config.keep_checkpoints)
-      latest = tf.train.latest_checkpoint(self.model_dir)
+      self._build()
+      latest = self.checkpoints.restore_latest()
       if latest:
-        self._restore_checkpoint(latest)
         logging.info("Resuming from step %d (%s)", self.step, latest)
       else:
         self.flow.initialize(self.global_batch(0))
         if self.averages is not None:
           self.averages.reset()  # from the initialised weights
     if self.is_chief:  # after the restore: an unreadable checkpoint changes nothing here
-      os.makedirs(self.model_dir, exist_ok=True)
-      if saved != config:
-        if saved is not None:
-          changed = [f"{name}: {old!r} -> {new!r}"
-                     for name, old, new in saved.differences(config, ignore=())]
-          logging.info("Run settings changed on resume: %s", "; ".join(changed))
-          if saved.train_steps != config.train_steps and config.lr_schedule != "constant":
-            logging.info("The %s learning-rate decay now reaches its floor at step %d.",
-                         config.lr_schedule, config.train_steps)
-        config_lib.write_train_config(self.model_dir, config)
+      self._write_config(saved)
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
                             if self.is_chief else tf.summary.create_noop_writer())
     self._step_fns = {}
     self._compute_fn = (tf.function(self._loss_and_grads, jit_compile=True) if config.jit
                         else self._loss_and_grads)
-    self._last_checkpoint = latest
-    self._saved_step = self.step if latest else None  # step of the newest checkpoint
+
+  # --- set-up --------------------------------------------------------------------------------
+  def _check_hardware(self):
+    c, replicas = self.config, self.strategy.num_replicas_in_sync
+    if c.batch_size % replicas:
+      raise ValueError(f"batch_size={c.batch_size} is not divisible by the "
+                       f"{replicas} replicas of the {type(self.strategy).__name__}; use a "
+                       "multiple of the replica count.")
+    if c.mixed_precision and not tf.config.list_logical_devices("GPU"):
+      raise ValueError("mixed_precision needs a GPU (bfloat16 matmuls only pay off there); no "
+                       "GPU is visible. Run without --mixed_precision.")
+
+  def _check_dataset(self):
+    c, num_train = self.config, self.dataset.num_train
+    if num_train == 0:
+      raise ValueError(f"the training set of {c.dataset} is empty (0 images).")
+    if num_train is not None and c.batch_size > num_train:
+      raise ValueError(f"batch_size={c.batch_size} is larger than the training set of "
+                       f"{c.dataset} ({num_train} images).")
+
+  def _build(self):
+    """The flow, step, learning-rate scale, optimizer, averages and checkpoints (in scope)."""
+    c = self.config
+    seed_initializers(c.seed)
+    self.flow = flows.Flow(self.flow_config)
+    if c.mixed_precision:
+      apply_mixed_precision(self.flow)
+    self._variables = self.flow.trainable_variables
+    self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    self._lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
+    self.optimizer = keras.optimizers.Adam(schedules.WarmupDecay(
+        c.learning_rate, c.warmup_steps, kind=c.lr_schedule, decay_steps=c.train_steps,
+        min_ratio=c.lr_min_ratio, scale=self._lr_scale, progress=self._step))
+    self.optimizer.build(self._variables)
+    self.averages = (averaging.WeightAverage(self._variables, c.ema_decay)
+                     if c.ema_decay > 0 else None)
+    self.checkpoints = checkpoints.TrainingCheckpoints(
+        self.model_dir, dict(flow=self.flow, optimizer=self.optimizer, step=self._step,
+                             lr_scale=self._lr_scale),
+        self.averages, c.keep_checkpoints, chief=self.is_chief)
+
+  def _write_config(self, saved):
+    """Writes `config.json` (when new or changed), logging what a resume changed."""
+    c = self.config
+    os.makedirs(self.model_dir, exist_ok=True)
+    if saved == c:
+      return
+    if saved is not None:
+      changed = [f"{name}: {old!r} -> {new!r}"
+                 for name, old, new in saved.differences(c, ignore=())]
+      logging.info("Run settings changed on resume: %s", "; ".join(changed))
+      if saved.train_steps != c.train_steps and c.lr_schedule != "constant":
+        logging.info("The %s learning-rate decay now reaches its floor at step %d.",
+                     c.lr_schedule, c.train_steps)
+    config_lib.write_train_config(self.model_dir, c)
 
   # --- state ---------------------------------------------------------------------------------
   @property
@@ -373,68 +275,30 @@ class Trainer:
   @property
   def collects_statistics(self):
     """Whether the next step folds its LC batch sums into `flow.lc_statistics`."""
-    return self.config.split in ("static", "random") or not bool(self.flow.split_fixed.numpy())
+    return lc.collects_statistics(self.flow_config.split, self.flow.split_fixed.numpy())
 
   @property
   def pilot_pending(self):
     """Whether the split still has to be fixed at the end of the pilot."""
-    return self.config.uses_pilot and not bool(self.flow.split_fixed.numpy())
+    return lc.pilot_pending(self.flow_config.split, self.flow.split_fixed.numpy())
 
   # --- data ----------------------------------------------------------------------------------
+  def _stream(self, batch_size, start_step):
+    """The training stream in batches of `batch_size` from batch `start_step` on."""
+    c = self.config
+    return data.make_train_pipeline(self.dataset.train(), batch_size, self.num_bins, c.seed,
+                                    shuffle_buffer=c.shuffle_buffer, start_step=start_step,
+                                    dataset_size=self.dataset.num_train)
+
   def global_batch(self, step):
     """The global batch of `step` of the training stream, as one tensor (not distributed)."""
-    c = self.config
-    stream = data.make_train_pipeline(self.dataset.train(), c.batch_size, self.num_bins, c.seed,
-                                      shuffle_buffer=c.shuffle_buffer, start_step=step,
-                                      dataset_size=self.dataset.num_train)
-    return next(iter(stream))
-
-  def _dataset_fn(self, start_step):
-    """The `dataset_fn` of `distribute_datasets_from_function` from `start_step` on.
-
-    The global batch of every step is the same whatever the number of workers and replicas:
-    global step s consumes exactly global batch s of the single-device stream
-    (`data.make_train_pipeline(train, batch_size, ...)`).
-
-    * One input pipeline (one worker, any number of local replicas): the stream is batched
-      per replica; the worker's R replicas take R consecutive per-replica batches per step,
-      i.e. the R contiguous slices of the global batch.
-    * Several input pipelines (`multi_worker`, one per worker): every pipeline builds the
-      same global stream (same seed, same order, same dequantisation noise) and keeps only
-      its own contiguous slice of each global batch,
-      `batch[i * per_pipeline:(i + 1) * per_pipeline]` for pipeline i, re-batched to
-      per-replica size when the worker has several replicas. Each worker therefore reads
-      (and dequantises) the whole stream and discards the other workers' slices: cheap for
-      the small images this library trains on, and it keeps multi-worker runs on exactly
-      the data of a single-worker run with the same global batch.
-    """
-    c = self.config
-
-    def dataset_fn(ctx):
-      per_replica = ctx.get_per_replica_batch_size(c.batch_size)
-      replicas_here = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-      if ctx.num_input_pipelines == 1:
-        return data.make_train_pipeline(self.dataset.train(), per_replica, self.num_bins,
-                                        c.seed, shuffle_buffer=c.shuffle_buffer,
-                                        start_step=start_step * replicas_here,
-                                        dataset_size=self.dataset.num_train)
-      per_pipeline = per_replica * replicas_here
-      begin = ctx.input_pipeline_id * per_pipeline
-      stream = data.make_train_pipeline(self.dataset.train(), c.batch_size, self.num_bins,
-                                        c.seed, shuffle_buffer=c.shuffle_buffer,
-                                        start_step=start_step,
-                                        dataset_size=self.dataset.num_train)
-      stream = stream.map(lambda batch: batch[begin:begin + per_pipeline])
-      if replicas_here > 1:
-        stream = stream.unbatch().batch(per_replica, drop_remainder=True)
-      return stream.prefetch(tf.data.AUTOTUNE)
-
-    return dataset_fn
+    return next(iter(self._stream(self.config.batch_size, step)))
 
   def distributed_iterator(self, start_step=None):
     """Iterator over the distributed training batches from `start_step` (default: now)."""
     start = self.step if start_step is None else start_step
-    return iter(self.strategy.distribute_datasets_from_function(self._dataset_fn(start)))
+    return iter(self.strategy.distribute_datasets_from_function(
+        distribute.dataset_fn(self._stream, self.config.batch_size, start)))
 
   # --- the step ------------------------------------------------------------------------------
   def _loss_and_grads(self, x, collect):
@@ -509,47 +373,45 @@ class Trainer:
 
   # --- pilot protocol ------------------------------------------------------------------------
   def finish_pilot(self):
-    """Ends the pilot: fixes the split from the statistics; with `lc_reinit`, fresh weights.
+    """Ends the pilot: `lc.finish_pilot` with this run's flow, optimizer and averages.
 
-    Fresh weights: every trainable variable takes the value it has in a flow freshly built
-    from the same config and seed, the ActNorms are re-initialised (with the fixed split) on
-    the global batch of the current step, and the optimizer's state (moments, iterations,
-    hence the warm-up) is zeroed. The permutations and the statistics are kept. Either way
-    the weight averages restart from the weights training continues with (the fixed split
-    changes what the weights mean).
+    The split is fixed from the statistics. With `lc_reinit`, every trainable variable takes
+    the value it has in a flow freshly built from the same config and seed, the ActNorms are
+    re-initialised (with the fixed split) on the global batch of the current step, and the
+    optimizer's state (moments, iterations, hence the warm-up) is zeroed. Either way the
+    weight averages restart from the weights training continues with.
 
     Returns:
       The permutations that were set, outermost junction first.
     """
+    c = self.config
     with self.strategy.scope():
-      chosen = self.flow.fix_split()
-      if self.config.lc_reinit:
-        seed_initializers(self.config.seed)
-        fresh = flows.Flow(self.flow_config)
-        for var, value in zip(self._variables, fresh.trainable_variables):
-          var.assign(value.numpy())
-        del fresh
-        self.flow.initialize(self.global_batch(self.step), force=True)
-        for var in self.optimizer.variables:
-          var.assign(tf.zeros(var.shape, var.dtype))
-      if self.averages is not None:
-        self.averages.reset()
-    averages = self.averages is not None
+      chosen = lc.finish_pilot(self.flow.junctions, self.flow.lc_statistics,
+                               self.flow_config.split, self.flow.split_fixed,
+                               fresh_start=self._fresh_start() if c.lc_reinit else None,
+                               averages=self.averages)
     logging.info("Pilot finished at step %d: split %r fixed from %d images%s%s.", self.step,
-                 self.config.split, int(self.flow.lc_statistics.count.numpy()),
-                 "; weights and optimizer re-initialised" if self.config.lc_reinit else
+                 self.flow_config.split, int(self.flow.lc_statistics.count.numpy()),
+                 "; weights and optimizer re-initialised" if c.lc_reinit else
                  "; continuing from the pilot weights",
-                 "; weight averages restarted from these weights" if averages else "")
+                 "; weight averages restarted from these weights" if self.averages is not None
+                 else "")
     return chosen
+
+  def _fresh_start(self):
+    """The `lc.FreshStart` of `lc_reinit`: a fresh flow's weights, data init, zero optimizer."""
+    seed_initializers(self.config.seed)
+    fresh = flows.Flow(self.flow_config)
+    return lc.FreshStart(
+        variables=tuple(self._variables),
+        values=tuple(v.numpy() for v in fresh.trainable_variables),
+        initialize=lambda: self.flow.initialize(self.global_batch(self.step), force=True),
+        optimizer_variables=tuple(self.optimizer.variables))
 
   # --- checkpoints and recovery --------------------------------------------------------------
   def save_checkpoint(self):
     """Writes a checkpoint of the current step; returns its path."""
-    path = self.checkpoint_manager.save(checkpoint_number=self.step)
-    self._saved_step = self.step
-    if self.is_chief:
-      self._last_checkpoint = path
-    return path
+    return self.checkpoints.save()
 
   def recover_from_nonfinite(self):
     """Restores the latest checkpoint and lowers the learning rate by `nonfinite_lr_factor`.
@@ -557,35 +419,17 @@ class Trainer:
     Raises:
       TrainingError: when there is no checkpoint to go back to.
     """
-    latest = tf.train.latest_checkpoint(self.model_dir)
-    if latest is None:
-      raise TrainingError("training diverged (non-finite loss or gradients) before the first "
-                          "checkpoint; lower --learning_rate or --grad_clip_norm.")
     with self.strategy.scope():
-      self._restore_checkpoint(latest)
+      latest = self.checkpoints.restore_latest()
+      if latest is None:
+        raise TrainingError("training diverged (non-finite loss or gradients) before the "
+                            "first checkpoint; lower --learning_rate or --grad_clip_norm.")
       self._lr_scale.assign(self._lr_scale * self.config.nonfinite_lr_factor)
     logging.warning("Restored %s (step %d) after non-finite steps; learning rate scale is now "
                     "%g.", latest, self.step, self.learning_rate_scale)
     return latest
 
-  def _restore_checkpoint(self, path):
-    """Restores the checkpoint `path` (averages included when it holds them).
-
-    A checkpoint without averages (written with `ema_decay=0`, or before averaging existed)
-    restores everything else; the averages then restart from the restored weights.
-
-    Raises:
-      ValueError: one line, when the checkpoint is unreadable or does not match the model.
-    """
-    if self.averages is None or _has_averages(path):
-      _restore(self._checkpoint, path)
-      return
-    _restore(self._checkpoint_without_averages, path)
-    self.averages.reset()
-    logging.info("%s holds no weight averages (written with ema_decay=0 or before averaging "
-                 "existed); averaging starts from its weights at step %d.", path, self.step)
-
-  # --- averaged weights ----------------------------------------------------------------------
+  # --- averaged weights and summaries --------------------------------------------------------
   @contextlib.contextmanager
   def averaged_weights(self):
     """Context in which `flow` holds the averaged weights (the raw ones when `ema_decay=0`).
@@ -601,27 +445,20 @@ class Trainer:
     with self.strategy.scope(), self.averages.swapped():
       yield "ema"
 
-  # --- summaries -----------------------------------------------------------------------------
   def write_images(self):
-    """Sample grids and LC heatmaps of the current model as TensorBoard images.
+    """Sample grids and LC heatmaps of the current model as TensorBoard images (chief only).
 
     The samples come from the averaged weights (`averaged_weights`); the heatmaps show the
     LC statistics, which were collected with the raw weights during training.
     """
     if not self.is_chief:
       return
-    step = self.step
-    with self._summary_writer.as_default(), self.averaged_weights():
-      for t in SUMMARY_TEMPERATURES:
-        grid = viz.sample_grid(self.flow, self.num_bins, t, SUMMARY_SAMPLES, seed=step)
-        summary_image(f"samples/temperature_{t:.1f}", grid, step)
-      if self.flow.junctions and self.flow.lc_statistics.has_data():
-        summary_image("lc/heatmaps", viz.lc_overview(self.flow), step)
-    self._summary_writer.flush()
+    with self.averaged_weights():
+      summaries.write_images(self._summary_writer, self.flow, self.num_bins, self.step)
 
-  def _bits_per_dim(self, loss):
-    dims = float(np.prod(self.flow.image_shape))
-    return (loss + dims * math.log(self.num_bins)) / (dims * math.log(2.0))
+  def bits_per_dim(self, loss):
+    """Training bits/dim of a loss in nats per image."""
+    return float(flows.log_prob_to_bits_per_dim(-loss, self.flow.image_shape, self.num_bins))
 
   # --- the loop ------------------------------------------------------------------------------
   def train(self, until_step=None):
@@ -635,125 +472,72 @@ class Trainer:
     start = self.step
     if start >= target:
       logging.info("Step %d already reached (target %d); nothing to train.", start, target)
-    losses, bpds = {}, {}
-    nonfinite_total = consecutive = restores = 0
+    tally = _Tally()
     iterator = self.distributed_iterator()
     t0 = time.time()
-    interval_t, interval_steps, interval_losses, interval_norms = t0, 0, [], []
-    images_seen = 0
+    progress = summaries.ProgressLog(self._summary_writer, c.log_every, c.batch_size,
+                                     c.train_steps, self.flow.image_shape, self.num_bins)
     while self.step < target:
       if self.pilot_pending and self.step >= c.lc_pilot_steps:
         self.finish_pilot()
-        if self._saved_step != self.step:  # never rewrite the newest checkpoint in place
+        if self.checkpoints.saved_step != self.step:  # never rewrite the newest in place
           self.save_checkpoint()
       loss, norm, finite, lr = self.train_step(next(iterator))
       step = self.step
-      images_seen += c.batch_size
-      if finite:
-        consecutive = 0
-        losses[step], bpds[step] = loss, self._bits_per_dim(loss)
-        interval_losses.append(loss)
-        interval_norms.append(norm)
-      else:
-        consecutive += 1
-        nonfinite_total += 1
-        logging.warning("Step %d: non-finite loss (%g) or gradient norm (%g); update skipped "
-                        "(%d in a row).", step, loss, norm, consecutive)
-        if consecutive >= c.max_nonfinite_steps:
-          if restores >= c.max_nonfinite_restores:
-            raise TrainingError(
-                f"training diverged: {consecutive} consecutive non-finite steps at step {step} "
-                f"after {restores} restore(s) with a lowered learning rate; lower "
-                "--learning_rate or --grad_clip_norm.")
-          self.recover_from_nonfinite()
-          restores += 1
-          consecutive = 0
-          iterator = self.distributed_iterator()
-          continue
-      interval_steps += 1
-      if step % c.log_every == 0 or step == target:
-        now = time.time()
-        rate = interval_steps * c.batch_size / max(now - interval_t, 1e-9)
-        mean_loss = float(np.mean(interval_losses)) if interval_losses else float("nan")
-        mean_norm = float(np.mean(interval_norms)) if interval_norms else float("nan")
-        eta = (target - step) * c.batch_size / max(rate, 1e-9)
-        logging.info("step %d/%d  train %.4f bits/dim  %.0f images/s  lr %.2e  grad norm %.3g"
-                     "  ETA %s%s", step, c.train_steps, self._bits_per_dim(mean_loss), rate, lr,
-                     mean_norm, _format_duration(eta),
-                     f"  ({nonfinite_total} non-finite skipped)" if nonfinite_total else "")
-        with self._summary_writer.as_default():
-          for name, value in (("train/loss_nats", mean_loss),
-                              ("train/bits_per_dim", self._bits_per_dim(mean_loss)),
-                              ("train/learning_rate", lr), ("train/grad_norm", mean_norm),
-                              ("train/images_per_sec", rate),
-                              ("train/nonfinite_steps", nonfinite_total)):
-            summary_scalar(name, value, step)
-        interval_t, interval_steps, interval_losses, interval_norms = now, 0, [], []
-      if step % c.checkpoint_every == 0 and step != target and not consecutive:
+      tally.images += c.batch_size
+      if not self._count(tally, step, loss, norm, finite):  # restored a checkpoint
+        iterator = self.distributed_iterator()
+        continue
+      progress.step(step, target, loss, norm, lr, finite, tally.nonfinite)
+      if step % c.checkpoint_every == 0 and step != target and not tally.consecutive:
         self.save_checkpoint()  # never in a non-finite streak: checkpoints stay "last good"
       if step % c.images_every == 0 and step != target:
         self.write_images()
-    if self.step != start or self._last_checkpoint is None:
+    return self._finish(start, tally, time.time() - t0)
+
+  def _count(self, tally, step, loss, norm, finite):
+    """Counts a step; after too many non-finite ones in a row, restores the last checkpoint.
+
+    Returns:
+      False when a checkpoint was restored (the data stream must restart), else True.
+
+    Raises:
+      TrainingError: when `max_nonfinite_restores` restores did not help.
+    """
+    c = self.config
+    if finite:
+      tally.consecutive = 0
+      tally.losses[step], tally.bits_per_dim[step] = loss, self.bits_per_dim(loss)
+      return True
+    tally.consecutive += 1
+    tally.nonfinite += 1
+    logging.warning("Step %d: non-finite loss (%g) or gradient norm (%g); update skipped "
+                    "(%d in a row).", step, loss, norm, tally.consecutive)
+    if tally.consecutive < c.max_nonfinite_steps:
+      return True
+    if tally.restores >= c.max_nonfinite_restores:
+      raise TrainingError(
+          f"training diverged: {tally.consecutive} consecutive non-finite steps at step "
+          f"{step} after {tally.restores} restore(s) with a lowered learning rate; lower "
+          "--learning_rate or --grad_clip_norm.")
+    self.recover_from_nonfinite()
+    tally.restores += 1
+    tally.consecutive = 0
+    return False
+
+  def _finish(self, start, tally, elapsed):
+    """The final checkpoint and images (when this call trained), and the `TrainResult`."""
+    if self.step != start or self.checkpoints.last_path is None:
       self.save_checkpoint()
       self.write_images()
     self._summary_writer.flush()
-    if not self.is_chief:
-      shutil.rmtree(self._write_dir, ignore_errors=True)
-    elapsed = time.time() - t0
-    return TrainResult(step=self.step, losses=losses, bits_per_dim=bpds,
-                       nonfinite_steps=nonfinite_total, restores=restores,
-                       images_per_sec=images_seen / max(elapsed, 1e-9),
-                       checkpoint=self._last_checkpoint, resumed_from=start)
-
-
-def _restore(checkpoint, path):
-  """Restores `path` into `checkpoint` (every object of `checkpoint` must be in `path`).
-
-  Values in `path` that `checkpoint` does not hold (weight averages restored into a run with
-  `ema_decay=0`) are ignored.
-
-  Raises:
-    ValueError: one line, when the checkpoint files cannot be read (corrupted or truncated)
-      or do not match the model.
-  """
-  try:
-    checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
-  except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
-    raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
-
-
-def _has_averages(path):
-  """Whether the checkpoint `path` holds weight averages.
-
-  Raises:
-    ValueError: one line, when the checkpoint cannot be read.
-  """
-  try:
-    return averaging.in_checkpoint(path)
-  except (tf.errors.OpError, ValueError, IndexError) as e:
-    raise ValueError(f"cannot restore checkpoint {path}: {describe_restore_error(e)}") from None
-
-
-def describe_restore_error(error):
-  """A short description of a failed `tf.train.Checkpoint` restore (first line, no dumps)."""
-  if isinstance(error, tf.errors.OpError):
-    text = error.message
-  else:
-    text = str(error)
-  text = text.split(" Showing ")[0]  # "Found N Python objects ... Showing 10 of N: [dump]"
-  first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-  if isinstance(error, (tf.errors.OpError, IndexError)):
-    first = f"the files are unreadable (corrupted or truncated?): {first}"
-  return first[:500]
+    self.checkpoints.close()
+    return TrainResult(step=self.step, losses=tally.losses, bits_per_dim=tally.bits_per_dim,
+                       nonfinite_steps=tally.nonfinite, restores=tally.restores,
+                       images_per_sec=tally.images / max(elapsed, 1e-9),
+                       checkpoint=self.checkpoints.last_path, resumed_from=start)
 
 
 def train(config, model_dir, strategy=None, dataset=None):
   """Builds a `Trainer` and trains to `config.train_steps`; returns its `TrainResult`."""
   return Trainer(config, model_dir, strategy=strategy, dataset=dataset).train()
-
-
-def _format_duration(seconds):
-  seconds = int(round(seconds))
-  h, rest = divmod(seconds, 3600)
-  m, s = divmod(rest, 60)
-  return f"{h:d}:{m:02d}:{s:02d}"

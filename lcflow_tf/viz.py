@@ -15,13 +15,12 @@ channels each channel is a row of panels.
 """
 
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from lcflow_tf import config as config_lib
+from lcflow_tf import files
 from lcflow_tf import lc
 
 # Viridis sampled at 9 points (matplotlib's colour map, public domain data).
@@ -85,18 +84,8 @@ def save_png(array, path):
                      f"{array.shape}.")
   image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array,
                           mode="L" if array.shape[-1] == 1 else "RGB")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      image.save(f, format="PNG")
-    os.chmod(tmp, config_lib.default_file_mode())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with files.atomic_write(path, "wb", suffix=".png") as f:
+    image.save(f, format="PNG")
   return path
 
 
@@ -170,12 +159,12 @@ def lc_maps(flow):
     LC is zero before).
   """
   stats = flow.lc_statistics
-  masks = lc.keep_masks(flow)
+  masks = lc.keep_masks(flow.junctions)
   depth = np.full(flow.image_shape, float(len(flow.junctions)))
   levels = []
   for level, mask in enumerate(masks):
-    mean_lc = lc.to_image_coordinates(flow, level, stats.mean_lc[level].numpy())
-    keep = lc.to_image_coordinates(flow, level, mask)
+    mean_lc = lc.to_image_coordinates(flow.junctions, level, stats.mean_lc[level].numpy())
+    keep = lc.to_image_coordinates(flow.junctions, level, mask)
     depth = np.where(keep == 0.0, float(level), depth)
     levels.append({"mean_lc": mean_lc, "keep": keep})
   return levels, depth

@@ -19,12 +19,13 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
 from lcflow_tf import data  # pylint: disable=g-import-not-at-top
+from lcflow_tf import distribute  # pylint: disable=g-import-not-at-top
 from lcflow_tf import training  # pylint: disable=g-import-not-at-top
 
 
 def main(model_dir, out, config_json):
   config = config_lib.TrainConfig.from_dict(json.loads(config_json))
-  strategy = training.make_strategy(config.strategy)  # first: MWMS must precede other TF ops
+  strategy = distribute.make_strategy(config.strategy)  # first: MWMS must precede other TF ops
   trainer = training.Trainer(config, model_dir, strategy=strategy,
                              dataset=data.load_dataset("digits"))
   result = trainer.train()

@@ -6,8 +6,10 @@ type and message) and the SavedModel signatures. Every case runs in its own sand
 (the CLIs also use it as their working directory); its file listing and contents must be the
 same afterwards, and so must the shared tiny runs the cases read.
 
-The CLI cases are started together, two at a time, by a module fixture (each is a fresh
-Python process importing TensorFlow); the parametrised test then checks each one's result.
+The CLI cases are run together by a module fixture, two at a time, through
+`tests/cli_runner.py`: one process per script imports it and TensorFlow once and forks a child
+per case, which runs the script's main with the case's flags as `python script.py` would; the
+parametrised test then checks each one's result.
 
 Not an error, by design: NaN or infinite float images. `Flow.log_prob` returns NaN for them
 (a check would cost a reduction per call and would turn the training step's skip of a
@@ -16,14 +18,11 @@ non-finite update, see test_training.py, into an exception); see
 """
 
 import collections
-import concurrent.futures
 import hashlib
 import os
 import re
 import shutil
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -32,14 +31,15 @@ import tensorflow as tf
 from lcflow_tf import averaging
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import evaluation
 from lcflow_tf import export
 from lcflow_tf import flows
 from lcflow_tf import frechet
 from lcflow_tf import sample_quality
 from lcflow_tf import training
+from tests import cli_runner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_BINS = 17
 # The shared runs, as TrainConfig fields and as the equivalent train.py flags.
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, split="static",
@@ -160,19 +160,20 @@ CASES = [
          r"^batch_size=16 is larger than the training set of fashion_mnist \(10 images\)\.$"),
     # train.py: flags
     Case("train-batch-size-zero", TRAIN, cli("--model_dir={sb}/run", "--batch_size=0"),
-         r"flag --batch_size=0: 0 is not a positive integer"),
+         r"^batch_size must be an integer >= 1, got 0\.$"),
     Case("train-unknown-split", TRAIN, cli("--model_dir={sb}/run", "--split=best"),
-         r"flag --split=best: value should be one of <static\|random\|lc\|lc_reverse\|variance>"),
+         r"^split must be one of \['static', 'random', 'lc', 'lc_reverse', 'variance'\], "
+         r"got 'best'\.$"),
     Case("train-learning-rate-zero", TRAIN, cli("--model_dir={sb}/run", "--learning_rate=0"),
          r"^learning_rate must be in \(0.0, inf\], got 0.0\.$"),
     Case("train-ema-decay-one", TRAIN, cli("--model_dir={sb}/run", "--ema_decay=1"),
          r"^ema_decay must be in \[0.0, 1.0\), got 1.0\.$"),
     Case("train-unbounded-tanh-scale", TRAIN, cli("--model_dir={sb}/run", "--scale_fn=tanh",
                                                   "--max_log_scale=0", *TRAIN_FLAGS),
-         r"^build_flow: max_log_scale=0 \(unbounded\) needs scale_fn='sigmoid'; the 'tanh' "
+         r"^max_log_scale=0 \(unbounded\) needs scale_fn='sigmoid'; the 'tanh' "
          r"scale is always bounded \(give a number > 0\)\.$"),
     Case("train-unknown-lr-schedule", TRAIN, cli("--model_dir={sb}/run", "--lr_schedule=step"),
-         r"flag --lr_schedule=step: value should be one of <constant\|cosine\|linear>"),
+         r"^lr_schedule must be one of \['constant', 'cosine', 'linear'\], got 'step'\.$"),
     Case("train-multi-worker-without-tf-config", TRAIN,
          cli("--model_dir={sb}/run", "--strategy=multi_worker", *TRAIN_FLAGS),
          r"^strategy 'multi_worker' reads the cluster from the TF_CONFIG environment variable, "
@@ -211,12 +212,12 @@ CASES = [
          r"\d+ Python objects that were not bound to checkpointed values"),
     Case("eval-run-without-checkpoint", EVAL, cli(
         "--model_dir={sb}/run", setup=lambda sb, runs: config_lib.write_train_config(
-            str(sb / "run"), config_lib.TrainConfig(**TINY))),
+            str(sb / "run"), config_lib.TrainConfig.from_flags(**TINY))),
          r"^model_dir .*/run has no checkpoint yet\.$"),
     Case("eval-negative-temperature", EVAL, cli("--model_dir={glow}", "--temperatures=0.7,-1"),
          r"^temperatures must be in \[0.0, inf\], got -1.0\.$"),
     Case("eval-unknown-weights", EVAL, cli("--model_dir={glow}", "--weights=best"),
-         r"flag --weights=best: value should be one of <ema\|raw>"),
+         r"^weights must be one of \['ema', 'raw'\], got 'best'\.$"),
     Case("eval-output-dir-under-a-file", EVAL,
          cli("--model_dir={glow}", "--output_dir={sb}/file/eval",
              setup=lambda sb, runs: a_file(sb)),
@@ -246,7 +247,8 @@ CASES = [
          r"flag --export_dir=None: Flag --export_dir must have a value other than None"),
     Case("export-version-zero", EXPORT,
          cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=0"),
-         r"flag --version=0: 0 is not a positive integer"),
+         r"^export_saved_model: version must be None or an int >= 1 \(the number of the "
+         r"TensorFlow Serving version folder\), got 0\.$"),
     Case("export-version-folder-exists", EXPORT,
          cli("--model_dir={glow}", "--export_dir={sb}/models", "--version=1",
              setup=lambda sb, runs: (sb / "models" / "1").mkdir(parents=True)),
@@ -280,7 +282,7 @@ CASES = [
         setup=lambda c: write_idx(c.sb / "train-images-idx3-ubyte", 3)),
          r"no t10k-images-idx3-ubyte\[.gz\] in .*; both IDX image files are needed"),
     Case("unknown-dataset", LIB, lib(lambda c: data.load_dataset("cifar100")),
-         r"Unknown dataset name='cifar100'; expected one of \['digits'"),
+         r"dataset must be one of \['digits'.*\], got 'cifar100'"),
     Case("pipeline-empty-dataset", LIB, lib(lambda c: data.make_train_pipeline(
         tf.data.Dataset.from_tensor_slices(np.zeros((0, 8, 8, 1), np.uint8)), 4, NUM_BINS, 0)),
          r"dataset is empty \(0 images\)"),
@@ -314,7 +316,7 @@ CASES = [
         np.zeros((1, 8, 8, 1), np.float32), num_bins=NUM_BINS)),
          r"expected integer images in \[0, 17\), got dtype float32; call log_prob"),
     Case("sample-negative-count", LIB, lib(lambda c: c.flow.sample(-1)),
-         r"sample: n must be an int >= 0, got -1"),
+         r"sample: n must be an integer >= 0, got -1"),
     Case("build-flow-too-many-levels", LIB, lib(lambda c: flows.build_flow(
         (8, 8, 1), levels=4, steps_per_level=1, hidden_channels=8)),
          r"H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
@@ -323,7 +325,7 @@ CASES = [
         lambda c: config_lib.TrainConfig(nonfinite_lr_factor=1.5)),
          r"nonfinite_lr_factor must be in \(0.0, 1.0\), got 1.5"),
     Case("config-negative-max-shift", LIB, lib(
-        lambda c: config_lib.TrainConfig(max_shift=-1.0)),
+        lambda c: config_lib.TrainConfig.from_flags(max_shift=-1.0)),
          r"max_shift must be in \[0.0, inf\], got -1.0"),
     Case("config-negative-lr-min-ratio", LIB, lib(
         lambda c: config_lib.TrainConfig(lr_schedule="linear", lr_min_ratio=-0.1)),
@@ -335,21 +337,21 @@ CASES = [
         lambda c: averaging.WeightAverage(c.flow.trainable_variables, 1.0)),
          r"WeightAverage: decay must be in \[0, 1\), got 1.0"),
     Case("config-unknown-architecture", LIB, lib(
-        lambda c: config_lib.TrainConfig(architecture="flow++")),
+        lambda c: config_lib.TrainConfig.from_flags(architecture="flow++")),
          r"architecture must be one of \['glow', 'realnvp'\], got 'flow\+\+'"),
     Case("eval-config-no-temperatures", LIB, lib(
         lambda c: config_lib.EvalConfig(temperatures=())),
          r"temperatures must be a non-empty tuple"),
     Case("trainer-model-dir-under-a-file", LIB, lib(lambda c: training.Trainer(
-        config_lib.TrainConfig(**TINY), str(c.sb / "file" / "run"), dataset=c.digits),
+        config_lib.TrainConfig.from_flags(**TINY), str(c.sb / "file" / "run"), dataset=c.digits),
                                                     setup=lambda c: a_file(c.sb)),
          r"model_dir .*/file/run cannot be created: .*/file is a file, not a directory"),
     Case("trainer-model-dir-not-writable", LIB, lib(lambda c: training.Trainer(
-        config_lib.TrainConfig(**TINY), str(c.sb / "ro" / "run"), dataset=c.digits),
+        config_lib.TrainConfig.from_flags(**TINY), str(c.sb / "ro" / "run"), dataset=c.digits),
                                                     setup=lambda c: read_only_dir(c.sb)),
          r"model_dir .*/ro/run is not writable \(no write permission on .*/ro\)"),
     Case("multi-worker-without-tf-config", LIB, lib(
-        lambda c: training.make_strategy("multi_worker"),
+        lambda c: distribute.make_strategy("multi_worker"),
         setup=lambda c: c.monkeypatch.delenv("TF_CONFIG", raising=False)),
          r"reads the cluster from the TF_CONFIG environment variable, which is not set"),
     Case("load-run-garbage-index", LIB, lib(
@@ -408,7 +410,7 @@ CASES = [
          r"export_dir .*/file/model cannot be created: .*/file is a file, not a directory"),
     Case("export-num-bins-one", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "model"), 1)),
-         r"num_bins must be an int >= 2, got 1"),
+         r"num_bins must be an integer >= 2, got 1"),
     Case("export-version-zero-in-library", LIB, lib(
         lambda c: export.export_saved_model(c.flow, str(c.sb / "models"), 17, version=0)),
          r"version must be None or an int >= 1 \(the number of the TensorFlow Serving version "
@@ -472,7 +474,7 @@ def runs(digits, tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   made = {}
   for name, overrides in (("glow", {}), ("rnvp", {"architecture": "realnvp"})):
-    trainer = training.Trainer(config_lib.TrainConfig(**{**TINY, **overrides}),
+    trainer = training.Trainer(config_lib.TrainConfig.from_flags(**TINY, **overrides),
                                str(root / name), dataset=digits)
     iterator = trainer.distributed_iterator()
     for _ in range(2):
@@ -493,7 +495,8 @@ def _user_lines(stderr):
 
 @pytest.fixture(scope="module")
 def cli_results(runs, shared_snapshot, tmp_path_factory):
-  """Runs every CLI case (PARALLEL_CLIS at a time); {id: (result, sandbox, snapshot before)}."""
+  """Runs every CLI case (per script, PARALLEL_CLIS at a time, `cli_runner.run_many`);
+  {id: (result, sandbox, snapshot before)}."""
   del shared_snapshot  # taken before any CLI runs
   prepared = {}
   for case in CLI_CASES:
@@ -501,19 +504,14 @@ def cli_results(runs, shared_snapshot, tmp_path_factory):
     if case.call["setup"]:
       case.call["setup"](sb, runs)
     args = [a.format(sb=sb, glow=runs["glow"], rnvp=runs["rnvp"]) for a in case.call["args"]]
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update({"PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **case.call["env"]})
-    prepared[case.id] = (sb, snapshot(sb), [sys.executable, os.path.join(REPO, case.target),
-                                            *args], env)
-
-  def run(item):
-    case_id, (sb, _, command, env) = item
-    return case_id, subprocess.run(command, cwd=sb, env=env, capture_output=True, text=True,
-                                   timeout=300)
-
-  with concurrent.futures.ThreadPoolExecutor(PARALLEL_CLIS) as pool:
-    done = dict(pool.map(run, prepared.items()))
-  return {case_id: (done[case_id], sb, before) for case_id, (sb, before, _, _) in
+    prepared[case.id] = (case.target, sb, snapshot(sb),
+                         cli_runner.command(*args, cwd=sb, env=case.call["env"]))
+  done = {}
+  for script in (TRAIN, EVAL, EXPORT):
+    ids = [case_id for case_id, item in prepared.items() if item[0] == script]
+    results = cli_runner.run_many(script, [prepared[i][3] for i in ids], parallel=PARALLEL_CLIS)
+    done.update(zip(ids, results))
+  return {case_id: (done[case_id], sb, before) for case_id, (_, sb, before, _) in
           prepared.items()}
 
 

@@ -1,4 +1,7 @@
-"""train.py and eval.py as a user runs them (subprocesses, tiny models)."""
+"""train.py and eval.py as a user runs them (subprocesses, tiny models).
+
+The bad-flag cases share one process per script (`tests/cli_runner.py`: the script and
+TensorFlow imported once, a fork per command line)."""
 
 import json
 import math
@@ -14,6 +17,7 @@ from PIL import Image
 
 from lcflow_tf import config as config_lib
 from lcflow_tf import training
+from tests import cli_runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
@@ -54,7 +58,7 @@ def test_train_resume_then_eval(tmp_path):
   assert checkpoint_value(ckpt4, ITERATIONS) == 4
   slot = "optimizer/_variables/1/.ATTRIBUTES/VARIABLE_VALUE"  # an Adam moment
   saved = config_lib.read_train_config(model_dir)
-  assert saved.train_steps == 4 and saved.hidden_channels == 8 and saved.split == "lc"
+  assert saved.train_steps == 4 and saved.model.hidden_channels == 8 and saved.model.split == "lc"
   assert (saved.lr_schedule, saved.ema_decay) == ("linear", 0.99)
 
   # The optimizer state in the checkpoint is what a resumed Trainer starts from.
@@ -146,9 +150,9 @@ def _other_config_dir(tmp_path):
 
 
 BAD_TRAIN_FLAGS = [
-    (["--dataset=cifar100"], r"flag --dataset=cifar100: value should be one of"),
-    (["--batch_size=0"], r"flag --batch_size=0: 0 is not"),
-    (["--levels=-1"], r"flag --levels=-1: -1 is not"),
+    (["--dataset=cifar100"], r"^error: dataset must be one of \['digits', .*\], got 'cifar100'\.$"),
+    (["--batch_size=0"], r"^error: batch_size must be an integer >= 1, got 0\.$"),
+    (["--levels=-1"], r"^error: levels must be an integer >= 1, got -1\.$"),
     (["--learning_rate=-1"], r"^error: learning_rate must be in \(0.0, inf\], got -1.0\.$"),
     (["--levels=4"], r"^error: .*H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
     (["--lc_pilot_steps=2000"], r"^error: lc_pilot_steps must be smaller than train_steps"),
@@ -159,23 +163,43 @@ BAD_TRAIN_FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("flags,message", BAD_TRAIN_FLAGS,
-                         ids=[" ".join(f) if isinstance(f, list) else f
-                              for f, _ in BAD_TRAIN_FLAGS])
-def test_invalid_train_flags(tmp_path, flags, message):
-  if flags == "OTHER_CONFIG":
-    model_dir = _other_config_dir(tmp_path)
-    before = (model_dir / "config.json").read_bytes()
-    flags = []
-  else:
-    model_dir = tmp_path / "run"
-  result = run("train.py", f"--model_dir={model_dir}", *flags, timeout=120)
+def _ids(cases):
+  return [" ".join(f) if isinstance(f, list) else f for f, _ in cases]
+
+
+@pytest.fixture(scope="module")
+def bad_train_results(tmp_path_factory):
+  """Every BAD_TRAIN_FLAGS case, run by one shared process (`cli_runner.run_many`):
+  {id: (result, model_dir, config.json bytes before or None)}."""
+  prepared = []
+  for case_id, (flags, _) in zip(_ids(BAD_TRAIN_FLAGS), BAD_TRAIN_FLAGS):
+    tmp_path = tmp_path_factory.mktemp("bad_train")
+    if flags == "OTHER_CONFIG":
+      model_dir = _other_config_dir(tmp_path)
+      before, flags = (model_dir / "config.json").read_bytes(), []
+    else:
+      model_dir, before = tmp_path / "run", None
+    prepared.append((case_id, model_dir, before,
+                     cli_runner.command(f"--model_dir={model_dir}", *flags, timeout=120)))
+  results = cli_runner.run_many("train.py", [p[3] for p in prepared], parallel=2)
+  return {case_id: (result, model_dir, before)
+          for (case_id, model_dir, before, _), result in zip(prepared, results)}
+
+
+def _one_error_line(result, message):
   assert result.returncode != 0
   assert "Traceback" not in result.stderr
   errors = [line for line in user_lines(result.stderr) if "error" in line.lower()]
   assert len(errors) == 1, result.stderr
   assert re.search(message, errors[0]), errors[0]
-  if flags == []:  # the other run's directory is left exactly as it was
+
+
+@pytest.mark.parametrize("flags,message", BAD_TRAIN_FLAGS, ids=_ids(BAD_TRAIN_FLAGS))
+def test_invalid_train_flags(bad_train_results, request, flags, message):
+  del flags  # run by the fixture
+  result, model_dir, before = bad_train_results[request.node.callspec.id]
+  _one_error_line(result, message)
+  if before is not None:  # the other run's directory is left exactly as it was
     assert os.listdir(model_dir) == ["config.json"]
     assert (model_dir / "config.json").read_bytes() == before
   else:
@@ -188,15 +212,21 @@ BAD_EVAL_FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("flags,message", BAD_EVAL_FLAGS,
-                         ids=[" ".join(f) for f, _ in BAD_EVAL_FLAGS])
-def test_invalid_eval_flags(tmp_path, flags, message):
-  flags = [f.replace("MISSING", str(tmp_path / "missing")) for f in flags]
-  message = message.replace("MISSING", re.escape(str(tmp_path / "missing")))
-  result = run("eval.py", *flags, timeout=120)
-  assert result.returncode != 0
-  assert "Traceback" not in result.stderr
-  errors = [line for line in user_lines(result.stderr) if "error" in line.lower()]
-  assert len(errors) == 1, result.stderr
-  assert re.search(message, errors[0]), errors[0]
-  assert not (tmp_path / "missing").exists()
+@pytest.fixture(scope="module")
+def bad_eval_results(tmp_path_factory):
+  """Every BAD_EVAL_FLAGS case, run by one shared process: {id: (result, missing dir)}."""
+  prepared = []
+  for case_id, (flags, _) in zip(_ids(BAD_EVAL_FLAGS), BAD_EVAL_FLAGS):
+    missing = tmp_path_factory.mktemp("bad_eval") / "missing"
+    prepared.append((case_id, missing, cli_runner.command(
+        *[f.replace("MISSING", str(missing)) for f in flags], timeout=120)))
+  results = cli_runner.run_many("eval.py", [p[2] for p in prepared], parallel=2)
+  return {case_id: (result, missing) for (case_id, missing, _), result in zip(prepared, results)}
+
+
+@pytest.mark.parametrize("flags,message", BAD_EVAL_FLAGS, ids=_ids(BAD_EVAL_FLAGS))
+def test_invalid_eval_flags(bad_eval_results, request, flags, message):
+  del flags  # run by the fixture
+  result, missing = bad_eval_results[request.node.callspec.id]
+  _one_error_line(result, message.replace("MISSING", re.escape(str(missing))))
+  assert not missing.exists()

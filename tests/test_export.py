@@ -478,5 +478,5 @@ def test_failure_mid_write_leaves_destination_untouched(flow_and_export, tmp_pat
 
 def test_bad_num_bins(flow_and_export, tmp_path):
   flow, _, _ = flow_and_export
-  with pytest.raises(ValueError, match="num_bins must be an int >= 2"):
+  with pytest.raises(ValueError, match="num_bins must be an integer >= 2"):
     export.export_saved_model(flow, str(tmp_path / "m"), 1)

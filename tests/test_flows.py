@@ -176,7 +176,7 @@ def test_sample_shapes_seed_and_temperature():
   assert 0.5 < np.std(z1) < 1.5
   np.testing.assert_array_equal(flow.sample(4, temperature=0.0, seed=9),
                                 flow.decode(tf.zeros((4,) + SHAPE)))
-  with pytest.raises(ValueError, match="n must be an int >= 0, got -1"):
+  with pytest.raises(ValueError, match="n must be an integer >= 0, got -1"):
     flow.sample(-1)
   with pytest.raises(ValueError, match="temperature must be >= 0, got -0.5"):
     flow.sample(2, temperature=-0.5)
@@ -465,13 +465,13 @@ def test_image_size_must_fit_the_squeezes():
 
 
 @pytest.mark.parametrize("arg,value,allowed", [
-    ("architecture", "nice", r"\('glow', 'realnvp'\)"),
-    ("coupling", "spline", r"\('affine', 'additive'\)"),
-    ("split", "middle", r"\('static', 'random', 'lc', 'lc_reverse', 'variance'\)"),
-    ("conv1x1", "qr", r"\('lu', 'matrix'\)"),
-    ("split_prior", "learned", r"\(None, 'standard', 'conditional'\)"),
-    ("scale_fn", "exp", r"\(None, 'sigmoid', 'tanh'\)"),
-    ("dtype", "float16", r"\('float32', 'float64'\)"),
+    ("architecture", "nice", r"\['glow', 'realnvp'\]"),
+    ("coupling", "spline", r"\['affine', 'additive'\]"),
+    ("split", "middle", r"\['static', 'random', 'lc', 'lc_reverse', 'variance'\]"),
+    ("conv1x1", "qr", r"\['lu', 'matrix'\]"),
+    ("split_prior", "learned", r"\[None, 'standard', 'conditional'\]"),
+    ("scale_fn", "exp", r"\[None, 'sigmoid', 'tanh'\]"),
+    ("dtype", "float16", r"\['float32', 'float64'\]"),
 ])
 def test_unknown_names_list_allowed_values(arg, value, allowed):
   with pytest.raises(ValueError, match=rf"{arg} must be one of {allowed}, got '{value}'"):
@@ -479,9 +479,9 @@ def test_unknown_names_list_allowed_values(arg, value, allowed):
 
 
 def test_bad_numbers_and_shapes_in_config():
-  with pytest.raises(ValueError, match="levels must be an int >= 1, got 0"):
+  with pytest.raises(ValueError, match="levels must be an integer >= 1, got 0"):
     lf.build_flow(SHAPE, levels=0)
-  with pytest.raises(ValueError, match="steps_per_level must be an int >= 1, got True"):
+  with pytest.raises(ValueError, match="steps_per_level must be an integer >= 1, got True"):
     lf.build_flow(SHAPE, steps_per_level=True)
   with pytest.raises(ValueError, match=r"image_shape must be three positive ints"):
     lf.build_flow((8, 8), **SMALL)

@@ -103,7 +103,7 @@ def test_known_answer_split(rule, kept_rows):
     opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
     flow.lc_statistics.update(sums)
   flow.fix_split()
-  mask = lc.to_image_coordinates(flow, 0, lc.keep_masks(flow)[0])[..., 0]
+  mask = lc.to_image_coordinates(flow.junctions, 0, lc.keep_masks(flow.junctions)[0])[..., 0]
   # The squeeze puts image rows 2i (dy=0) in channels 0,1 and rows 2i+1 in channels 2,3.
   np.testing.assert_array_equal(mask[kept_rows::2], 1.0)
   np.testing.assert_array_equal(mask[1 - kept_rows::2], 0.0)
@@ -115,9 +115,9 @@ def test_lc_and_lc_reverse_are_opposite_halves():
   _, sums = flow.log_prob_and_lc_batch(x)
   flow.lc_statistics.update(sums)
   flow.fix_split()
-  keep_lc = lc.keep_masks(flow)
+  keep_lc = lc.keep_masks(flow.junctions)
   flow.fix_split("lc_reverse")
-  keep_rev = lc.keep_masks(flow)
+  keep_rev = lc.keep_masks(flow.junctions)
   for a, b in zip(keep_lc, keep_rev):
     np.testing.assert_array_equal(a + b, np.ones_like(a))
 
@@ -146,7 +146,7 @@ def test_variance_rule_keeps_highest_variance():
   flow.lc_statistics.update(sums)
   flow.fix_split()
   var = flow.lc_statistics.variance(0).numpy()
-  keep = lc.keep_masks(flow)[0].astype(bool)
+  keep = lc.keep_masks(flow.junctions)[0].astype(bool)
   kept_min = np.where(keep, var, np.inf).min(-1)
   dropped_max = np.where(~keep, var, -np.inf).max(-1)
   assert (kept_min >= dropped_max).all()
@@ -278,7 +278,7 @@ def test_to_image_coordinates_undoes_squeezes():
   h = tf.constant(ids)
   for level, junction in enumerate(flow.junctions):
     h = tf.nn.space_to_depth(h, 2)
-    back = lc.to_image_coordinates(flow, level, h[0].numpy())
+    back = lc.to_image_coordinates(flow.junctions, level, h[0].numpy())
     seen = ~np.isnan(back)
     np.testing.assert_array_equal(back[seen], ids[0][seen])
     assert seen.sum() == 64 // (2 ** level)

@@ -85,13 +85,13 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
   1e-4 (measured ~5e-6: only the summation order of the all-reduce differs), the final
   weights and averages to atol 1e-3 (measured ~5e-5 after 6 Adam steps).
   """
-  config = config_lib.TrainConfig(**TINY, strategy="multi_worker")
+  config = config_lib.TrainConfig.from_flags(**TINY, strategy="multi_worker")
   model_dir = tmp_path / "run"
   procs = start_workers(tmp_path, model_dir, config)
   deadline = time.time() + TIMEOUT_S
 
   # Meanwhile, the single-worker reference in this process.
-  reference = training.Trainer(config_lib.TrainConfig(**TINY, strategy="default"),
+  reference = training.Trainer(config_lib.TrainConfig.from_flags(**TINY, strategy="default"),
                                str(tmp_path / "reference"), dataset=data.load_dataset("digits"))
   ref_result = reference.train()
   ref_weights = [v.numpy() for v in reference.flow.trainable_variables]

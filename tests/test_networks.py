@@ -34,6 +34,6 @@ def test_initialisations(make):
 
 
 def test_unknown_initialisation():
-  with pytest.raises(ValueError, match=r"init must be one of \('uniform', 'he_normal'\), got "
-                                       r"'xavier'"):
+  with pytest.raises(ValueError, match=r"^networks: init must be one of \['uniform', "
+                                       r"'he_normal'\], got 'xavier'\.$"):
     networks.glow_network(2, 4, 8, init="xavier")

@@ -16,9 +16,9 @@ TEMPERATURES = (0.5, 0.7, 0.85, 1.0)
 @pytest.fixture(scope="module")
 def trained(digits, tmp_path_factory):
   """A small Glow trained for 300 steps on digits with the default (bounded) couplings."""
-  config = config_lib.TrainConfig(levels=2, steps_per_level=2, hidden_channels=32, split="static",
-                                  train_steps=300, warmup_steps=50, log_every=100,
-                                  checkpoint_every=300, images_every=10 ** 6)
+  config = config_lib.TrainConfig.from_flags(
+      levels=2, steps_per_level=2, hidden_channels=32, split="static", train_steps=300,
+      warmup_steps=50, log_every=100, checkpoint_every=300, images_every=10 ** 6)
   model_dir = str(tmp_path_factory.mktemp("robust"))
   trainer = training.Trainer(config, model_dir, dataset=digits)
   trainer.train()

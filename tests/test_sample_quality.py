@@ -177,7 +177,7 @@ def test_evaluate_sampler_counts_nonfinite_and_reaches_the_floor(cache, digits, 
                                           [1.0], num_samples=n, seed=seed, batch_size=50,
                                           classifier=cache, arrays=arrays)
   assert exact["temperatures"]["1"]["frechet_distance"] == pytest.approx(floor, rel=1e-9)
-  with pytest.raises(ValueError, match=r"num_samples must be an integer >= 2 .*got 1"):
+  with pytest.raises(ValueError, match=r"num_samples must be an integer >= 2, got 1"):
     sample_quality.evaluate_sampler(sampler, digits, [1.0], num_samples=1, classifier=cache)
 
 

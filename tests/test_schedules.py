@@ -57,11 +57,11 @@ def test_progress_variable_drives_the_decay_and_step_the_warmup():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(peak=0.0, warmup_steps=1), r"peak must be a finite number > 0, got 0.0"),
+    (dict(peak=0.0, warmup_steps=1), r"WarmupDecay: peak must be in \(0, inf\], got 0.0"),
     (dict(peak=1e-3, warmup_steps=-1), r"warmup_steps must be an integer >= 0, got -1"),
     (dict(peak=1e-3, warmup_steps=1, kind="step"), r"kind must be one of .*got 'step'"),
     (dict(peak=1e-3, warmup_steps=1, kind="cosine"),
-     r"decay_steps must be an integer >= 1 for kind 'cosine', got None"),
+     r"WarmupDecay \(kind 'cosine'\): decay_steps must be an integer >= 1, got None"),
     (dict(peak=1e-3, warmup_steps=1, kind="linear", decay_steps=9, min_ratio=1.0),
      r"min_ratio must be in \[0, 1\), got 1.0"),
 ])

@@ -16,7 +16,9 @@ from tensorboard.util import tensor_util
 
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import distribute
 from lcflow_tf import evaluation
+from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import training
@@ -27,7 +29,7 @@ TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train
 
 
 def tiny(**overrides):
-  return config_lib.TrainConfig(**{**TINY, **overrides})
+  return config_lib.TrainConfig.from_flags(**{**TINY, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +255,7 @@ def test_pilot_fixes_split_from_statistics_and_counts_steps(straight):
     assert (order != np.arange(order.shape[-1])).any()  # not the static split
   # The kept channels really have the higher mean LC at every location.
   mean_lc = flow.lc_statistics.mean_lc[0].numpy()
-  kept = lc.keep_masks(flow)[0].astype(bool)
+  kept = lc.keep_masks(flow.junctions)[0].astype(bool)
   half = mean_lc.shape[:2] + (mean_lc.shape[-1] // 2,)
   assert (mean_lc[kept].reshape(half).min(-1) >= mean_lc[~kept].reshape(half).max(-1)).all()
 
@@ -382,10 +384,10 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   shutil.copytree(tmp_path / "reference", model_dir)
   names = {n for n, _ in tf.train.list_variables(str(model_dir / "ckpt-2"))}
   assert not any(n.startswith("averages/") for n in names)  # the old checkpoint layout
-  fields = old_style.to_dict()
+  fields = old_style.to_flags()  # the flat format of config.json before 2026-12
   for name in ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init") + flows.BOUND_FIELDS:
     del fields[name]
-  config_lib.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
+  files.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
 
   saved = config_lib.read_train_config(str(model_dir))
   assert (saved.lr_schedule, saved.ema_decay) == ("constant", 0.0)
@@ -414,20 +416,23 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
 
 
 def test_config_without_bounds_rebuilds_the_unbounded_model():
-  """Old config.json files: Glow's sigmoid scale was unbounded, RealNVP's tanh bounded by 2."""
+  """Old (flat) config.json files: Glow's sigmoid scale was unbounded, RealNVP's tanh bounded
+  by 2, the conditioners He-normal initialised."""
   for architecture, scale_fn, expected in (("glow", None, (None, None, None)),
                                            ("realnvp", None, (2.0, None, None)),
                                            ("glow", "tanh", (2.0, None, None))):
-    fields = tiny(architecture=architecture, scale_fn=scale_fn).to_dict()
-    for name in flows.BOUND_FIELDS:
+    fields = tiny(architecture=architecture, scale_fn=scale_fn).to_flags()
+    for name in flows.BOUND_FIELDS + ("network_init",):
       del fields[name]
     flow_config = config_lib.TrainConfig.from_dict(fields).flow_config((8, 8, 1))
     assert (flow_config.resolved_max_log_scale, flow_config.resolved_max_shift,
             flow_config.resolved_max_log_sigma) == expected
-  new = tiny().flow_config((8, 8, 1))  # a new run gets the default bounds
+    assert flow_config.network_init == "he_normal"
+  new = tiny().flow_config((8, 8, 1))  # a new run gets the default bounds and initialisation
   assert (new.resolved_max_log_scale, new.resolved_max_shift, new.resolved_max_log_sigma) == (
       flows.DEFAULT_BOUNDS["max_log_scale"]["sigmoid"], flows.DEFAULT_BOUNDS["max_shift"],
       flows.DEFAULT_BOUNDS["max_log_sigma"])
+  assert new.network_init == "uniform"
 
 
 def test_evaluation_uses_the_averages_unless_raw_is_asked_for(digits, straight, tmp_path):
@@ -466,7 +471,7 @@ def test_train_config_validation():
   with pytest.raises(ValueError, match=r"lc_pilot_steps must be >= 1 for split 'lc'"):
     tiny(lc_pilot_steps=0)
   tiny(split="static", lc_pilot_steps=0)  # no pilot needed
-  with pytest.raises(ValueError, match=r"n_bits must be unset for dataset 'digits'"):
+  with pytest.raises(ValueError, match=r"n_bits must be unset \(None\) for dataset 'digits'"):
     tiny(n_bits=4)
   with pytest.raises(ValueError, match=r"learning_rate must be in \(0.0, inf\], got -1"):
     tiny(learning_rate=-1.0)
@@ -480,13 +485,46 @@ def test_train_config_validation():
   assert config.differences(tiny(seed=3)) == [("seed", 0, 3)]
 
 
+def test_train_config_holds_a_flow_config():
+  """One model field list (FlowConfig, the papers' defaults), the CPU defaults stated once; the
+  flat names of train.py's flags and of the config.json format before 2026-12 map onto it."""
+  assert config_lib.TrainConfig().model == config_lib.CPU_FLOW_DEFAULTS
+  assert (flows.FlowConfig().levels, flows.FlowConfig().hidden_channels) == (3, 512)
+  config = tiny(split="static", seed=3, lc_pilot_steps=0)
+  assert (config.model.levels, config.model.hidden_channels, config.model.split) == (
+      2, 8, "static")
+  assert config.model.seed == 3  # the run's one seed
+  assert config.flow_config((8, 8, 1)) == flows.FlowConfig(
+      image_shape=(8, 8, 1), levels=2, steps_per_level=1, hidden_channels=8, split="static",
+      seed=3)
+  nested = config.to_dict()
+  assert nested["model"]["hidden_channels"] == 8 and "hidden_channels" not in nested
+  flat = config.to_flags()
+  assert list(flat) == list(config_lib.FLAG_FIELDS) and flat["hidden_channels"] == 8
+  assert config_lib.TrainConfig.from_dict(flat) == config  # the flat format reads as the same
+  assert config_lib.TrainConfig.from_flags(**flat) == config
+  direct = config_lib.TrainConfig(model=dataclasses.replace(
+      config_lib.CPU_FLOW_DEFAULTS, steps_per_level=1, hidden_channels=8, split="static"),
+      seed=3, lc_pilot_steps=0, **{k: TINY[k] for k in TINY if k not in config_lib.MODEL_FLAGS
+                                   and k != "lc_pilot_steps"})
+  assert direct == config
+  with pytest.raises(ValueError, match=r"model.image_shape must be None \(the dataset sets it\)"):
+    config_lib.TrainConfig(model=flows.FlowConfig(image_shape=(8, 8, 1)))
+  with pytest.raises(ValueError, match=r"model.dtype must be 'float32'"):
+    config_lib.TrainConfig(model=flows.FlowConfig(dtype="float64", split="static"))
+  with pytest.raises(ValueError, match=r"unknown config fields \['depth'\]"):
+    tiny(depth=3)
+  with pytest.raises(ValueError, match=r"unknown model fields \['depth'\]"):
+    config_lib.TrainConfig.from_dict(dict(nested, model=dict(nested["model"], depth=3)))
+
+
 def test_make_strategy():
-  assert training.make_strategy("default") is tf.distribute.get_strategy()
-  assert training.make_strategy("auto").num_replicas_in_sync == 1  # no GPU, 1 CPU replica
-  assert training.make_strategy("auto", cpu_replicas=2).num_replicas_in_sync == 2
-  assert training.make_strategy("mirrored", cpu_replicas=2).num_replicas_in_sync == 2
+  assert distribute.make_strategy("default") is tf.distribute.get_strategy()
+  assert distribute.make_strategy("auto").num_replicas_in_sync == 1  # no GPU, 1 CPU replica
+  assert distribute.make_strategy("auto", cpu_replicas=2).num_replicas_in_sync == 2
+  assert distribute.make_strategy("mirrored", cpu_replicas=2).num_replicas_in_sync == 2
   with pytest.raises(ValueError, match=r"strategy must be one of"):
-    training.make_strategy("tpu")
+    distribute.make_strategy("tpu")
 
 
 # --- other data sources --------------------------------------------------------------------
@@ -512,3 +550,38 @@ def test_fashion_mnist_idx_trains(tmp_path):
   assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
   # A fresh model on 8-bit images starts near 8 bits/dim, not at a scale error.
   assert 3.0 < result.bits_per_dim[1] < 12.0
+
+
+# --- compatibility with runs written before issue 15 -----------------------------------------
+MAIN_588BC04 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "main_588bc04")
+
+
+def test_checkpoint_written_by_main_588bc04_resumes_and_evaluates_identically(digits, tmp_path):
+  """A run of main just before issue 15 (flat config.json, checkpoint with weight averages):
+  evaluated, and resumed for 2 steps, it gives main's numbers (tests/data/main_588bc04)."""
+  expected = np.load(os.path.join(MAIN_588BC04, "expected.npz"))
+  model_dir = str(tmp_path / "run")
+  shutil.copytree(os.path.join(MAIN_588BC04, "run"), model_dir)
+  x = (expected["images"].astype(np.float32) + 0.5) / 17
+  for weights in ("ema", "raw"):
+    run = evaluation.load_run(model_dir, dataset=digits, weights=weights)
+    assert run.weights == weights and run.step == int(expected["step"]) == 4
+    np.testing.assert_allclose(run.flow.log_prob(x).numpy(), expected[f"log_prob_{weights}"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(run.flow.encode(x).numpy(), expected[f"encoded_{weights}"],
+                               rtol=1e-6, atol=1e-6)
+  saved = config_lib.read_train_config(model_dir)
+  assert (saved.ema_decay, saved.lr_schedule, saved.train_steps) == (0.99, "cosine", 4)
+  trainer = training.Trainer(dataclasses.replace(saved, train_steps=6), model_dir,
+                             dataset=digits)
+  assert trainer.step == 4 and not trainer.pilot_pending and trainer.averages.num_updates == 2
+  result = trainer.train()
+  assert sorted(result.losses) == list(expected["resumed_steps"]) == [5, 6]
+  np.testing.assert_allclose([result.losses[s] for s in (5, 6)], expected["resumed_losses"],
+                             rtol=1e-6)
+  for weights in ("ema", "raw"):
+    run = evaluation.load_run(model_dir, dataset=digits, weights=weights)
+    np.testing.assert_allclose(run.flow.log_prob(x).numpy(),
+                               expected[f"resumed_log_prob_{weights}"], rtol=1e-6)
+  # The rewritten config.json (today's format) reads back as the same run.
+  assert config_lib.read_train_config(model_dir) == dataclasses.replace(saved, train_steps=6)

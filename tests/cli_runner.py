@@ -1,0 +1,135 @@
+"""Runs many command lines of one script (train.py, eval.py, export.py) with one start-up.
+
+Importing TensorFlow and a script costs 5-15 s per process on two cores, so a test file that
+runs dozens of command lines would spend most of its time starting Python. `run_many` starts
+one process per call that imports the script once (its flags defined, TensorFlow imported but
+its runtime not started: no op has run, no device exists) and forks a child per command line.
+Each child sets its working directory and environment, then runs the script's `main` through
+`absl.app.run` with its own argv, as `python script.py ARGS` would; its exit status, stdout
+and stderr come back as a `subprocess.CompletedProcess`. TensorFlow's runtime starts in each
+child, so one command line's devices or state never reach another's.
+
+Run as a script by `run_many` only: `python tests/cli_runner.py REQUEST.json RESULTS.json`.
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def command(*args, cwd=REPO, env=None, timeout=300):
+  """One command line for `run_many`: flags `args`, run in `cwd` with `env` added.
+
+  Args:
+    *args: the script's command-line arguments.
+    cwd: working directory.
+    env: {name: value} set for this command line (None as a value unsets the variable).
+    timeout: seconds before the command line is killed (its return code is then -SIGALRM).
+  """
+  return dict(args=[str(a) for a in args], cwd=str(cwd), env=dict(env or {}),
+              timeout=int(timeout))
+
+
+def run_many(script, commands, parallel=1, timeout=1800):
+  """Runs `commands` (from `command`) of `script` (relative to the repository), `parallel` at a
+  time, in forks of one process that imported the script once.
+
+  Returns:
+    A `subprocess.CompletedProcess` per command line, in order (`args` is the argv).
+
+  Raises:
+    RuntimeError: if the shared process itself fails (e.g. the script does not import).
+  """
+  env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+  env.update({"PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  with tempfile.TemporaryDirectory() as tmp:
+    request, results = os.path.join(tmp, "request.json"), os.path.join(tmp, "results.json")
+    with open(request, "w") as f:
+      json.dump(dict(script=script, commands=list(commands), parallel=parallel), f)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), request, results],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not os.path.exists(results):
+      raise RuntimeError(f"cli_runner for {script} failed ({proc.returncode}):\n"
+                         f"{proc.stderr[-5000:]}")
+    with open(results) as f:
+      done = json.load(f)
+  return [subprocess.CompletedProcess([script, *c["args"]], r["returncode"], r["stdout"],
+                                      r["stderr"]) for c, r in zip(commands, done)]
+
+
+# --- the shared process ----------------------------------------------------------------------
+def _load_script(path):
+  spec = importlib.util.spec_from_file_location("_cli_script", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)  # defines the flags; not __main__, so app.run is not called
+  return module
+
+
+def _child(module, path, cmd, out, err):
+  """In the fork: runs one command line and exits with its status (never returns)."""
+  code = 1
+  try:
+    os.chdir(cmd["cwd"])
+    for name, value in cmd["env"].items():
+      if value is None:
+        os.environ.pop(name, None)
+      else:
+        os.environ[name] = value
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+    os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    signal.alarm(cmd["timeout"])
+    sys.argv = [path, *cmd["args"]]
+    from absl import app  # pylint: disable=g-import-not-at-top
+    try:
+      app.run(module.main)  # ends with sys.exit(main(argv))
+      code = 0
+    except SystemExit as e:
+      if e.code is None or isinstance(e.code, int):
+        code = e.code or 0
+      else:  # sys.exit("message"): Python prints it and exits with 1
+        print(e.code, file=sys.stderr)
+    except BaseException:  # pylint: disable=broad-except
+      traceback.print_exc()
+  finally:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+
+
+def _serve(request_path, results_path):
+  with open(request_path) as f:
+    request = json.load(f)
+  path = os.path.join(REPO, request["script"])
+  module = _load_script(path)
+  commands = request["commands"]
+  results = [None] * len(commands)
+  with tempfile.TemporaryDirectory() as tmp:
+    pending, running = list(enumerate(commands)), {}
+    while pending or running:
+      while pending and len(running) < request["parallel"]:
+        i, cmd = pending.pop(0)
+        out, err = os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")
+        pid = os.fork()
+        if pid == 0:
+          _child(module, path, cmd, out, err)
+        running[pid] = (i, out, err)
+      pid, status = os.wait()
+      i, out, err = running.pop(pid)
+      with open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
+        results[i] = dict(returncode=os.waitstatus_to_exitcode(status), stdout=f_out.read(),
+                          stderr=f_err.read())
+  with open(results_path, "w") as f:
+    json.dump(results, f)
+
+
+if __name__ == "__main__":
+  _serve(sys.argv[1], sys.argv[2])
