@@ -197,6 +197,15 @@ def unflatten_batch(x, batch_shape):
   return tf.reshape(x, tf.concat([batch_shape, tf.shape(x)[1:]], axis=0))
 
 
+def check_event_shape(event_shape, owner):
+  """`event_shape` as a tuple of three positive ints (H, W, C), or a ValueError naming `owner`."""
+  event_shape = tuple(event_shape)
+  if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
+    raise ValueError(f"{owner}: event_shape must be three positive ints (H, W, C), got "
+                     f"{event_shape!r}.")
+  return event_shape
+
+
 def check_image(x, name, expected_shape=None, channels=None):
   """Raises ValueError unless `x` is a floating tensor of rank >= 3 with the right event shape.
 
@@ -324,6 +333,11 @@ def _forward_walk(bijector, x):
     return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=EVENT_NDIMS)
 
 
+def _unique(variables):
+  """`variables` without repeats (by identity), in first-seen order, as a tuple."""
+  return tuple({id(v): v for v in variables}.values())
+
+
 def collect_trainable_variables(bijector):
   """Every trainable variable of a bijector and of the networks its parts hold.
 
@@ -334,12 +348,7 @@ def collect_trainable_variables(bijector):
   candidates = list(bijector.trainable_variables)
   for module in (bijector,) + tuple(bijector.submodules):
     candidates += getattr(module, "network_variables", [])
-  found, seen = [], set()
-  for v in candidates:
-    if id(v) not in seen:
-      seen.add(id(v))
-      found.append(v)
-  return tuple(found)
+  return _unique(candidates)
 
 
 def collect_variables(bijector):
@@ -355,9 +364,4 @@ def collect_variables(bijector):
   for module in (bijector,) + tuple(bijector.submodules):
     for network in getattr(module, "networks", ()):
       candidates += getattr(network, "variables", [])
-  found, seen = [], set()
-  for v in candidates:
-    if id(v) not in seen:
-      seen.add(id(v))
-      found.append(v)
-  return tuple(found)
+  return _unique(candidates)

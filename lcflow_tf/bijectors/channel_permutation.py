@@ -31,10 +31,7 @@ class ChannelPermutation(base.ImageBijector):
   def __init__(self, event_shape, indices=None, dtype=tf.float32, validate_args=False,
                name="channel_permutation"):
     parameters = dict(locals())
-    event_shape = tuple(event_shape)
-    if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
-      raise ValueError("ChannelPermutation: event_shape must be three positive ints (H, W, C), "
-                       f"got {event_shape!r}.")
+    event_shape = base.check_event_shape(event_shape, "ChannelPermutation")
     super().__init__(validate_args=validate_args, parameters=parameters, name=name, dtype=dtype,
                      is_constant_jacobian=True)
     self._event_shape = event_shape

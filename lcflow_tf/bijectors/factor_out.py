@@ -52,10 +52,7 @@ class FactorOut(base.ImageBijector):
                permutation=None, max_log_sigma=None, dtype=tf.float32, validate_args=False,
                name="factor_out"):
     parameters = dict(locals())
-    event_shape = tuple(event_shape)
-    if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
-      raise ValueError("FactorOut: event_shape must be three positive ints (H, W, C), got "
-                       f"{event_shape!r}.")
+    event_shape = base.check_event_shape(event_shape, "FactorOut")
     if event_shape[-1] % 2:
       raise ValueError(f"FactorOut: cannot split an odd channel count in half; event shape "
                        f"{list(event_shape)} has C={event_shape[-1]}.")
