@@ -54,6 +54,8 @@ flags.DEFINE_string("data_dir", None, "fashion_mnist: directory of the IDX files
                     "the Debian package's); TFDS datasets: the TFDS data directory.")
 flags.DEFINE_integer("n_bits", None, "Keep the n most significant bits of 8-bit images "
                      "(1..8; default 8). Not for digits.")
+flags.DEFINE_integer("pad_to", None, "Zero-pad every image to PAD_TO x PAD_TO (e.g. 32 for "
+                     "Fashion-MNIST with --levels=3).")
 # model (a flows.FlowConfig)
 flags.DEFINE_string("architecture", _M.architecture,
                     f"Flow architecture: {_one_of(flows.ARCHITECTURES)}.")
@@ -65,7 +67,8 @@ flags.DEFINE_string("coupling", _M.coupling, f"Coupling layer type: {_one_of(flo
 flags.DEFINE_string("split", _M.split,
                     f"Which channels continue at each split, {_one_of(lc.SPLITS)}: static "
                     "(channel halves), random, lc (highest likelihood contribution stays), "
-                    "lc_reverse, variance.")
+                    "lc_reverse, logdet (highest carried log-det stays), logdet_reverse, "
+                    "variance.")
 flags.DEFINE_string("conv1x1", _M.conv1x1, "Parametrisation of the invertible 1x1 convolutions "
                     f"(glow): {_one_of(invertible_conv1x1.PARAMETRIZATIONS)}.")
 flags.DEFINE_string("split_prior", _M.split_prior,
@@ -92,13 +95,19 @@ flags.DEFINE_float("max_log_sigma", _M.max_log_sigma, "Soft bound of the learned
                    f"prior's |log sigma| (default {flows.DEFAULT_BOUNDS['max_log_sigma']:g}); "
                    "0: unbounded.")
 # LC protocol
+flags.DEFINE_string("lc_pilot", _D.lc_pilot,
+                    f"Pilot protocol of the data-dependent splits, {_one_of(lc.PILOTS)}: "
+                    "nosplit (one pilot per junction, outermost first, in which that junction "
+                    "and the deeper ones factor nothing out; then the model trains from fresh "
+                    "weights) or static (one pilot with the static split).")
 flags.DEFINE_integer("lc_pilot_steps", _D.lc_pilot_steps,
-                     "Steps of the pilot phase (static split, statistics collected) before a "
-                     "data-dependent split (lc, lc_reverse, variance) is fixed; counted in "
-                     "train_steps. Ignored by static/random.")
+                     "Steps of each pilot (statistics collected) before a data-dependent split "
+                     "is fixed; counted in train_steps (nosplit: once per junction). Ignored "
+                     "by static/random.")
 flags.DEFINE_boolean("lc_reinit", _D.lc_reinit,
-                     "After the pilot, restart from fresh weights (and optimizer state) with "
-                     "the fixed split instead of continuing from the pilot weights.")
+                     "With --lc_pilot=static: after the pilot, restart from fresh weights (and "
+                     "optimizer state) with the fixed split instead of continuing from the "
+                     "pilot weights.")
 # optimisation
 flags.DEFINE_integer("train_steps", _D.train_steps, "Total training steps (including the "
                      "pilot).")

@@ -86,7 +86,8 @@ def run_worker(spec_path):
 
   with open(spec_path) as f:
     spec = json.load(f)
-  cfg = config_lib.TrainConfig.from_flags(**spec["config"])
+  # Runs recorded before `lc_pilot` existed had the static pilot (config.ADDED_FIELDS).
+  cfg = config_lib.TrainConfig.from_flags(**{"lc_pilot": "static", **spec["config"]})
   distribute.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
   start = time.time()
   trainer = training.Trainer(cfg, spec["model_dir"])
@@ -138,8 +139,12 @@ def stored(path, config_path, cfg):
   return value if config == cfg else None
 
 
-def train_run(cfg, model_dir, figures=None):
-  """Trains and evaluates one run in a subprocess; returns its result dict."""
+def train_run(cfg, model_dir, figures=None, script=None, extra=None):
+  """Trains and evaluates one run in a subprocess; returns its result dict.
+
+  `script` (default this file) is the benchmark whose `--worker SPEC` trains it; `extra`
+  (JSON) goes into the spec for that worker.
+  """
   spec_path = os.path.join(model_dir, "spec.json")
   try:
     with open(spec_path) as f:
@@ -150,8 +155,9 @@ def train_run(cfg, model_dir, figures=None):
     shutil.rmtree(model_dir)
   os.makedirs(model_dir, exist_ok=True)
   with open(spec_path, "w") as f:
-    json.dump(dict({"config": cfg, "model_dir": model_dir}, **(figures or {})), f)
-  proc = subprocess.run([sys.executable, __file__, "--worker", spec_path],
+    json.dump(dict({"config": cfg, "model_dir": model_dir}, **(figures or {}), **(extra or {})),
+              f)
+  proc = subprocess.run([sys.executable, script or __file__, "--worker", spec_path],
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
                         capture_output=True, text=True)
   if proc.returncode:
@@ -161,11 +167,12 @@ def train_run(cfg, model_dir, figures=None):
     return json.load(f)
 
 
-def recorded_or_trained(cfg, model_dir, record_path, figures=None):
+def recorded_or_trained(cfg, model_dir, record_path, figures=None, script=None, extra=None):
   """The run's record `{config, machine, result}`, stored or trained now.
 
   Taken from the record file if it holds `cfg`, else from a finished run folder (result.json
-  beside the spec.json of `cfg`), else the run is trained now; a new record is written.
+  beside the spec.json of `cfg`), else the run is trained now (`train_run` with `script` and
+  `extra`); a new record is written.
   """
   from benchmarks import results  # pylint: disable=g-import-not-at-top
   record = stored(record_path, record_path, cfg)
@@ -175,7 +182,7 @@ def recorded_or_trained(cfg, model_dir, record_path, figures=None):
                cfg)
   if res is None:
     print(f"[{os.path.basename(model_dir)}] training {cfg['train_steps']} steps ...", flush=True)
-    res = train_run(cfg, model_dir, figures)
+    res = train_run(cfg, model_dir, figures, script, extra)
   record = {"config": cfg, "machine": results.machine(), "result": res}
   results.write_json(record_path, record)
   return record

@@ -1,15 +1,25 @@
-"""Why the LC split keeps what it keeps: its score split into prior and log-det parts.
+"""Why a split rule keeps what it keeps: the LC score's parts per channel, per junction.
 
-For trained runs (model_dirs written by train.py or benchmarks/ablation.py), evaluates on the
-held-out images, at every split point, the mean LC score `log N(h) + A` of the two channel
-halves -- the half the static split keeps (first C/2 channels) and the half it factors out --
-and its two parts: the prior term `log N(h)` and the carried log-det map `A`. Also reports
-which half the `lc` rule keeps on these images (the fraction of kept elements in the static
-half), and the split the run was trained with: the most common channel order of its
-permutation and on how many locations it holds. Writes docs/results/<--name>.{json,md}.
+For trained runs (model_dirs written by train.py, benchmarks/ablation.py or
+benchmarks/split_study.py), evaluates on the held-out images, at every junction l, the mean
+over images and locations of each channel's prior term log N(h_l) and carried log-det map A_l
+(the LC score is their sum). Sources, one row each:
+  * `model`: the trained model (its junctions factor out with the split it was trained with);
+  * `pilot j` (runs of the `nosplit` protocol, `lcflow_tf.lc`): the pilot flow of junction j
+    (`model_dir/pilot_j`), in which junction j and the deeper ones factor nothing out: the
+    statistics the rule read, shaped by no split at junction j.
+For each row: the channels the run's split keeps at that junction (the most common order over
+the locations, and the number of distinct kept sets over the locations: 1 = the same channels
+everywhere), the share of kept elements that the static split keeps too (first C/2 channels:
+1 = static, 0 = its complement), and, for a pilot, the channels its rule ranks highest on
+these held-out images (`kept by rule on held-out`).
 
-  python benchmarks/lc_anatomy.py runs/ablation/ablation_digits/glow_static_seed0 \
-      runs/ablation/ablation_digits/realnvp_static_seed0
+The confound this measures (issue 14): a model trained with a split gives the half it factors
+out the higher log N(h), so a rule reading statistics from a static-split pilot keeps static's
+factored half. Under `nosplit` the pilot's junction has no split to mirror.
+
+  python benchmarks/lc_anatomy.py runs/split_study/split_study_digits_l3_quick/glow_static_seed0 \
+      runs/split_study/split_study_digits_l3_quick/glow_lc_at_nosplit_seed0 --name lc_anatomy_x
 """
 
 import argparse
@@ -22,11 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from benchmarks import ablation
-from benchmarks import results
-from lcflow_tf import data
-from lcflow_tf import evaluation
-from lcflow_tf import lc
+from benchmarks import ablation  # pylint: disable=g-import-not-at-top
+from benchmarks import results  # pylint: disable=g-import-not-at-top
+from lcflow_tf import data  # pylint: disable=g-import-not-at-top
+from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
+from lcflow_tf import lc  # pylint: disable=g-import-not-at-top
 
 
 def order_summary(order):
@@ -40,39 +50,75 @@ def order_summary(order):
           f"{count}/{sum(orders.values())} locations")
 
 
-def anatomy(model_dir, max_images):
-  """Rows of the table for one run."""
-  run = evaluation.load_run(model_dir)
-  batches = data.make_eval_pipeline(run.dataset.test().take(max_images), 256,
-                                    run.dataset.num_bins, seed=ablation.EVAL_SEED)
-  recorder_sums = None
-  count = 0
+def kept_sets(order):
+  """Number of distinct kept channel sets over the locations of a [H, W, C] order."""
+  order = np.asarray(order)
+  half = order.shape[-1] // 2
+  return len({tuple(sorted(int(i) for i in v[:half]))
+              for v in order.reshape(-1, order.shape[-1])})
+
+
+def kept_as_static(order):
+  """Share of the kept elements that lie in the first C/2 channels (the static split's)."""
+  mask = lc.keep_mask(order)
+  return float(mask[..., : mask.shape[-1] // 2].sum() / mask.sum())
+
+
+def held_out_parts(flow, dataset, max_images):
+  """Per junction: mean log N(h) and mean A [H, W, C] over the held-out images, and the count."""
+  batches = data.make_eval_pipeline(dataset.test().take(max_images), 256, dataset.num_bins,
+                                    seed=ablation.EVAL_SEED)
+  sums, count = None, 0
   for x in batches:
     recorder = lc.SplitRecorder()
-    run.flow.encode_with_log_det_map(x, recorder=recorder)
-    parts = [(np.asarray(s), np.asarray(lc.standard_normal_log_prob(tf.cast(h, tf.float64))))
-             for s, h in zip(recorder.scores, recorder.inputs)]
-    sums = [(s.sum(0), p.sum(0)) for s, p in parts]
-    recorder_sums = sums if recorder_sums is None else [
-        (a + s, b + p) for (a, b), (s, p) in zip(recorder_sums, sums)]
+    flow.encode_with_log_det_map(x, recorder=recorder)
+    parts = []
+    for score, h in zip(recorder.scores, recorder.inputs):
+      prior = lc.standard_normal_log_prob(tf.cast(h, tf.float64)).numpy()
+      parts.append((prior.sum(0), np.asarray(score, np.float64).sum(0) - prior.sum(0)))
+    sums = parts if sums is None else [(a + p, b + q) for (a, b), (p, q) in zip(sums, parts)]
     count += len(x)
-  config = run.flow.config
-  rows = []
-  trained = [order_summary(j.permutation.indices.numpy()) for j in run.flow.junctions]
-  for level, (score, prior) in enumerate(recorder_sums):
-    score, prior = score / count, prior / count  # per-element means [H, W, C]
-    log_det = score - prior
-    c = score.shape[-1]
-    kept = lc.keep_mask(lc.split_permutation(score, "lc"))
-    for half, sl in (("static keeps (first C/2)", slice(0, c // 2)),
-                     ("static factors out", slice(c // 2, c))):
-      rows.append({
-          "run": f"{os.path.basename(os.path.normpath(model_dir))} ({config.architecture})",
-          "split point": level + 1, "channel half": half,
-          "mean LC": float(score[..., sl].mean()), "mean log N(h)": float(prior[..., sl].mean()),
-          "mean A (log-det)": float(log_det[..., sl].mean()),
-          "lc keeps (fraction)": float(kept[..., sl].sum() / kept.sum()),
-          "trained split (most common order)": trained[level]})
+  return [(p / count, a / count) for p, a in sums], count
+
+
+def _vector(values):
+  return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
+
+
+def _row(name, rule, source, junction, prior, log_det, order, **extra):
+  return dict({
+      "run": name, "rule": rule, "source": source, "junction": junction,
+      "mean log N(h) per channel": _vector(prior.mean((0, 1))),
+      "mean A per channel": _vector(log_det.mean((0, 1))),
+      "trained split": order_summary(order), "kept sets": kept_sets(order),
+      "kept as static": round(kept_as_static(order), 3)}, **extra)
+
+
+def anatomy(model_dir, max_images):
+  """Rows of the table for one run (model, and its nosplit pilots if any)."""
+  run = evaluation.load_run(model_dir)
+  config = run.train_config
+  rule = config.model.split
+  protocol = config.lc_pilot if config.uses_pilot else "-"
+  name = f"{os.path.basename(os.path.normpath(model_dir))} ({config.model.architecture})"
+  label = f"{rule}@{protocol}" if config.uses_pilot else rule
+  orders = [j.permutation.indices.numpy() for j in run.flow.junctions]
+  parts, count = held_out_parts(run.flow, run.dataset, max_images)
+  rows = [_row(name, label, "model", j + 1, prior, log_det, orders[j])
+          for j, (prior, log_det) in enumerate(parts)]
+  for j in range(len(orders)):
+    pilot_dir = os.path.join(model_dir, f"pilot_{j}")
+    if not (config.uses_pilot and protocol == "nosplit" and os.path.isdir(pilot_dir)):
+      continue
+    pilot = evaluation.load_run(pilot_dir, dataset=run.dataset)
+    pilot_parts, _ = held_out_parts(pilot.flow, run.dataset, max_images)
+    prior, log_det = pilot_parts[j]
+    score = {"lc": prior + log_det, "lc_reverse": prior + log_det, "logdet": log_det,
+             "logdet_reverse": log_det, "variance": None}[rule]
+    extra = {}
+    if score is not None:
+      extra["kept by rule on held-out"] = order_summary(lc.split_permutation(score, rule))
+    rows.append(_row(name, label, f"pilot {j}", j + 1, prior, log_det, orders[j], **extra))
   return rows, count
 
 
@@ -91,17 +137,20 @@ def main():
       parser.error(str(e))
     rows += run_rows
     counts.append(count)
-  notes = (f"Held-out images per run: {counts}, one dequantisation sample. Per split point "
-           "and channel half: the mean over images and elements of the LC score "
-           "log N(h) + A and of its two parts. 'lc keeps': the share of the elements the lc "
-           "rule keeps on these images that lie in this half (0.5/0.5 = unrelated to the "
-           "static split). 'trained split': the channel order of the split the run was "
-           "trained with (channels 0..C/2-1 kept = the static split), the most common one "
-           "over the locations and on how many it holds.")
+  notes = (f"Held-out images per run: {counts}, one dequantisation sample (seed "
+           f"{ablation.EVAL_SEED}). Per run, source and junction (1 = outermost): the mean over "
+           "images and locations of each channel's log N(h) and carried log-det map A (the "
+           "LC score is their sum); `model` = the trained model, `pilot j` = the nosplit pilot "
+           "flow of junction j (junction j and deeper factor nothing out). `trained split`: "
+           "the run's channel order at that junction, its most common form over the locations "
+           "(channels 0..C/2-1 kept = static); `kept sets`: distinct kept channel sets over the "
+           "locations; `kept as static`: share of the kept elements in static's kept half "
+           "(1 = static, 0 = its complement). `kept by rule on held-out`: what the run's rule "
+           "ranks highest from the pilot's held-out values.")
   print(results.write(args.name, results.command_line(), rows,
-                      ["run", "split point", "channel half", "mean LC", "mean log N(h)",
-                       "mean A (log-det)", "lc keeps (fraction)",
-                       "trained split (most common order)"], notes=notes,
+                      ["run", "rule", "source", "junction", "mean log N(h) per channel",
+                       "mean A per channel", "trained split", "kept sets", "kept as static",
+                       "kept by rule on held-out"], notes=notes,
                       results_dir=args.results_dir))
 
 

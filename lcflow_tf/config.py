@@ -39,8 +39,9 @@ CONFIG_FILE = "config.json"
 CPU_FLOW_DEFAULTS = flows.FlowConfig(levels=2, steps_per_level=4, hidden_channels=64, split="lc")
 # The model's fields that are settings of a run (flags): not image_shape (the data's), not the
 # seed (the run's), not the dtype (training is float32).
+# `pilot_junction` is set only by the `nosplit` protocol for its pilots' sub-runs.
 MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(flows.FlowConfig)
-                    if f.name not in ("image_shape", "seed", "dtype"))
+                    if f.name not in ("image_shape", "seed", "dtype", "pilot_junction"))
 
 # Fields that may change when a run is resumed: they do not change what is being trained
 # (`ema_decay` only changes the averages kept beside the weights, never the weights).
@@ -55,8 +56,10 @@ RESUMABLE_FIELDS = frozenset({
 # `inherit_unset` lets train.py keep a resumed run's values of them.
 # The model's added fields (soft bounds, conditioner initialisation) come from
 # `flows.legacy_values` (unbounded, He normal; the scale bound depends on the scale function).
+# `lc_pilot` (the pilot protocol of the data-dependent splits) came later: such runs had the
+# `static` pilot.
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0, **flows.legacy_values()}
+                "ema_decay": 0.0, **flows.legacy_values(), "lc_pilot": "static"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +77,11 @@ class TrainConfig:
   dataset: str = "digits"
   data_dir: str | None = None
   n_bits: int | None = None
+  pad_to: int | None = None   # zero-pad the images to pad_to x pad_to (data.load_dataset)
   # model (`flows.FlowConfig`; the flags `--architecture`, `--levels`, ...)
   model: flows.FlowConfig = CPU_FLOW_DEFAULTS
   # likelihood-contribution protocol
+  lc_pilot: str = "nosplit"
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
   # optimisation
@@ -104,10 +109,11 @@ class TrainConfig:
   nonfinite_lr_factor: float = 0.5
 
   def __post_init__(self):
-    data.check_dataset(self.dataset, self.n_bits)
+    data.check_dataset(self.dataset, self.n_bits, self.pad_to)
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise ValueError(f"data_dir must be a path or None, got {self.data_dir!r}.")
     self._check_model()
+    checks.check_choice("lc_pilot", self.lc_pilot, lc.PILOTS)
     checks.check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
     checks.check_bool("lc_reinit", self.lc_reinit)
     checks.check_int("train_steps", self.train_steps, 1)
@@ -153,15 +159,44 @@ class TrainConfig:
       raise ValueError(f"lc_pilot_steps must be >= 1 for split {split!r} (the split is fixed "
                        f"from statistics collected during the pilot), got "
                        f"{self.lc_pilot_steps!r}.")
-    if self.lc_pilot_steps >= self.train_steps:
+    if self.lc_pilot == "nosplit" and self.lc_reinit:
+      raise ValueError("lc_reinit applies to lc_pilot='static' only (the 'nosplit' protocol "
+                       "always trains the model from fresh weights after its pilots), got "
+                       "lc_reinit=True with lc_pilot='nosplit'.")
+    if self.pilot_steps_total >= self.train_steps:
+      pilots = self.model.levels - 1
+      per = (f" ({pilots} pilot{'s' * (pilots != 1)} of {self.lc_pilot_steps} steps)"
+             if self.lc_pilot == "nosplit" else "")
       raise ValueError(f"lc_pilot_steps must be smaller than train_steps (the step budget "
-                       f"counts the pilot), got lc_pilot_steps={self.lc_pilot_steps} and "
+                       f"counts the pilot), got lc_pilot_steps={self.lc_pilot_steps}{per} and "
                        f"train_steps={self.train_steps}.")
 
   @property
   def uses_pilot(self):
     """Whether the run has a pilot phase (a data-dependent split, `lc.uses_pilot`)."""
     return lc.uses_pilot(self.model.split)
+
+  @property
+  def pilot_steps_total(self):
+    """Steps of the budget spent in pilots: `lc_pilot_steps` per junction under `nosplit`."""
+    if not self.uses_pilot:
+      return 0
+    if self.lc_pilot == "nosplit":
+      return self.lc_pilot_steps * max(self.model.levels - 1, 0)
+    return self.lc_pilot_steps
+
+  def nosplit_pilot_config(self, junction):
+    """The `TrainConfig` of the sub-run of pilot `junction` of the `nosplit` protocol.
+
+    The same run (data, recipe, seed, `train_steps`, hence the same learning-rate schedule and
+    the same first batches) with the pilot flow `FlowConfig.pilot_junction = junction` under
+    the `static` rule (the decided junctions get their orders from the caller), no weight
+    averages; it is trained for `lc_pilot_steps` steps (`Trainer.train(until_step=...)`).
+    """
+    checks.check_int("junction", junction, 0, self.model.levels - 2,
+                     caller="nosplit_pilot_config")
+    model = dataclasses.replace(self.model, split="static", pilot_junction=junction)
+    return dataclasses.replace(self, model=model, ema_decay=0.0, lc_reinit=False)
 
   def flow_config(self, image_shape):
     """The `FlowConfig` of this run for images of `image_shape` (validates divisibility)."""
@@ -212,6 +247,8 @@ class TrainConfig:
                                                          values.get("scale_fn")))
       return cls.from_flags(**{**legacy, **values})
     _check_keys("config", values, {f.name for f in dataclasses.fields(cls)})
+    values = dict({name: value for name, value in ADDED_FIELDS.items()
+                   if name not in MODEL_FLAGS}, **values)  # e.g. lc_pilot of older runs
     model = values["model"]
     if not isinstance(model, dict):
       raise ValueError(f"config field model must be a dict of FlowConfig fields, got {model!r}.")

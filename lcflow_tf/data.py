@@ -139,7 +139,8 @@ class ImageDataset:
 
 def load_dataset(name: str,
                  data_dir: str | None = None,
-                 n_bits: int | None = None) -> ImageDataset:
+                 n_bits: int | None = None,
+                 pad_to: int | None = None) -> ImageDataset:
     """Loads one of `DATASETS` as integer images.
 
     Args:
@@ -151,6 +152,8 @@ def load_dataset(name: str,
       n_bits: Keep the `n_bits` most significant bits of 8-bit datasets,
         `k -> k // 2**(8 - n_bits)`, so `num_bins = 2**n_bits`. None means 8.
         Must be None for `digits`, which has 17 native levels.
+      pad_to: None, or a size S >= H, W: every image is zero-padded to S x S
+        (`pad_dataset`), e.g. 32 for Fashion-MNIST in a 3-level Glow.
 
     Returns:
       The `ImageDataset`. IDX and digits data are read here; TFDS data is
@@ -158,10 +161,16 @@ def load_dataset(name: str,
 
     Raises:
       ValueError: Unknown `name`, `n_bits` outside 1..8 (or set for `digits`),
+        `pad_to` not None or an integer >= 1 or smaller than the images,
         missing or corrupt IDX files, or a TFDS dataset that is not prepared
         and cannot be downloaded.
     """
-    check_dataset(name, n_bits)
+    check_dataset(name, n_bits, pad_to)
+    dataset = _load(name, data_dir, n_bits)
+    return dataset if pad_to is None else pad_dataset(dataset, pad_to)
+
+
+def _load(name, data_dir, n_bits) -> ImageDataset:
     if name == "digits":
         return _load_digits()
     if n_bits is None:
@@ -173,14 +182,43 @@ def load_dataset(name: str,
     return _load_tfds(name, data_dir, n_bits)
 
 
-def check_dataset(name: str, n_bits: int | None = None) -> None:
-    """Checks a dataset name and `n_bits` as `load_dataset` takes them, without loading.
+def pad_dataset(dataset: ImageDataset, size: int) -> ImageDataset:
+    """`dataset` with every image zero-padded to `size` x `size` (value 0, centred).
+
+    The padding of each side is `(size - H) // 2` above/left and the rest
+    below/right. Labels and image counts are unchanged.
+
+    Raises:
+      ValueError: `size` is not an integer >= 1 or is smaller than the images.
+    """
+    checks.check_int("pad_to", size, 1)
+    h, w, c = dataset.image_shape
+    if size < h or size < w:
+        raise ValueError(f"pad_to must be at least the image size {h}x{w} of "
+                         f"{dataset.name}, got {size}.")
+    top, left = (size - h) // 2, (size - w) // 2
+    paddings = [[top, size - h - top], [left, size - w - left], [0, 0]]
+
+    def pad(make):
+        return lambda: make().map(lambda image: tf.pad(image, paddings))
+
+    return dataclasses.replace(dataset, image_shape=(size, size, c),
+                               _make_train=pad(dataset._make_train),
+                               _make_test=pad(dataset._make_test))
+
+
+def check_dataset(name: str, n_bits: int | None = None,
+                  pad_to: int | None = None) -> None:
+    """Checks a dataset name, `n_bits` and `pad_to` as `load_dataset` takes them, without loading.
 
     Raises:
       ValueError: `name` is not one of `DATASETS`; `n_bits` is not None for
-        `digits` (17 native levels), or not None or an integer in 1..8.
+        `digits` (17 native levels), or not None or an integer in 1..8;
+        `pad_to` is not None or an integer >= 1.
     """
     checks.check_choice("dataset", name, DATASETS)
+    if pad_to is not None:
+        checks.check_int("pad_to", pad_to, 1)
     if name == "digits" and n_bits is not None:
         raise ValueError(
             f"n_bits must be unset (None) for dataset 'digits', whose images have 17 "

@@ -82,7 +82,7 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema"):
                      "training run directory (train.py --model_dir=...).")
   checkpoint = checkpoints.resolve(model_dir, checkpoint)
   dataset = dataset or data.load_dataset(train_config.dataset, train_config.data_dir,
-                                         train_config.n_bits)
+                                         train_config.n_bits, train_config.pad_to)
   flow = flows.Flow(train_config.flow_config(dataset.image_shape))
   step, weights = checkpoints.restore_flow(
       checkpoint, flow, weights, train_config.ema_decay,

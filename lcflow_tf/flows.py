@@ -83,6 +83,9 @@ class FlowConfig:
   max_shift: float | None = None       # couplings' |shift|
   max_log_sigma: float | None = None   # learned split prior's |log sigma|
   network_init: str = networks.DEFAULT_INIT  # conditioners' hidden layers (lcflow_tf.networks)
+  # None: the model. j: the pilot of junction j of the `nosplit` LC protocol (`lcflow_tf.lc`),
+  # where junction j and every deeper one factor nothing out (`bijectors.OpenJunction`).
+  pilot_junction: int | None = None
 
   def __post_init__(self):
     _validate(self)
@@ -138,6 +141,11 @@ def _validate(cfg):
   checks.check_int("steps_per_level", cfg.steps_per_level, 1)
   checks.check_int("hidden_channels", cfg.hidden_channels, 1)
   checks.check_int("resnet_blocks", cfg.resnet_blocks, 0)
+  if cfg.pilot_junction is not None:
+    if cfg.levels < 2:
+      raise ValueError(f"pilot_junction={cfg.pilot_junction!r} needs levels >= 2 (a junction), "
+                       f"got levels={cfg.levels}.")
+    checks.check_int("pilot_junction", cfg.pilot_junction, 0, cfg.levels - 2)
   for name in BOUND_FIELDS:  # None: the default; 0: unbounded
     if getattr(cfg, name) is not None:
       checks.check_number(name, getattr(cfg, name), 0.0, low_open=False)
@@ -162,10 +170,12 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
     steps_per_level: K, flow steps per level (RealNVP: K checkerboard + K channel couplings).
     hidden_channels: width of the conditioner networks.
     coupling: `"affine"` or `"additive"`.
-    split: how each junction chooses the channels that stay: `"static"`, `"random"`, `"lc"`,
-      `"lc_reverse"` or `"variance"` (see `lcflow_tf.lc`).
+    split: how each junction chooses the channels that stay, one of `lcflow_tf.lc.SPLITS`
+      (`"static"`, `"random"`, `"lc"`, `"lc_reverse"`, `"logdet"`, `"logdet_reverse"`,
+      `"variance"`).
     **kwargs: the other fields of `FlowConfig` (conv1x1, split_prior, scale_fn,
-      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma, network_init).
+      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma, network_init,
+      pilot_junction).
 
   Returns:
     A `Flow`.
@@ -187,7 +197,8 @@ class Flow(tf.Module):
     config: the `FlowConfig` it was built from.
     bijector: the whole model, a `tfb.Chain` (forward: latent -> image).
     distribution: `tfd.TransformedDistribution` of a standard Normal of the image's shape.
-    junctions: the `FactorOut` bijectors, outermost level first.
+    junctions: the `FactorOut` bijectors, outermost level first (in a `nosplit` pilot flow,
+      `config.pilot_junction` and the deeper ones are `OpenJunction`s).
     lc_statistics: running statistics at every junction (`lcflow_tf.lc.LCStatistics`).
   """
 
@@ -277,6 +288,12 @@ class Flow(tf.Module):
     return tfb.Chain(parts, name=f"level{level}")
 
   def _junction(self, level, shape, junctions):
+    pilot = self.config.pilot_junction
+    if pilot is not None and level >= pilot:  # the nosplit pilot: every element goes on
+      junction = lcb.OpenJunction(self._build_level(level + 1, shape, junctions), shape,
+                                  dtype=self.dtype, name=f"level{level}_open_junction")
+      junctions.append(junction)
+      return junction
     h, w, c = shape
     prior = self.config.resolved_split_prior
     net = (networks.prior_network(c // 2, c, dtype=self.config.dtype)

@@ -23,11 +23,31 @@ keeps the first C_l / 2 channels:
   * `random`: a fixed random permutation per location (seeded);
   * `lc`: channels with the highest mean LC stay, the rest are factored out;
   * `lc_reverse`: the lowest mean LC stay;
+  * `logdet`: channels with the highest mean carried log-det map A stay (the reading of the
+    Kobyzev et al. survey, arXiv 1908.09257 sec. 3.4.1: "the features at which the Jacobian
+    is higher are propagated further");
+  * `logdet_reverse`: the lowest mean A stay;
   * `variance`: the highest data variance (of h_l) stays.
+A at junction l is the log-det accumulated per element from the input image up to the junction
+(the map the bijectors above carry, in the coordinates of h_l), so at a deeper junction it
+includes every level above. Its mean is derived from the statistics that are kept anyway:
+mean A = mean LC + 0.5 * mean h^2 + 0.5 * log(2 pi) (`LCStatistics.mean_log_det`).
 Statistics are recorded before the junction's permutation, so they do not change meaning
-when the split is fixed, and fixing twice gives the same permutation. Deeper junctions'
-statistics were gathered under the split upstream of them at the time (the static split
-during a pilot): all levels are fixed at once from the pilot, as specified.
+when the split is fixed, and fixing twice gives the same permutation.
+
+Pilot protocols (`PILOTS`) of the data-dependent rules (`DATA_DEPENDENT_SPLITS`):
+  * `static` (the original one): the first `lc_pilot_steps` steps train the model with the
+    static split at every junction while collecting statistics; then every junction is fixed
+    at once and training continues from the pilot weights (or from fresh ones, `lc_reinit`).
+    The statistics are shaped by the pilot's split: the half a junction factors out is pushed
+    towards the Normal prior during training, so it scores a higher log N(h).
+  * `nosplit` (confound-free): the junctions are decided one at a time, outermost first.
+    Pilot j trains, for `lc_pilot_steps` steps, a flow in which the junctions already decided
+    (< j) use their fixed split and junction j and every deeper one factor nothing out (every
+    element goes on, `lcflow_tf.bijectors.OpenJunction`; `FlowConfig.pilot_junction = j`), so
+    no split has shaped the statistics at junction j. Junction j's order is then fixed from
+    them (`split_order`). After the last pilot the real model is trained from fresh weights
+    with the fixed orders (`set_split`). The pilots' steps count in the run's budget.
 """
 
 import dataclasses
@@ -38,8 +58,11 @@ import tensorflow as tf
 
 from lcflow_tf import checks
 
-SPLITS = ("static", "random", "lc", "lc_reverse", "variance")
-DATA_DEPENDENT_SPLITS = ("lc", "lc_reverse", "variance")
+SPLITS = ("static", "random", "lc", "lc_reverse", "logdet", "logdet_reverse", "variance")
+DATA_DEPENDENT_SPLITS = ("lc", "lc_reverse", "logdet", "logdet_reverse", "variance")
+REVERSE_SPLITS = ("lc_reverse", "logdet_reverse")  # the lowest score stays
+PILOTS = ("static", "nosplit")
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def standard_normal_log_prob(t):
@@ -144,6 +167,15 @@ class LCStatistics(tf.Module):
   def variance(self, i):
     return self.mean_h2[i] - tf.square(self.mean_h[i])
 
+  def mean_log_det(self, i):
+    """Mean carried log-det map A at junction `i`: mean LC + 0.5 mean h^2 + 0.5 log(2 pi).
+
+    Exact, since LC = log N(h; 0, 1) + A elementwise and every statistic averages the same
+    images with the same weights.
+    """
+    return self.mean_lc[i] + 0.5 * self.mean_h2[i] + tf.constant(_HALF_LOG_2PI,
+                                                                 self.mean_lc[i].dtype)
+
 
 @dataclasses.dataclass(frozen=True)
 class LikelihoodContributions:
@@ -182,7 +214,7 @@ def likelihood_contributions(recorder, z, a):
 def split_permutation(score, rule):
   """Per-location channel order [H, W, C]: the first C/2 channels stay."""
   score = np.asarray(score)
-  if rule == "lc_reverse":
+  if rule in REVERSE_SPLITS:
     return np.argsort(score, axis=-1, kind="stable")
   return np.argsort(-score, axis=-1, kind="stable")
 
@@ -242,14 +274,59 @@ def _set_order(junction, i, statistics, rule):
   if tuple(statistics.event_shapes[i]) != tuple(shape):
     raise ValueError(f"fix_split: statistics of junction {i} have shape "
                      f"{list(statistics.event_shapes[i])}, the junction expects {list(shape)}.")
-  if rule == "static":
-    order = np.broadcast_to(np.arange(shape[-1]), shape)
-  elif rule == "variance":
-    order = split_permutation(statistics.variance(i).numpy(), "variance")
-  else:
-    order = split_permutation(statistics.mean_lc[i].numpy(), rule)
+  order = split_order(statistics, i, rule)
   junction.permutation.set_indices(order)
-  return np.asarray(order)
+  return order
+
+
+def split_score(statistics, i, rule):
+  """The mean score [H, W, C] that `rule` ranks the channels of junction `i` by (numpy).
+
+  `lc`/`lc_reverse`: mean LC; `logdet`/`logdet_reverse`: mean A; `variance`: the variance of
+  h. Raises ValueError for the rules that have no score (`static`, `random`).
+  """
+  if rule in ("lc", "lc_reverse"):
+    return statistics.mean_lc[i].numpy()
+  if rule in ("logdet", "logdet_reverse"):
+    return statistics.mean_log_det(i).numpy()
+  if rule == "variance":
+    return statistics.variance(i).numpy()
+  raise ValueError(f"split_score: rule must be one of {DATA_DEPENDENT_SPLITS}, got {rule!r}.")
+
+
+def split_order(statistics, i, rule):
+  """The channel order [H_i, W_i, C_i] that `rule` gives junction `i` from `statistics`.
+
+  The first C_i / 2 channels of each location stay. `static` gives the identity.
+  """
+  shape = tuple(statistics.event_shapes[i])
+  if rule == "static":
+    return np.broadcast_to(np.arange(shape[-1]), shape).copy()
+  return np.asarray(split_permutation(split_score(statistics, i, rule), rule))
+
+
+def set_split(junctions, orders, split_fixed=None):
+  """Sets the given channel orders on the first `len(orders)` junctions (eager).
+
+  The `nosplit` protocol fixes its orders one pilot at a time and sets them here.
+
+  Args:
+    junctions: the `FactorOut` bijectors, outermost first.
+    orders: channel orders [H_l, W_l, C_l], outermost first (at most one per junction).
+    split_fixed: optional boolean variable, set to True.
+
+  Raises:
+    ValueError: more orders than junctions, or an order of the wrong shape.
+  """
+  if len(orders) > len(junctions):
+    raise ValueError(f"set_split: got {len(orders)} orders for {len(junctions)} junctions.")
+  for i, (junction, order) in enumerate(zip(junctions, orders)):
+    if tuple(np.shape(order)) != tuple(junction.event_shape):
+      raise ValueError(f"set_split: order {i} has shape {list(np.shape(order))}, junction {i} "
+                       f"expects {list(junction.event_shape)}.")
+    junction.permutation.set_indices(np.asarray(order))
+  if split_fixed is not None:
+    split_fixed.assign(True)
 
 
 def random_split(junctions, seed):

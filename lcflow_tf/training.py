@@ -35,11 +35,15 @@ averages) is created inside `strategy.scope()`.
 * Likelihood contributions: the same pass returns the LC batch sums
   (`Flow.log_prob_and_lc_batch`); they are summed over replicas (`strategy.reduce`) and folded
   into `flow.lc_statistics` in cross-replica context whenever `lc.collects_statistics`.
-* Pilot (data-dependent splits `lc`, `lc_reverse`, `variance`): the first `lc_pilot_steps`
-  steps train with the static split while collecting statistics; then `finish_pilot` runs
-  `lc.finish_pilot` (fix every junction's permutation; continue from the pilot weights, or
-  with `lc_reinit` restart from a freshly built flow's weights with a fresh optimizer).
-  `train_steps` counts the pilot.
+* Pilots (data-dependent splits, `lc.DATA_DEPENDENT_SPLITS`; protocols in `lcflow_tf.lc`):
+  with `lc_pilot="static"` the first `lc_pilot_steps` steps train with the static split while
+  collecting statistics; then `finish_pilot` runs `lc.finish_pilot` (fix every junction's
+  permutation; continue from the pilot weights, or with `lc_reinit` restart from a freshly
+  built flow's weights with a fresh optimizer). With `lc_pilot="nosplit"`,
+  `run_nosplit_pilots` first trains one sub-run per junction (`pilot_trainer`, in
+  `model_dir/pilot_<j>`, resumable), fixes the junctions one at a time from them, and sets
+  this run's untrained flow up with the fixed orders at step `config.pilot_steps_total`.
+  `train_steps` counts the pilots.
 * ActNorm: initialised eagerly, in cross-replica context, from the global first batch before
   the first step, so any number of replicas starts from the same state as one device.
 * Checkpoints (`checkpoints.TrainingCheckpoints`): every `checkpoint_every` steps and at the
@@ -164,6 +168,9 @@ class Trainer:
     model_dir: directory of checkpoints, `config.json` and summaries.
     strategy: a `tf.distribute.Strategy` (default: `distribute.make_strategy` of the config).
     dataset: an `lcflow_tf.data.ImageDataset` (default: `data.load_dataset` of the config).
+    split_orders: channel orders set on the first junctions before the flow is initialised
+      (used by the `nosplit` protocol: its pilot of junction j gets the orders of junctions
+      < j); a restored checkpoint holds the same ones.
 
   Attributes:
     flow, optimizer, strategy, dataset, model_dir, config.
@@ -173,7 +180,7 @@ class Trainer:
       `config.ema_decay` is 0.
   """
 
-  def __init__(self, config, model_dir, strategy=None, dataset=None):
+  def __init__(self, config, model_dir, strategy=None, dataset=None, split_orders=()):
     if not isinstance(config, config_lib.TrainConfig):
       raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
     if not model_dir:
@@ -183,7 +190,8 @@ class Trainer:
     saved = config_lib.check_resumable(self.model_dir, config)
     self.strategy = strategy or distribute.make_strategy(config.strategy, config.cpu_replicas)
     self._check_hardware()
-    self.dataset = dataset or data.load_dataset(config.dataset, config.data_dir, config.n_bits)
+    self.dataset = dataset or data.load_dataset(config.dataset, config.data_dir, config.n_bits,
+                                                config.pad_to)
     self.flow_config = config.flow_config(self.dataset.image_shape)
     self._check_dataset()
     self.num_bins = self.dataset.num_bins
@@ -193,10 +201,11 @@ class Trainer:
     # Everything is valid: from here on, files are written.
     with self.strategy.scope():
       self._build()
+      lc.set_split(self.flow.junctions, list(split_orders))
       latest = self.checkpoints.restore_latest()
       if latest:
         logging.info("Resuming from step %d (%s)", self.step, latest)
-      else:
+      elif not self.nosplit_pending:  # nosplit: initialised once its pilots fixed the split
         self.flow.initialize(self.global_batch(0))
         if self.averages is not None:
           self.averages.reset()  # from the initialised weights
@@ -281,6 +290,11 @@ class Trainer:
   def pilot_pending(self):
     """Whether the split still has to be fixed at the end of the pilot."""
     return lc.pilot_pending(self.flow_config.split, self.flow.split_fixed.numpy())
+
+  @property
+  def nosplit_pending(self):
+    """Whether the `nosplit` pilots still have to run (`run_nosplit_pilots`)."""
+    return self.config.lc_pilot == "nosplit" and self.pilot_pending
 
   # --- data ----------------------------------------------------------------------------------
   def _stream(self, batch_size, start_step):
@@ -398,6 +412,57 @@ class Trainer:
                  else "")
     return chosen
 
+  def pilot_trainer(self, junction, orders):
+    """The `Trainer` of the sub-run of `nosplit` pilot `junction`, in `model_dir/pilot_<j>`.
+
+    Args:
+      junction: the junction it decides.
+      orders: the fixed orders of the junctions above it, outermost first.
+    """
+    return Trainer(self.config.nosplit_pilot_config(junction),
+                   os.path.join(self.model_dir, f"pilot_{junction}"), strategy=self.strategy,
+                   dataset=self.dataset, split_orders=orders)
+
+  def run_nosplit_pilots(self):
+    """Runs the `nosplit` pilots (`lcflow_tf.lc`) and sets up the model from fresh weights.
+
+    Pilot j trains `pilot_trainer(j, orders)` to `lc_pilot_steps` (resuming its own
+    checkpoint after a crash; a finished pilot is only restored) and fixes junction j's order
+    from its statistics at junction j. Then this run's flow, built from fresh weights and
+    never trained, gets the orders (`lc.set_split`) and the pilots' statistics of each
+    junction (for the heatmaps), the global step moves to `config.pilot_steps_total` (the
+    budget counts the pilots; the data stream and the learning-rate decay continue from
+    there, the warm-up restarts with the untouched optimizer), the ActNorms are initialised on
+    that step's global batch with the fixed split, the averages restart from there, and a
+    checkpoint holding the split is written before the model trains.
+
+    Returns:
+      The fixed orders, outermost junction first.
+    """
+    c = self.config
+    orders, stats = [], self.flow.lc_statistics
+    for j in range(len(self.flow.junctions)):
+      pilot = self.pilot_trainer(j, orders)
+      pilot.train(until_step=c.lc_pilot_steps)
+      pilot_stats = pilot.flow.lc_statistics
+      orders.append(lc.split_order(pilot_stats, j, self.flow_config.split))
+      with self.strategy.scope():
+        for mine, theirs in ((stats.mean_lc, pilot_stats.mean_lc),
+                             (stats.mean_h, pilot_stats.mean_h),
+                             (stats.mean_h2, pilot_stats.mean_h2)):
+          mine[j].assign(theirs[j])
+        stats.count.assign(pilot_stats.count)
+      logging.info("nosplit pilot %d finished: junction %d's %r order fixed from %d images.",
+                   j, j, self.flow_config.split, int(pilot_stats.count.numpy()))
+    with self.strategy.scope():
+      lc.set_split(self.flow.junctions, orders, self.flow.split_fixed)
+      self._step.assign(c.pilot_steps_total)
+      self.flow.initialize(self.global_batch(self.step), force=True)
+      if self.averages is not None:
+        self.averages.reset()
+    self.save_checkpoint()
+    return orders
+
   def _fresh_start(self):
     """The `lc.FreshStart` of `lc_reinit`: a fresh flow's weights, data init, zero optimizer."""
     seed_initializers(self.config.seed)
@@ -449,9 +514,10 @@ class Trainer:
     """Sample grids and LC heatmaps of the current model as TensorBoard images (chief only).
 
     The samples come from the averaged weights (`averaged_weights`); the heatmaps show the
-    LC statistics, which were collected with the raw weights during training.
+    LC statistics, which were collected with the raw weights during training. Nothing for a
+    `nosplit` pilot's flow (its open junctions have no split to show).
     """
-    if not self.is_chief:
+    if not self.is_chief or self.flow_config.pilot_junction is not None:
       return
     with self.averaged_weights():
       summaries.write_images(self._summary_writer, self.flow, self.num_bins, self.step)
@@ -472,11 +538,13 @@ class Trainer:
     start = self.step
     if start >= target:
       logging.info("Step %d already reached (target %d); nothing to train.", start, target)
+    progress = summaries.ProgressLog(self._summary_writer, c.log_every, c.batch_size,
+                                     c.train_steps, self.flow.image_shape, self.num_bins)
+    if self.nosplit_pending and start < target:
+      self.run_nosplit_pilots()
     tally = _Tally()
     iterator = self.distributed_iterator()
     t0 = time.time()
-    progress = summaries.ProgressLog(self._summary_writer, c.log_every, c.batch_size,
-                                     c.train_steps, self.flow.image_shape, self.num_bins)
     while self.step < target:
       if self.pilot_pending and self.step >= c.lc_pilot_steps:
         self.finish_pilot()

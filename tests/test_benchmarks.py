@@ -94,7 +94,7 @@ def test_ablation_tiny(tmp_path):
     assert len(json.load(f)) == 3
   assert os.listdir(tmp_path / "figures")  # LC heatmaps of the seed-0 lc run
 
-  # lc_anatomy on two of those runs: LC = log N(h) + A per half; lc keeps half the elements
+  # lc_anatomy on two of those runs (static pilot: one `model` row per run and junction)
   runs = tmp_path / "runs" / "ablation_digits"
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.run(
@@ -103,15 +103,14 @@ def test_ablation_tiny(tmp_path):
        "--results_dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   anatomy = load(tmp_path, "lc_anatomy")["rows"]
-  assert len(anatomy) == 4  # 2 runs x 1 split point x 2 halves
+  assert [(r["rule"], r["source"], r["junction"]) for r in anatomy] == [
+      ("static", "model", 1), ("lc@static", "model", 1)]
   # the static run was trained with the identity order at every location of the 4x4x4 split
-  assert anatomy[0]["trained split (most common order)"] == (
-      "keeps [0, 1], factors out [2, 3] at 16/16 locations")
-  for first, second in (anatomy[:2], anatomy[2:]):
-    assert first["lc keeps (fraction)"] + second["lc keeps (fraction)"] == pytest.approx(1.0)
-    for row in (first, second):
-      assert row["mean LC"] == pytest.approx(row["mean log N(h)"] + row["mean A (log-det)"],
-                                             abs=1e-4)
+  assert anatomy[0]["trained split"] == "keeps [0, 1], factors out [2, 3] at 16/16 locations"
+  assert anatomy[0]["kept sets"] == 1 and anatomy[0]["kept as static"] == 1.0
+  for row in anatomy:
+    assert len(json.loads(row["mean log N(h) per channel"])) == 4
+    assert len(json.loads(row["mean A per channel"])) == 4
 
   # heldout_spread on the same runs: its mean is the ablation's test bits/dim (same noise)
   run_smoke("heldout_spread.py", tmp_path, str(runs / "glow_static_seed0"),
@@ -149,6 +148,62 @@ def test_ablation_tiny(tmp_path):
     return [(r["split"], r["per seed"], r["kept as static"]) for r in rows]
   assert results_of(load(tmp_path, "ablation_digits_glow")["rows"]) == results_of(
       r for r in record["rows"] if r["split"] != "static")
+
+
+@pytest.mark.slow
+def test_split_study_tiny_and_its_anatomy(tmp_path):
+  """The study's machinery end to end on digits (Glow L=3: two nosplit pilots), then
+  lc_anatomy on its nosplit run: a row per pilot, whose kept order is the model's."""
+  args = ("--quick", "--rows", "static,logdet@nosplit", "--train_steps", "8", "--workdir",
+          str(tmp_path / "runs"))
+  run_smoke("split_study.py", tmp_path, *args)
+  record = load(tmp_path, "split_study_digits_l3_quick")
+  rows = {r["row"]: r for r in record["rows"]}
+  assert set(rows) == {"static", "logdet@nosplit"}
+  assert rows["static"]["kept as static"] == "1.00, 1.00"  # two junctions
+  diff = rows["logdet@nosplit"]["test bpd mean"] - rows["static"]["test bpd mean"]
+  paired = rows["logdet@nosplit"]["paired"]
+  assert paired["n"] == 1 and paired["low"] is None and paired["lower"] == int(diff < 0)
+  assert paired["mean"] == pytest.approx(diff)
+  records = tmp_path / "split_study_runs" / "split_study_digits_l3_quick"
+  with open(records / "glow_logdet_at_nosplit_seed0.json") as f:
+    config = json.load(f)["config"]
+  assert (config["split"], config["lc_pilot"], config["lc_pilot_steps"], config["levels"]) == (
+      "logdet", "nosplit", 2, 3)
+  run = tmp_path / "runs" / "split_study_digits_l3_quick" / "glow_logdet_at_nosplit_seed0"
+  assert {"pilot_0", "pilot_1"} <= set(os.listdir(run))
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "lc_anatomy.py"), str(run),
+       "--max_images", "40", "--results_dir", str(tmp_path)], env=env, capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  anatomy = load(tmp_path, "lc_anatomy")["rows"]
+  assert [(r["source"], r["junction"]) for r in anatomy] == [
+      ("model", 1), ("model", 2), ("pilot 0", 1), ("pilot 1", 2)]
+  assert [len(json.loads(r["mean A per channel"])) for r in anatomy] == [4, 8, 4, 8]
+  assert anatomy[2]["trained split"] == anatomy[0]["trained split"]
+  assert "kept by rule on held-out" in anatomy[2]
+
+
+def test_split_study_paired_summary():
+  from benchmarks import split_study  # pylint: disable=g-import-not-at-top
+  summary = split_study.paired_summary([1.0, 2.0, 3.5], [1.5, 2.0, 3.0])
+  # diffs -0.5, 0, 0.5: mean 0, sd 0.5, t(0.975, 2) = 4.302653
+  assert summary["n"] == 3 and summary["lower"] == 1 and summary["mean"] == 0.0
+  assert summary["high"] == pytest.approx(4.302653 * 0.5 / 3 ** 0.5, rel=1e-6)
+  assert summary["low"] == pytest.approx(-summary["high"])
+  assert split_study.format_paired(summary) == "+0.0000 [-1.2421, +1.2421] (lower on 1/3)"
+
+
+def test_split_study_cropped_sampler():
+  from benchmarks import split_study  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import sample_quality  # pylint: disable=g-import-not-at-top
+  flow = lf_flows.build_flow((12, 12, 1), levels=2, steps_per_level=1, hidden_channels=4)
+  full = sample_quality.flow_sampler(flow)(3, 0.7, 5)
+  cropped = split_study.cropped_sampler(flow, (8, 8))(3, 0.7, 5)
+  assert cropped.shape == (3, 8, 8, 1)
+  np.testing.assert_array_equal(cropped, full[:, 2:10, 2:10])
 
 
 @pytest.mark.slow

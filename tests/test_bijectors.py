@@ -86,6 +86,14 @@ def factor_out(dtype, prior, inner_kind, permute, event=IMAGE, seed=0, max_log_s
                        max_log_sigma=max_log_sigma, dtype=dtype)
 
 
+def open_junction(dtype, seed=0):
+  """The nosplit pilot's junction: nothing leaves, every channel goes through `inner`."""
+  inner = tfb.Chain([actnorm_random(IMAGE[-1], dtype, seed + 2),
+                     conv1x1(IMAGE[-1], dtype, "lu", seed + 3),
+                     coupling(IMAGE, dtype, mask="channel", parity=1, seed=seed + 4)])
+  return lcb.OpenJunction(inner, IMAGE, dtype=dtype)
+
+
 def _coupling_cases():
   cases = []
   for mask, event in (("channel", IMAGE), ("checkerboard", (4, 4, 2))):
@@ -131,6 +139,7 @@ CASES = [
     contract.Case("factor-out-conditional-bounded",
                   lambda dtype: factor_out(dtype, "conditional", "coupling", True,
                                            max_log_sigma=0.02), IMAGE, IMAGE),
+    contract.Case("open-junction-chain", open_junction, IMAGE, IMAGE),
 ]
 IDS = [c.name for c in CASES]
 

@@ -22,7 +22,7 @@ from tests import cli_runner
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
-              "--images_every=2"]
+              "--images_every=2", "--lc_pilot=static"]
 # TensorFlow's C++ start-up lines (absl log format, e.g. "E0000 00:00:..." about CUDA).
 _TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before)")
 
@@ -156,6 +156,7 @@ BAD_TRAIN_FLAGS = [
     (["--learning_rate=-1"], r"^error: learning_rate must be in \(0.0, inf\], got -1.0\.$"),
     (["--levels=4"], r"^error: .*H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
     (["--lc_pilot_steps=2000"], r"^error: lc_pilot_steps must be smaller than train_steps"),
+    (["--lc_pilot=none"], r"^error: lc_pilot must be one of \['static', 'nosplit'\], got 'none'"),
     (["--cpu_replicas=2", "--batch_size=15"],
      r"^error: batch_size=15 is not divisible by the 2 replicas of the MirroredStrategy"),
     ("OTHER_CONFIG", r"^error: model_dir .* holds a run with a different configuration "

@@ -63,6 +63,35 @@ def test_digits_shapes_range_and_split():
     np.testing.assert_array_equal(_to_numpy(data.load_dataset("digits").test()), test)
 
 
+def test_pad_to_zero_pads_every_image_centred():
+    ds = data.load_dataset("digits")
+    padded = data.load_dataset("digits", pad_to=13)
+    assert padded.image_shape == (13, 13, 1)
+    assert (padded.num_train, padded.num_test, padded.num_bins) == (1500, 297, 17)
+    assert padded.has_labels
+    for split in ("train", "test"):
+        original = _to_numpy(getattr(ds, split)())
+        got = _to_numpy(getattr(padded, split)())
+        assert got.shape == original.shape[:1] + (13, 13, 1) and got.dtype == np.uint8
+        # (13 - 8) // 2 = 2 rows/columns above/left, 3 below/right, all zero
+        np.testing.assert_array_equal(got[:, 2:10, 2:10], original)
+        border = np.ones((13, 13), bool)
+        border[2:10, 2:10] = False
+        assert not got[:, border].any()
+    np.testing.assert_array_equal(_to_numpy(padded.train_labels()), _to_numpy(ds.train_labels()))
+    same = data.load_dataset("digits", pad_to=8)
+    np.testing.assert_array_equal(_to_numpy(same.test()), _to_numpy(ds.test()))
+
+
+@pytest.mark.parametrize("pad_to,message", [
+    (7, r"pad_to must be at least the image size 8x8 of digits, got 7\."),
+    (0, r"pad_to must be an integer >= 1, got 0\."),
+    (32.0, r"pad_to must be an integer >= 1, got 32\.0\.")])
+def test_bad_pad_to(pad_to, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_dataset("digits", pad_to=pad_to)
+
+
 def test_digits_labels_follow_the_split():
     ds = data.load_dataset("digits")
     assert ds.has_labels and ds.num_classes == 10

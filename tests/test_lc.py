@@ -86,40 +86,127 @@ def constructed_images(n, seed=0):
   return ((k + rng.random(k.shape)) / 17.0).astype(np.float32)
 
 
-@pytest.mark.parametrize("rule,kept_rows", [("lc", 0), ("lc_reverse", 1)])
-def test_known_answer_split(rule, kept_rows):
-  """Constant pixels carry the higher likelihood contribution; lc keeps them, lc_reverse not."""
-  flow = lf.build_flow((8, 8, 1), architecture="realnvp", split=rule, **SMALL)
-  x = constructed_images(256)
-  flow.initialize(x)
+def train_collecting(flow, x, steps=20):
+  """Adam steps on 64-image batches of `x`, folding each step's LC sums into the statistics."""
   import keras  # pylint: disable=g-import-not-at-top
+  flow.initialize(x)
   opt = keras.optimizers.Adam(1e-3)
   variables = flow.trainable_variables
-  for i in range(20):
+  for i in range(steps):
     batch = x[(i % 4) * 64:(i % 4 + 1) * 64]
     with tf.GradientTape() as tape:
       log_prob, sums = flow.log_prob_and_lc_batch(batch)
       loss = -tf.reduce_mean(log_prob)
     opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
     flow.lc_statistics.update(sums)
-  flow.fix_split()
+
+
+KNOWN_ANSWERS = [("lc", 0), ("lc_reverse", 1), ("logdet", 0), ("logdet_reverse", 1)]
+
+
+@pytest.fixture(scope="module")
+def constructed_statistics():
+  """Statistics of 20 training steps on `constructed_images`: RealNVP under the static split
+  (the static pilot), and the nosplit pilot flow of junction 0 (nothing factored out)."""
+  x = constructed_images(256)
+  static = lf.build_flow((8, 8, 1), architecture="realnvp", split="lc", **SMALL)
+  train_collecting(static, x)
+  pilot = lf.build_flow((8, 8, 1), architecture="realnvp", pilot_junction=0, **SMALL)
+  train_collecting(pilot, x)
+  return static, pilot
+
+
+def kept_image_rows(flow, kept_rows):
   mask = lc.to_image_coordinates(flow.junctions, 0, lc.keep_masks(flow.junctions)[0])[..., 0]
   # The squeeze puts image rows 2i (dy=0) in channels 0,1 and rows 2i+1 in channels 2,3.
   np.testing.assert_array_equal(mask[kept_rows::2], 1.0)
   np.testing.assert_array_equal(mask[1 - kept_rows::2], 0.0)
 
 
-def test_lc_and_lc_reverse_are_opposite_halves():
-  flow = lf.build_flow((8, 8, 1), architecture="glow", split="lc", **SMALL)
-  x = digits(64)
-  _, sums = flow.log_prob_and_lc_batch(x)
+@pytest.mark.parametrize("rule,kept_rows", KNOWN_ANSWERS)
+def test_known_answer_split(constructed_statistics, rule, kept_rows):
+  """Constant pixels carry the higher likelihood contribution and the higher log-det (ActNorm
+  scales their tiny spread up); lc and logdet keep them, their reverses not."""
+  flow, _ = constructed_statistics
+  flow.fix_split(rule)
+  kept_image_rows(flow, kept_rows)
+  mean_a = flow.lc_statistics.mean_log_det(0).numpy()  # A itself: larger on those channels
+  assert mean_a[..., :2].min() > mean_a[..., 2:].max()
+
+
+@pytest.mark.parametrize("rule,kept_rows", KNOWN_ANSWERS)
+def test_known_answer_split_from_nosplit_pilot(constructed_statistics, rule, kept_rows):
+  """The same answer from the statistics of a nosplit pilot (junction 0 factors nothing out),
+  set on the model with `set_split`."""
+  _, pilot = constructed_statistics
+  assert [type(j).__name__ for j in pilot.junctions] == ["OpenJunction"]
+  model = lf.build_flow((8, 8, 1), architecture="realnvp", split=rule, **SMALL)
+  lc.set_split(model.junctions, [lc.split_order(pilot.lc_statistics, 0, rule)],
+               model.split_fixed)
+  assert bool(model.split_fixed.numpy())
+  kept_image_rows(model, kept_rows)
+
+
+@pytest.mark.parametrize("architecture", ["glow", "realnvp"])
+def test_mean_log_det_is_the_mean_carried_map(architecture):
+  """mean A derived from the statistics == the mean of A = LC - log N(h) recorded directly,
+  at the first junction and at the deeper one (A accumulated from the image)."""
+  flow = lf.build_flow((8, 8, 1), architecture=architecture, levels=3, steps_per_level=1,
+                       hidden_channels=8, dtype="float64")
+  x = digits(48, np.float64)
+  flow.initialize(x)
+  perturb(flow)
+  for i in range(3):
+    flow.lc_statistics.update(flow.log_prob_and_lc_batch(x[i * 16:(i + 1) * 16])[1])
+  recorder = lc.SplitRecorder()
+  flow.encode_with_log_det_map(x, recorder=recorder)
+  for j, (score, h) in enumerate(zip(recorder.scores, recorder.inputs)):
+    direct = tf.reduce_mean(score - lc.standard_normal_log_prob(h), 0)
+    np.testing.assert_allclose(flow.lc_statistics.mean_log_det(j), direct, rtol=1e-9,
+                               atol=1e-9)
+
+
+def test_logdet_and_logdet_reverse_are_opposite_halves():
+  flow = lf.build_flow((8, 8, 1), architecture="glow", split="logdet", levels=3,
+                       steps_per_level=1, hidden_channels=8)
+  _, sums = flow.log_prob_and_lc_batch(digits(64))
   flow.lc_statistics.update(sums)
   flow.fix_split()
-  keep_lc = lc.keep_masks(flow.junctions)
-  flow.fix_split("lc_reverse")
-  keep_rev = lc.keep_masks(flow.junctions)
-  for a, b in zip(keep_lc, keep_rev):
+  keep = lc.keep_masks(flow.junctions)
+  flow.fix_split("logdet_reverse")
+  for a, b in zip(keep, lc.keep_masks(flow.junctions)):
     np.testing.assert_array_equal(a + b, np.ones_like(a))
+
+
+@pytest.mark.parametrize("architecture", ["glow", "realnvp"])
+@pytest.mark.parametrize("pilot_junction", [0, 1])
+def test_nosplit_pilot_flow_is_exact_and_factors_nothing_out_from_its_junction(
+    architecture, pilot_junction):
+  """Pilot flow of junction j (L=3): junctions < j factor out, j and deeper pass every channel
+  on (the deeper levels see twice the channels); still one exact bijector."""
+  flow = lf.build_flow((8, 8, 1), architecture=architecture, levels=3, steps_per_level=1,
+                       hidden_channels=8, dtype="float64", pilot_junction=pilot_junction)
+  x = digits(8, np.float64)
+  flow.initialize(x)
+  perturb(flow)
+  kinds = [type(j).__name__ for j in flow.junctions]
+  assert kinds == ["FactorOut"] * pilot_junction + ["OpenJunction"] * (2 - pilot_junction)
+  assert [j.event_shape for j in flow.junctions] == [
+      [(4, 4, 4), (2, 2, 16)], [(4, 4, 4), (2, 2, 8)]][pilot_junction]
+  result = flow.likelihood_contributions(x)
+  assert [tuple(t.shape[1:]) for t in result.factored_terms] == [(4, 4, 2)] * pilot_junction
+  assert [tuple(s.shape[1:]) for s in result.scores] == [j.event_shape for j in flow.junctions]
+  reference = flow.distribution.log_prob(x)
+  np.testing.assert_allclose(total_of_terms(result), reference, rtol=1e-10)
+  np.testing.assert_allclose(flow.decode(flow.encode(x)), x, atol=1e-10)
+
+
+def test_set_split_checks_its_orders():
+  flow = lf.build_flow((8, 8, 1), **SMALL)
+  with pytest.raises(ValueError, match=r"order 0 has shape \[4, 4, 2\], junction 0 expects"):
+    lc.set_split(flow.junctions, [np.zeros((4, 4, 2), np.int32)])
+  with pytest.raises(ValueError, match=r"got 2 orders for 1 junctions"):
+    lc.set_split(flow.junctions, [np.zeros((4, 4, 4), np.int32)] * 2)
 
 
 def test_fix_split_is_idempotent_and_preserves_density_exactness():

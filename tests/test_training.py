@@ -25,7 +25,9 @@ from lcflow_tf import training
 
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
             lc_pilot_steps=3, warmup_steps=2, log_every=2, checkpoint_every=3, images_every=100,
-            shuffle_buffer=256)
+            shuffle_buffer=256, lc_pilot="static")
+# The nosplit protocol on 3 levels (2 junctions): 2 pilots of 3 steps, then 3 model steps.
+NOSPLIT = dict(TINY, levels=3, train_steps=9, lc_pilot="nosplit", split="logdet")
 
 
 def tiny(**overrides):
@@ -54,8 +56,20 @@ def assert_all_close(a, b, **kwargs):
     np.testing.assert_allclose(x, y, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def two_cpus():
+  """One MirroredStrategy over the 2 logical CPUs, shared by the static and nosplit runs.
+
+  Each MirroredStrategy numbers its collective ops from the same start; TensorFlow keeps the
+  shapes of a collective instance for the whole process, so a second strategy whose model
+  differs would reuse an instance number with another shape. Sharing one strategy continues
+  its numbering (as a nosplit run's pilots and model do in train.py).
+  """
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 # --- distribution --------------------------------------------------------------------------
-def test_mirrored_two_replicas_match_one_device(digits, straight, tmp_path):
+def test_mirrored_two_replicas_match_one_device(digits, straight, two_cpus, tmp_path):
   """Same global batch: 2 replicas on 2 logical CPUs follow the single-device trajectory.
 
   Tolerance: losses rtol 1e-4 (measured ~1e-6: only the summation order differs), LC
@@ -67,8 +81,7 @@ def test_mirrored_two_replicas_match_one_device(digits, straight, tmp_path):
             float(stats.count.numpy()), permutations(trainer.flow),
             int(trainer.optimizer.iterations.numpy()))
 
-  two = training.Trainer(tiny(), str(tmp_path / "two"), dataset=digits,
-                         strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  two = training.Trainer(tiny(), str(tmp_path / "two"), dataset=digits, strategy=two_cpus)
   assert two.strategy.num_replicas_in_sync == 2
   (r1, s1, n1, p1, i1), (r2, s2, n2, p2, i2) = state(*straight), state(two, two.train())
   # Weight averages: the two replicas' copies are identical; they follow the single device's
@@ -294,6 +307,143 @@ def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
   assert bool(flow.split_fixed.numpy())
   for order, kept in zip(permutations(flow), chosen):
     np.testing.assert_array_equal(order, kept)
+
+
+# --- the nosplit pilot protocol -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nosplit(digits, tmp_path_factory):
+  """The tiny nosplit run (pilots of junctions 0 and 1, 3 steps each, then 3), in one go."""
+  model_dir = tmp_path_factory.mktemp("nosplit")
+  trainer = training.Trainer(tiny(**NOSPLIT), str(model_dir), dataset=digits)
+  return trainer, trainer.train()
+
+
+def test_nosplit_pilots_fix_one_junction_each_and_count_in_the_budget(nosplit):
+  trainer, result = nosplit
+  config = trainer.config
+  assert config.pilot_steps_total == 6
+  assert result.step == 9 and sorted(result.losses) == [7, 8, 9]
+  assert int(trainer.optimizer.iterations.numpy()) == 3  # the model: 9 - 2 * 3 steps
+  assert bool(trainer.flow.split_fixed.numpy())
+  orders = []
+  for j in range(2):
+    pilot = trainer.pilot_trainer(j, orders)  # restores the finished pilot
+    assert pilot.step == 3 and int(pilot.optimizer.iterations.numpy()) == 3
+    assert pilot.flow_config.pilot_junction == j and pilot.flow_config.split == "static"
+    # Junction j and deeper factor nothing out; the deeper levels see every channel.
+    kinds = [type(junction).__name__ for junction in pilot.flow.junctions]
+    assert kinds == ["FactorOut"] * j + ["OpenJunction"] * (2 - j)
+    shapes = [junction.event_shape for junction in pilot.flow.junctions]
+    assert shapes == [[(4, 4, 4), (2, 2, 16)], [(4, 4, 4), (2, 2, 8)]][j]
+    for before, order in enumerate(orders):  # the decided junctions use their fixed order
+      np.testing.assert_array_equal(pilot.flow.junctions[before].permutation.indices, order)
+    stats = pilot.flow.lc_statistics
+    assert float(stats.count.numpy()) == 3 * 16
+    order = lc.split_order(stats, j, "logdet")
+    orders.append(order)
+    np.testing.assert_array_equal(permutations(trainer.flow)[j], order)
+    # The model keeps the statistics its order was fixed from.
+    np.testing.assert_array_equal(trainer.flow.lc_statistics.mean_lc[j], stats.mean_lc[j])
+    mean_a = stats.mean_log_det(j).numpy()  # the kept channels have the higher mean A
+    kept = lc.keep_mask(order).astype(bool)
+    half = mean_a.shape[:2] + (mean_a.shape[-1] // 2,)
+    assert (mean_a[kept].reshape(half).min(-1) >= mean_a[~kept].reshape(half).max(-1)).all()
+  # The model's first checkpoint (step 6) holds the fixed split, before any model step.
+  reader = tf.train.load_checkpoint(os.path.join(trainer.model_dir, "ckpt-6"))
+  assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+  assert reader.get_tensor("flow/split_fixed/.ATTRIBUTES/VARIABLE_VALUE")
+  assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 0
+
+
+def test_nosplit_model_starts_from_fresh_weights(digits, nosplit, tmp_path):
+  """After the pilots: every weight is a fresh flow's (same seed), ActNorm initialised with the
+  fixed split on the batch of step 6, optimizer untouched, averages from these weights."""
+  trainer = training.Trainer(tiny(**NOSPLIT), str(tmp_path / "run"), dataset=digits)
+  for j in range(2):  # reuse the finished pilots of the straight run
+    shutil.copytree(os.path.join(nosplit[0].model_dir, f"pilot_{j}"),
+                    str(tmp_path / "run" / f"pilot_{j}"))
+  assert trainer.nosplit_pending and not trainer.flow.is_initialized()
+  orders = trainer.run_nosplit_pilots()
+  assert trainer.step == 6 and not trainer.nosplit_pending
+  training.seed_initializers(trainer.config.seed)
+  fresh = flows.Flow(trainer.flow_config)
+  lc.set_split(fresh.junctions, orders)
+  fresh.initialize(trainer.global_batch(6))
+  assert_all_close(values(trainer.flow.trainable_variables), values(fresh.trainable_variables),
+                   rtol=0, atol=0)
+  assert all(not np.any(v) for v in values(trainer.optimizer.variables))
+  assert_all_close(values(trainer.averages.values), values(trainer.flow.trainable_variables),
+                   rtol=0, atol=0)
+  for mine, straight in zip(permutations(trainer.flow), permutations(nosplit[0].flow)):
+    np.testing.assert_array_equal(mine, straight)
+
+
+def test_nosplit_resumes_inside_a_pilot(digits, nosplit, tmp_path):
+  """A run stopped at step 2 of pilot 0 continues there and ends as the run in one go."""
+  model_dir = str(tmp_path / "run")
+  first = training.Trainer(tiny(**NOSPLIT), model_dir, dataset=digits)
+  assert first.pilot_trainer(0, []).train(until_step=2).step == 2  # "crash" inside pilot 0
+  del first
+  resumed = training.Trainer(tiny(**NOSPLIT), model_dir, dataset=digits)
+  pilot = resumed.pilot_trainer(0, [])
+  assert pilot.step == 2
+  result = resumed.train()
+  straight_trainer, straight_result = nosplit
+  assert result.step == 9 and sorted(result.losses) == [7, 8, 9]
+  for mine, theirs in zip(permutations(resumed.flow), permutations(straight_trainer.flow)):
+    np.testing.assert_array_equal(mine, theirs)
+  np.testing.assert_allclose([result.losses[s] for s in (7, 8, 9)],
+                             [straight_result.losses[s] for s in (7, 8, 9)], rtol=1e-5)
+  assert_all_close(values(resumed.flow.trainable_variables),
+                   values(straight_trainer.flow.trainable_variables), rtol=1e-5, atol=1e-6)
+
+
+def test_nosplit_mirrored_two_replicas_match_one_device(digits, nosplit, two_cpus, tmp_path):
+  """2 replicas on 2 logical CPUs: the same orders from the same pilots, the same run."""
+  two = training.Trainer(tiny(**NOSPLIT), str(tmp_path / "two"), dataset=digits,
+                         strategy=two_cpus)
+  result = two.train()
+  straight_trainer, straight_result = nosplit
+  for mine, theirs in zip(permutations(two.flow), permutations(straight_trainer.flow)):
+    np.testing.assert_array_equal(mine, theirs)
+  # The pilots' statistics after 3 steps: measured 2026-11-30 to differ by at most 3.9e-4
+  # (the all-reduce's summation order, amplified by the pilots' Adam steps).
+  stats, theirs = two.flow.lc_statistics, straight_trainer.flow.lc_statistics
+  assert_all_close(values(stats.mean_lc), values(theirs.mean_lc), rtol=2e-3, atol=2e-3)
+  np.testing.assert_allclose([result.losses[s] for s in (7, 8, 9)],
+                             [straight_result.losses[s] for s in (7, 8, 9)], rtol=1e-4)
+
+
+def test_nosplit_config_rules():
+  with pytest.raises(ValueError, match=r"lc_pilot_steps must be smaller than train_steps .*"
+                     r"\(2 pilots of 3 steps\)"):
+    tiny(**dict(NOSPLIT, train_steps=6))
+  with pytest.raises(ValueError, match=r"lc_reinit applies to lc_pilot='static' only"):
+    tiny(**dict(NOSPLIT, lc_reinit=True))
+  with pytest.raises(ValueError, match=r"lc_pilot must be one of .*'nosplit'.*got 'none'"):
+    tiny(lc_pilot="none")
+  assert tiny(**NOSPLIT).pilot_steps_total == 6 and tiny().pilot_steps_total == 3
+  assert tiny(split="static", lc_pilot="nosplit").pilot_steps_total == 0
+  assert config_lib.TrainConfig().lc_pilot == "nosplit"  # the default of new runs
+  pilot = tiny(**NOSPLIT).nosplit_pilot_config(1)
+  assert (pilot.model.pilot_junction, pilot.model.split, pilot.ema_decay) == (1, "static", 0.0)
+  assert pilot.train_steps == 9  # the run's schedule; the pilot trains its first 3 steps
+  with pytest.raises(ValueError, match=r"pilot_junction must be an integer in 0..1, got 2"):
+    flows.FlowConfig(levels=3, pilot_junction=2)
+
+
+def test_runs_saved_before_lc_pilot_keep_the_static_pilot(tmp_path):
+  """config.json without lc_pilot (flat, or nested) loads with the static pilot it had."""
+  new = tiny(lc_pilot="static")
+  nested = new.to_dict()
+  del nested["lc_pilot"]
+  assert config_lib.TrainConfig.from_dict(nested).lc_pilot == "static"
+  flat = new.to_flags()
+  del flat["lc_pilot"]
+  assert config_lib.TrainConfig.from_dict(flat).lc_pilot == "static"
+  # train.py resuming such a run without --lc_pilot keeps it
+  given = set()
+  assert config_lib.inherit_unset(tiny(lc_pilot="nosplit"), new, given).lc_pilot == "static"
 
 
 # --- static split, non-finite steps ---------------------------------------------------------

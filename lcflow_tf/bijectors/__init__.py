@@ -11,10 +11,11 @@ from lcflow_tf.bijectors.base import inverse_with_log_det_map
 from lcflow_tf.bijectors.channel_permutation import ChannelPermutation
 from lcflow_tf.bijectors.factor_out import FactorOut
 from lcflow_tf.bijectors.invertible_conv1x1 import InvertibleConv1x1
+from lcflow_tf.bijectors.open_junction import OpenJunction
 from lcflow_tf.bijectors.squeeze import Squeeze
 
 __all__ = [
     "ActNorm", "AffineCoupling", "ChannelPermutation", "FactorOut", "ImageBijector",
-    "InvertibleConv1x1", "Squeeze", "collect_trainable_variables", "collect_variables",
-    "conditioner_channels", "forward_with_log_det", "inverse_with_log_det_map",
+    "InvertibleConv1x1", "OpenJunction", "Squeeze", "collect_trainable_variables",
+    "collect_variables", "conditioner_channels", "forward_with_log_det", "inverse_with_log_det_map",
 ]

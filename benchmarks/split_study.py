@@ -1,0 +1,253 @@
+"""The split study of issue 14: does a data-chosen split beat the static one, paired by seed?
+
+Pre-registered plan: docs/benchmarks.md, section "Split study (issue 14): pre-registered plan".
+For each setting, architecture, row and seed, trains one model with `lcflow_tf.training` (the
+library's default recipe, the same architecture and total step budget in every row; the pilots
+count against it) and records its test bits/dim on every held-out image (one dequantisation
+pass, seed `ablation.EVAL_SEED`) and, for the Fashion-MNIST settings, the sample-quality
+distance (`lcflow_tf.sample_quality`, Frechet distance on a classifier's features) of its
+samples at temperatures 0.7 and 1.0.
+
+Rows (`ROWS`): `static`; `lc@nosplit`, `logdet@nosplit`, `lc_reverse@nosplit`,
+`logdet_reverse@nosplit` (the confound-free pilot, `lcflow_tf.lc`); `lc@static` (the old
+protocol, as a reference). Settings (`SETTINGS`):
+  fashion_l2    (a) Fashion-MNIST, Glow L=2 K=4 width 64, 2000 steps, 8 seeds
+  fashion32_l3  (b) Fashion-MNIST zero-padded to 32x32, Glow L=3 K=4 width 64, 3000 steps,
+                    6 seeds
+  digits_l3     (c) digits, Glow and RealNVP L=3 K=4 width 64, 2000 steps, 8 seeds
+
+Statistic (the decision of the plan): per row, the paired difference to `static` by seed (same
+initialisation seed and data order): mean, 95% Student-t interval, and on how many seeds the
+row is lower. Every run leaves a record under docs/results/split_study_runs/<setting>/
+(configuration, machine, result); a rerun reuses every record of the same configuration and
+trains only what is missing, so the study can span several sittings (`ablation.py`'s
+machinery). Writes docs/results/split_study_<setting>[_quick].{md,json} and LC heatmaps of the
+seed-0 runs under docs/results/figures/.
+
+  python benchmarks/split_study.py --setting fashion_l2
+  python benchmarks/split_study.py --setting fashion32_l3
+  python benchmarks/split_study.py --setting digits_l3
+  python benchmarks/split_study.py --quick     # digits, Glow L=3 K=2 w32, 600 steps, seed 0
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import ablation  # pylint: disable=g-import-not-at-top
+
+# label: (split rule, pilot protocol)
+ROWS = {
+    "static": ("static", "nosplit"),
+    "lc@nosplit": ("lc", "nosplit"),
+    "logdet@nosplit": ("logdet", "nosplit"),
+    "lc_reverse@nosplit": ("lc_reverse", "nosplit"),
+    "logdet_reverse@nosplit": ("logdet_reverse", "nosplit"),
+    "lc@static": ("lc", "static"),
+}
+_COMMON = dict(steps_per_level=4, hidden_channels=64, lc_pilot_steps=300, batch_size=64,
+               learning_rate=1e-3, warmup_steps=200)
+# Fixed before any study run (docs/benchmarks.md); never tuned on test results.
+SETTINGS = {
+    "fashion_l2": dict(dataset="fashion_mnist", architectures=("glow",), seeds=8,
+                       sizes=dict(_COMMON, levels=2, train_steps=2000), sample_quality=True),
+    "fashion32_l3": dict(dataset="fashion_mnist", architectures=("glow",), seeds=6,
+                         sizes=dict(_COMMON, levels=3, train_steps=3000, pad_to=32),
+                         sample_quality=True),
+    "digits_l3": dict(dataset="digits", architectures=("glow", "realnvp"), seeds=8,
+                      sizes=dict(_COMMON, levels=3, train_steps=2000), sample_quality=False),
+}
+QUICK = dict(steps_per_level=2, hidden_channels=32, train_steps=600, lc_pilot_steps=100,
+             warmup_steps=100)
+TEMPERATURES = (0.7, 1.0)
+SAMPLE_QUALITY_SAMPLES = 10000
+
+
+def run_config(sizes, dataset, architecture, split, lc_pilot, seed):
+  """The TrainConfig fields of one run (explicit recipe; the static split has no pilot)."""
+  cfg = dict(sizes, **ablation.default_recipe(architecture), dataset=dataset,
+             architecture=architecture, split=split, lc_pilot=lc_pilot, seed=seed,
+             log_every=max(1, sizes["train_steps"] // 4),
+             checkpoint_every=sizes["train_steps"], images_every=10 ** 9)
+  if split == "static":
+    cfg["lc_pilot_steps"] = 0
+  return cfg
+
+
+def paired_summary(values, reference):
+  """Paired by seed: mean of `values - reference`, its 95% Student-t interval, lower count.
+
+  Returns:
+    dict with `n`, `mean`, `low`, `high` (None with fewer than 2 pairs) and `lower` (how many
+    differences are < 0).
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  diffs = [v - r for v, r in zip(values, reference)]
+  n = len(diffs)
+  mean = statistics.mean(diffs)
+  if n < 2:
+    low = high = None
+  else:
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / n ** 0.5
+    low, high = mean - half, mean + half
+  return {"n": n, "mean": mean, "low": low, "high": high, "lower": sum(d < 0 for d in diffs)}
+
+
+def format_paired(summary):
+  interval = ("" if summary["low"] is None
+              else f" [{summary['low']:+.4f}, {summary['high']:+.4f}]")
+  return (f"{summary['mean']:+.4f}{interval} (lower on {summary['lower']}/{summary['n']})")
+
+
+def cropped_sampler(flow, shape):
+  """`sample_fn(n, temperature, seed)` of `flow` cropped to its centre `shape` (H, W).
+
+  The padded settings are scored on the original image area, with the classifier of the
+  unpadded data (the border of a sample is not an image).
+  """
+  from lcflow_tf import sample_quality  # pylint: disable=g-import-not-at-top
+  sample = sample_quality.flow_sampler(flow)
+  big_h, big_w = flow.image_shape[:2]
+  top, left = (big_h - shape[0]) // 2, (big_w - shape[1]) // 2
+
+  def sample_fn(n, temperature, seed):
+    return sample(n, temperature, seed)[:, top:top + shape[0], left:left + shape[1], :]
+
+  return sample_fn
+
+
+def run_worker(spec_path):
+  """Trains and evaluates one run (`ablation.run_worker`), then its sample quality if asked."""
+  ablation.run_worker(spec_path)
+  with open(spec_path) as f:
+    spec = json.load(f)
+  asked = spec.get("sample_quality")
+  if not asked:
+    return
+  from lcflow_tf import data  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import evaluation
+  from lcflow_tf import sample_quality
+  run = evaluation.load_run(spec["model_dir"])  # the averaged weights, as evaluated
+  cfg = run.train_config
+  plain = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.n_bits)
+  measured = sample_quality.evaluate_sampler(
+      cropped_sampler(run.flow, plain.image_shape[:2]), plain, asked["temperatures"],
+      num_samples=asked["num_samples"], seed=ablation.EVAL_SEED)
+  path = os.path.join(spec["model_dir"], "result.json")
+  with open(path) as f:
+    result = json.load(f)
+  result["sample_quality"] = {
+      "temperatures": {t: r["frechet_distance"] for t, r in measured["temperatures"].items()},
+      "num_samples": measured["num_samples"],
+      "reference_frechet_distance": measured["reference_frechet_distance"]}
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--setting", default="digits_l3", choices=sorted(SETTINGS))
+  parser.add_argument("--architectures", default=None, help="default: the setting's")
+  parser.add_argument("--rows", default=",".join(ROWS))
+  parser.add_argument("--seeds", default=None, help="comma list; default 0..n-1 of the setting")
+  parser.add_argument("--quick", action="store_true",
+                      help="digits_l3 Glow at a smoke-test size (600 steps), seed 0")
+  parser.add_argument("--sample_quality_samples", type=int, default=SAMPLE_QUALITY_SAMPLES)
+  parser.add_argument("--train_steps", type=int, default=None,
+                      help="override (smoke tests): the pilots get a quarter each")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "split_study"))
+  parser.add_argument("--results_dir", default=None, help="default docs/results")
+  parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    return run_worker(args.worker)
+
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  results_dir = args.results_dir or results.RESULTS_DIR
+  setting = SETTINGS["digits_l3" if args.quick else args.setting]
+  sizes = dict(setting["sizes"], **(QUICK if args.quick else {}))
+  if args.train_steps:
+    sizes.update(train_steps=args.train_steps,
+                 lc_pilot_steps=max(1, min(sizes["lc_pilot_steps"], args.train_steps // 4)),
+                 warmup_steps=min(sizes["warmup_steps"], args.train_steps))
+  seeds = ([int(s) for s in args.seeds.split(",") if s] if args.seeds
+           else [0] if args.quick else list(range(setting["seeds"])))
+  architectures = (args.architectures.split(",") if args.architectures
+                   else ["glow"] if args.quick else list(setting["architectures"]))
+  rows_asked = [r for r in args.rows.split(",") if r]
+  unknown = [r for r in rows_asked if r not in ROWS]
+  if unknown:
+    parser.error(f"--rows: unknown {unknown}; allowed: {', '.join(ROWS)}")
+  if "static" not in rows_asked:
+    rows_asked.insert(0, "static")  # every comparison is paired with it
+  setting_name = "digits_l3" if args.quick else args.setting
+  name = f"split_study_{setting_name}" + ("_quick" if args.quick else "")
+  workdir = os.path.join(args.workdir, name)
+  extra = None
+  if setting["sample_quality"] and not args.quick:
+    extra = {"sample_quality": {"temperatures": list(TEMPERATURES),
+                                "num_samples": args.sample_quality_samples}}
+  table, per_run, dates = [], [], set()
+  for arch in architectures:
+    per_row = {}
+    for label in rows_asked:
+      split, pilot = ROWS[label]
+      values, quality, kept = [], [], []
+      for seed in seeds:
+        run = f"{arch}_{label.replace('@', '_at_')}_seed{seed}"
+        cfg = run_config(sizes, setting["dataset"], arch, split, pilot, seed)
+        figures = None
+        if seed == seeds[0] and split != "static":
+          figures = dict(figures_dir=os.path.join(results_dir, "figures"),
+                         figure_prefix=f"{name}_{arch}_{label.replace('@', '_at_')}")
+        record = ablation.recorded_or_trained(
+            cfg, os.path.join(workdir, run),
+            os.path.join(results_dir, "split_study_runs", name, run + ".json"), figures,
+            script=os.path.abspath(__file__), extra=extra)
+        res = record["result"]
+        dates.add(record["machine"]["date"])
+        values.append(res["test_bits_per_dim"])
+        kept.append(res["kept_as_static"])
+        quality.append((res.get("sample_quality") or {}).get("temperatures"))
+        per_run.append(dict(architecture=arch, row=label, seed=seed, **res))
+        print(f"[{name} {arch} {label} seed {seed}] test bits/dim "
+              f"{res['test_bits_per_dim']:.4f}", flush=True)
+      per_row[label] = values
+      row = {"architecture": arch, "row": label, "test bpd mean": statistics.mean(values),
+             "per seed": ", ".join(f"{v:.4f}" for v in values),
+             "kept as static": ", ".join(f"{statistics.mean(k):.2f}" for k in zip(*kept))}
+      for t in TEMPERATURES:
+        found = [q[f"{t:g}"] for q in quality if q and q.get(f"{t:g}") is not None]
+        if found:
+          row[f"FD T={t:g}"] = statistics.mean(found)
+      table.append(row)
+    for row in table:
+      if row["architecture"] == arch and row["row"] != "static":
+        row["paired"] = paired_summary(per_row[row["row"]], per_row["static"])
+        row["vs static (95% CI)"] = format_paired(row["paired"])
+  columns = ["architecture", "row", "test bpd mean", "vs static (95% CI)", "per seed",
+             "kept as static"] + [f"FD T={t:g}" for t in TEMPERATURES
+                                  if any(f"FD T={t:g}" in r for r in table)]
+  notes = (f"Setting {setting_name}: {setting['dataset']}, {json.dumps(sizes)}; seeds {seeds}; "
+           f"runs trained on {', '.join(sorted(dates))}; the library's default recipe "
+           "(ablation.default_recipe). Test bits/dim over every held-out image, one "
+           "dequantisation pass (padded settings: per padded dimension). `vs static`: mean over "
+           "seeds of (row - static), paired by seed, its 95% Student-t interval, and on how "
+           "many seeds the row is lower (better). `kept as static`: per junction, the share "
+           "of the kept elements that the static split keeps too (1 = static, 0 = its "
+           "complement, ~0.5 = unrelated). `FD`: Frechet distance of samples to the test "
+           "images on the sample-quality classifier's features (padded settings: the centre "
+           "28x28), mean over seeds.")
+  text = results.write(name, results.command_line(), table, columns, notes=notes,
+                       results_dir=results_dir)
+  results.write_json(os.path.join(results_dir, f"{name}_runs.json"), per_run)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
