@@ -162,7 +162,8 @@ CASES = [
     Case("train-batch-size-zero", TRAIN, cli("--model_dir={sb}/run", "--batch_size=0"),
          r"^batch_size must be an integer >= 1, got 0\.$"),
     Case("train-unknown-split", TRAIN, cli("--model_dir={sb}/run", "--split=best"),
-         r"^split must be one of \['static', 'random', 'lc', 'lc_reverse', 'variance'\], "
+         r"^split must be one of \['static', 'random', 'lc', 'lc_reverse', 'logdet', "
+         r"'logdet_reverse', 'variance'\], "
          r"got 'best'\.$"),
     Case("train-learning-rate-zero", TRAIN, cli("--model_dir={sb}/run", "--learning_rate=0"),
          r"^learning_rate must be in \(0.0, inf\], got 0.0\.$"),

@@ -1,6 +1,8 @@
 """train.py survives SIGKILL at any moment: it resumes from the latest complete checkpoint.
 
-One tiny run (LC split, pilot of 4 steps, a checkpoint every 2 steps) is killed with SIGKILL
+One tiny run (LC split, a static-split pilot of 4 steps in the run's own directory -- the
+nosplit protocol's pilot sub-runs and their resume are tested in test_training.py -- a
+checkpoint every 2 steps) is killed with SIGKILL
 11 times at seeded random moments -- during start-up / restore, between steps, while TF writes
 a checkpoint's shards (`ckpt-N_temp/` present) and while it replaces the `checkpoint` state
 file (`checkpoint.tmp*` present) -- and restarted each time. Then it runs to the end and the
@@ -22,8 +24,8 @@ from lcflow_tf import evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
-         "--split=lc", "--lc_pilot_steps=4", "--warmup_steps=2", "--log_every=1",
-         "--checkpoint_every=2", "--keep_checkpoints=3", "--images_every=1000000",
+         "--split=lc", "--lc_pilot=static", "--lc_pilot_steps=4", "--warmup_steps=2",
+         "--log_every=1", "--checkpoint_every=2", "--keep_checkpoints=3", "--images_every=1000000",
          "--noeval_at_end"]
 LONG = "--train_steps=1000000"  # never reached: every run but the last one is killed
 KILLS = ["startup"] * 2 + ["steps"] * 4 + ["shards"] * 3 + ["state"] * 2

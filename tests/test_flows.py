@@ -193,7 +193,7 @@ def test_sample_and_log_prob_is_sample_plus_its_density():
   assert np.std(log_prob.numpy()) > 0.1
   x0, lp0 = flow.sample_and_log_prob(0, seed=1)
   assert x0.shape == (0,) + SHAPE and lp0.shape == (0,)
-  with pytest.raises(ValueError, match="sample_and_log_prob: n must be an int >= 0, got 2.5"):
+  with pytest.raises(ValueError, match="sample_and_log_prob: n must be an integer >= 0, got 2.5"):
     flow.sample_and_log_prob(2.5)
   with pytest.raises(ValueError, match="sample_and_log_prob: temperature must be >= 0"):
     flow.sample_and_log_prob(2, temperature=-1.0)
@@ -467,7 +467,8 @@ def test_image_size_must_fit_the_squeezes():
 @pytest.mark.parametrize("arg,value,allowed", [
     ("architecture", "nice", r"\['glow', 'realnvp'\]"),
     ("coupling", "spline", r"\['affine', 'additive'\]"),
-    ("split", "middle", r"\['static', 'random', 'lc', 'lc_reverse', 'variance'\]"),
+    ("split", "middle",
+     r"\['static', 'random', 'lc', 'lc_reverse', 'logdet', 'logdet_reverse', 'variance'\]"),
     ("conv1x1", "qr", r"\['lu', 'matrix'\]"),
     ("split_prior", "learned", r"\[None, 'standard', 'conditional'\]"),
     ("scale_fn", "exp", r"\[None, 'sigmoid', 'tanh'\]"),

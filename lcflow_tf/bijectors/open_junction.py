@@ -29,10 +29,7 @@ class OpenJunction(base.ImageBijector):
   def __init__(self, inner, event_shape, dtype=tf.float32, validate_args=False,
                name="open_junction"):
     parameters = dict(locals())
-    event_shape = tuple(event_shape)
-    if len(event_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in event_shape):
-      raise ValueError("OpenJunction: event_shape must be three positive ints (H, W, C), got "
-                       f"{event_shape!r}.")
+    event_shape = base.check_event_shape(event_shape, "OpenJunction")
     super().__init__(validate_args=validate_args, parameters=parameters, name=name, dtype=dtype)
     self._inner = inner
     self._event_shape = event_shape
@@ -63,9 +60,7 @@ class OpenJunction(base.ImageBijector):
     y = base.check_image(y, self.name, expected_shape=self._event_shape)
     return self._inner.inverse(y)
 
-  def _forward(self, x):
+  def _forward_and_log_det(self, x):
+    # The inner levels in one pass (every network once), as FactorOut does.
     x = base.check_image(x, self.name, expected_shape=self._event_shape)
-    return self._inner.forward(x)
-
-  def _forward_log_det_jacobian(self, x):
-    return self._inner.forward_log_det_jacobian(x, event_ndims=3)
+    return base.forward_with_log_det(self._inner, x)
