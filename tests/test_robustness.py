@@ -57,3 +57,15 @@ def test_bounds_are_what_keeps_extreme_latents_finite(trained):
       tf.train.latest_checkpoint(model_dir)).expect_partial()
   assert unbounded.is_initialized()
   assert not np.all(np.isfinite(unbounded.decode(z).numpy()))
+
+
+@pytest.mark.slow
+def test_robustness_benchmark_counts_bin_centre_round_trips(trained, digits):
+  """benchmarks/robustness.py's round-trip columns on the trained model: nothing lost."""
+  from benchmarks import robustness  # pylint: disable=g-import-not-at-top
+  trainer, _ = trained
+  stats = robustness.round_trip_stats(trainer.flow, digits.test(), digits.num_bins, 1e-3)
+  assert stats["round trip images"] == digits.num_test
+  assert stats["round trip max error"] < 1e-3
+  assert (stats["round trips > max_error"], stats["round trips losing a pixel"],
+          stats["round trips non-finite"]) == (0, 0, 0), stats
