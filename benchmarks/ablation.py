@@ -93,11 +93,16 @@ def run_worker(spec_path):
   trainer = training.Trainer(cfg, spec["model_dir"])
   result = trainer.train()
   train_seconds = time.time() - start
+
+  def held_out_now():
+    return evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
+                                            trainer.num_bins,
+                                            dequant_samples=EVAL_DEQUANT_SAMPLES, seed=EVAL_SEED)
+
   with trainer.averaged_weights() as weights:  # as evaluation.load_run would load the run
-    held_out = evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
-                                                trainer.num_bins,
-                                                dequant_samples=EVAL_DEQUANT_SAMPLES,
-                                                seed=EVAL_SEED)
+    held_out = held_out_now()
+  # With averages, the trained weights on the same images too: what the averages cost or gain.
+  raw = held_out_now()["bits_per_dim"] if weights == "ema" else None
   if spec.get("figures_dir"):
     os.makedirs(spec["figures_dir"], exist_ok=True)
     for path in viz.write_lc_heatmaps(trainer.flow, spec["figures_dir"]):
@@ -106,6 +111,7 @@ def run_worker(spec_path):
   out = {"test_bits_per_dim": held_out["bits_per_dim"], "weights": weights,
          "test_bits_per_dim_stderr": held_out["bits_per_dim_stderr"],
          "num_test_images": held_out["num_images"],
+         **({"test_bits_per_dim_raw": raw} if raw is not None else {}),
          "final_train_bits_per_dim": float(np.mean(list(result.bits_per_dim.values())[-50:])),
          "train_seconds": train_seconds, "images_per_sec": result.images_per_sec,
          "nonfinite_steps": result.nonfinite_steps,

@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import statistics
+import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,6 +44,7 @@ RECIPES = {
     "ema_0.995": dict(ema_decay=0.995),
     "unbounded": dict(UNBOUNDED),
     "he_normal": dict(network_init="he_normal"),
+    "clip_1e5": dict(grad_clip_norm=1e5),
 }
 # Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -66,6 +68,36 @@ def recipe_config(recipe, dataset, seed, perturbed):
   return cfg
 
 
+def raw_bits_per_dim(model_dir):
+  """Test bits/dim of a finished run's trained (not averaged) weights, the ablation's protocol."""
+  from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
+  run = evaluation.load_run(model_dir, weights="raw")
+  return evaluation.held_out_bits_per_dim(
+      run.flow, run.dataset.test(), run.dataset.num_bins,
+      dequant_samples=ablation.EVAL_DEQUANT_SAMPLES, seed=ablation.EVAL_SEED)["bits_per_dim"]
+
+
+def with_raw(record, record_path, model_dir):
+  """`record`, with the raw weights' test bits/dim when the run kept averages.
+
+  Runs recorded before that column existed get it now from their checkpoint (in a
+  subprocess), and their record file is updated.
+  """
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  res = record["result"]
+  if res.get("weights") != "ema" or "test_bits_per_dim_raw" in res:
+    return record
+  proc = subprocess.run([sys.executable, __file__, "--raw_worker", model_dir],
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
+                        text=True)
+  if proc.returncode:
+    sys.stderr.write(proc.stderr[-3000:])
+    raise SystemExit(f"evaluating the raw weights of {model_dir} failed")
+  res["test_bits_per_dim_raw"] = float(proc.stdout.strip().splitlines()[-1])
+  results.write_json(record_path, record)
+  return record
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--recipes", default="main,default",
@@ -78,7 +110,11 @@ def main():
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "noise_floor"))
   parser.add_argument("--name", default=None, help="result name (default noise_floor[_dataset])")
   parser.add_argument("--results_dir", default=None, help="default docs/results")
+  parser.add_argument("--raw_worker", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.raw_worker:
+    print(raw_bits_per_dim(args.raw_worker))
+    return
   from benchmarks import results  # pylint: disable=g-import-not-at-top
   recipes = [r for r in args.recipes.split(",") if r]
   unknown = [r for r in recipes if r not in RECIPES]
@@ -97,7 +133,7 @@ def main():
                                        else f"_{args.dataset}")
   rows, per_run, dates, sizes = [], [], set(), {}
   for recipe in recipes:
-    values, perturbed, nonfinite = {}, {}, 0
+    values, perturbed, raw, nonfinite = {}, {}, {}, 0
     for seed in seeds + [("twin", s) for s in twins]:
       twin = isinstance(seed, tuple)
       s = seed[1] if twin else seed
@@ -109,12 +145,15 @@ def main():
       sizes = {k: cfg[k] for k in ("levels", "steps_per_level", "hidden_channels", "train_steps",
                                    "batch_size", "learning_rate", "warmup_steps")}
       run = f"{recipe}_seed{s}" + ("_2replicas" if twin else "")
-      record = ablation.recorded_or_trained(
-          cfg, os.path.join(args.workdir, name, run),
-          os.path.join(results_dir, "noise_floor_runs", name, run + ".json"))
+      model_dir = os.path.join(args.workdir, name, run)
+      record_path = os.path.join(results_dir, "noise_floor_runs", name, run + ".json")
+      record = with_raw(ablation.recorded_or_trained(cfg, model_dir, record_path), record_path,
+                        model_dir)
       res = record["result"]
       dates.add(record["machine"]["date"])
       (perturbed if twin else values)[s] = res["test_bits_per_dim"]
+      if not twin and "test_bits_per_dim_raw" in res:
+        raw[s] = res["test_bits_per_dim_raw"]
       nonfinite += res["nonfinite_steps"]
       per_run.append(dict(recipe=recipe, seed=s, replicas=2 if twin else 1, **res))
       print(f"[{run}] test bits/dim {res['test_bits_per_dim']:.4f}", flush=True)
@@ -128,7 +167,10 @@ def main():
         "perturbation |diff| mean": statistics.mean(diffs) if diffs else float("nan"),
         "perturbation |diff| max": max(diffs) if diffs else float("nan"),
         "per twin (2 replicas)": ", ".join(f"{perturbed[s]:.4f}" for s in twins),
-        "non-finite steps": nonfinite})
+        "non-finite steps": nonfinite,
+        "raw weights per seed": ", ".join(f"{raw[s]:.4f}" for s in seeds if s in raw),
+        "averages - raw, paired": (statistics.mean(values[s] - raw[s] for s in raw)
+                                   if raw else float("nan"))})
   notes = (f"{args.dataset} Glow, static split, {sizes}; recipes "
            + "; ".join(f"`{r}`: {RECIPES[r] or 'the library defaults'}" for r in recipes)
            + f". Seeds {seeds}; twins of seeds {twins} trained with the global batch of "
@@ -136,11 +178,12 @@ def main():
            "devices): same data, initialisation and steps, other float summation order. Test "
            "bits/dim over the whole test split, one dequantisation pass (seed "
            f"{ablation.EVAL_SEED}), with the weights the library evaluates by default (the "
-           "weight averages when the recipe keeps them). 95% CI: Student t interval of the "
+           "weight averages when the recipe keeps them; the trained weights' numbers beside "
+           "them). 95% CI: Student t interval of the "
            f"mean over seeds. Runs trained on {', '.join(sorted(dates))}.")
   columns = ["recipe", "seeds", "test bpd mean", "95% CI of mean", "seed std", "per seed",
              "perturbation |diff| mean", "perturbation |diff| max", "per twin (2 replicas)",
-             "non-finite steps"]
+             "non-finite steps", "raw weights per seed", "averages - raw, paired"]
   text = results.write(name, results.command_line(), rows, columns, notes=notes,
                        results_dir=results_dir)
   results.write_json(os.path.join(results_dir, f"{name}_runs.json"), per_run)

@@ -13,12 +13,14 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import log_det_cost
+from benchmarks import noise_floor
 from benchmarks import peer_glow
 from benchmarks import peer_models
 from benchmarks import peer_protocol
 from benchmarks import peer_report
 from benchmarks import profile_step
 from benchmarks import scaling
+from benchmarks import training_trace
 from lcflow_tf import config as config_lib
 from lcflow_tf import data as lf_data
 from lcflow_tf import flows as lf_flows
@@ -481,3 +483,54 @@ def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
   for r in parts:
     assert r["total ms/step"] == pytest.approx(r["forward ms/step"] + r["backward ms/step"])
   assert any(r["part"].startswith("coupling networks") for r in parts)
+
+
+def test_training_trace_variants_and_spikes():
+  assert training_trace.parse_variants("a:;b:grad_clip_norm=1e9,lr_schedule=constant") == {
+      "a": {}, "b": {"grad_clip_norm": 1e9, "lr_schedule": "constant"}}
+  for bad in ("", "a:x", "a:;a:", ":x=1"):
+    with pytest.raises(ValueError):
+      training_trace.parse_variants(bad)
+  flat = [5.0] * 60
+  assert training_trace.spikes(flat) == []
+  assert training_trace.spikes(flat[:55] + [5.6] + flat[:4]) == [56]
+
+
+@pytest.mark.slow
+def test_training_trace_smoke(tmp_path):
+  small = "steps_per_level=1,hidden_channels=8"
+  run_smoke("training_trace.py", tmp_path, "--dataset", "digits", "--steps", "4",
+            "--eval_every", "4", "--eval_images", "20", "--ema_decays", "0.9",
+            "--variants", f"base:{small};noclip:{small},grad_clip_norm=1e9,ema_decay=0")
+  record = load(tmp_path, "training_trace")
+  rows = {r["variant"]: r for r in record["rows"]}
+  assert set(rows) == {"base", "noclip"} and rows["noclip"]["clipped steps"] == 0
+  assert "held-out bpd @4 (ema 0.999)" in rows["base"]  # the run's own averages
+  assert "held-out bpd @4 (ema 0.999)" not in rows["noclip"]
+  for row in rows.values():
+    assert row["steps"] == 4 and 0 < row["held-out bpd @4 (raw)"] < 40
+    assert "held-out bpd @4 (ema 0.9)" in row
+  details = record["details"]["noclip"]
+  assert len(details["bits_per_dim"]) == len(details["grad_norms"]) == 4
+
+
+@pytest.mark.slow
+def test_noise_floor_smoke_twins_and_raw_weights(tmp_path):
+  args = ("--dataset", "digits", "--recipes", "default", "--seeds", "0", "--perturb_seeds",
+          "0", "--train_steps", "2", "--workdir", str(tmp_path / "runs"))
+  run_smoke("noise_floor.py", tmp_path, *args)
+  (row,) = load(tmp_path, "noise_floor_digits")["rows"]
+  assert row["seeds"] == 1 and len(row["per twin (2 replicas)"].split(", ")) == 1
+  assert len(row["raw weights per seed"].split(", ")) == 1  # the default recipe keeps averages
+  runs = tmp_path / "noise_floor_runs" / "noise_floor_digits"
+  assert sorted(os.listdir(runs)) == ["default_seed0.json", "default_seed0_2replicas.json"]
+  # A record from before the raw column: filled in from the run's checkpoint.
+  path = str(runs / "default_seed0.json")
+  with open(path) as f:
+    record = json.load(f)
+  expected = record["result"].pop("test_bits_per_dim_raw")
+  filled = noise_floor.with_raw(record, path, str(tmp_path / "runs" / "noise_floor_digits" /
+                                                  "default_seed0"))
+  assert filled["result"]["test_bits_per_dim_raw"] == pytest.approx(expected, abs=1e-6)
+  with open(path) as f:
+    assert json.load(f)["result"]["test_bits_per_dim_raw"] == pytest.approx(expected, abs=1e-6)
