@@ -69,3 +69,18 @@ def test_robustness_benchmark_counts_bin_centre_round_trips(trained, digits):
   assert stats["round trip max error"] < 1e-3
   assert (stats["round trips > max_error"], stats["round trips losing a pixel"],
           stats["round trips non-finite"]) == (0, 0, 0), stats
+
+
+@pytest.mark.slow
+def test_robustness_float64_copy_scores_the_same_images(trained, digits):
+  """The float64 re-scoring of outliers: same weights, same noise, same bits/dim here."""
+  from benchmarks import ablation, robustness  # pylint: disable=g-import-not-at-top
+  trainer, _ = trained
+  per_image = evaluation.held_out_bits_per_dim(trainer.flow, digits.test(), digits.num_bins,
+                                               dequant_samples=1,
+                                               seed=ablation.EVAL_SEED)["per_image"]
+  indices = [3, 0, 17]
+  in_float64 = robustness.float64_bits_per_dim(trainer.flow, digits.test(), digits.num_bins,
+                                               indices)
+  assert in_float64.dtype == np.float64
+  np.testing.assert_allclose(in_float64, per_image[indices], atol=1e-4)
