@@ -51,7 +51,7 @@ SIZES = {
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
 # TrainConfig fields (flat names) of the training recipe: the library's defaults, recorded with each run.
-RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init")
+RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init", "grad_clip_norm")
 
 
 def default_recipe(architecture):

@@ -11,8 +11,9 @@ difference between the twins is the run's sensitivity to rounding.
 
 Recipes (`RECIPES`): `main` is the library before issue 13 (constant learning rate after the
 warm-up, no weight averaging, unbounded couplings and split prior, He-normal conditioner
-initialisation); `default` is the library
-now (whatever `TrainConfig` defaults to); the others vary one part of the default.
+initialisation, gradients clipped at 1000); `default` is the library now (whatever
+`TrainConfig` defaults to); `clip_1000` is the default with the clipping of before
+2026-11-30 (the first recipe of issue 13); the others vary one part of the default.
 
 Every finished run leaves a record under docs/results/noise_floor_runs/ (committed), reused by
 later invocations, so the study can be extended one recipe or seed at a time.
@@ -35,8 +36,10 @@ from benchmarks import ablation  # pylint: disable=g-import-not-at-top
 
 UNBOUNDED = dict(max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
 RECIPES = {
-    "main": dict(lr_schedule="constant", ema_decay=0.0, network_init="he_normal", **UNBOUNDED),
+    "main": dict(lr_schedule="constant", ema_decay=0.0, network_init="he_normal",
+                 grad_clip_norm=1000.0, **UNBOUNDED),
     "default": {},
+    "clip_1000": dict(grad_clip_norm=1000.0),
     "constant": dict(lr_schedule="constant"),
     "linear": dict(lr_schedule="linear"),
     "no_ema": dict(ema_decay=0.0),
@@ -44,7 +47,6 @@ RECIPES = {
     "ema_0.995": dict(ema_decay=0.995),
     "unbounded": dict(UNBOUNDED),
     "he_normal": dict(network_init="he_normal"),
-    "clip_1e5": dict(grad_clip_norm=1e5),
 }
 # Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
