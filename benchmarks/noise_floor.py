@@ -110,7 +110,11 @@ def main():
                       help="seeds also trained on two replicas (empty: none)")
   parser.add_argument("--train_steps", type=int, default=None, help="override (smoke tests)")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "noise_floor"))
-  parser.add_argument("--name", default=None, help="result name (default noise_floor[_dataset])")
+  parser.add_argument("--name", default=None,
+                      help="name of the runs' folders (default noise_floor[_dataset])")
+  parser.add_argument("--table", default=None,
+                      help="name of the table files (default: --name), e.g. for a subset of "
+                           "the recipes or seeds")
   parser.add_argument("--results_dir", default=None, help="default docs/results")
   parser.add_argument("--raw_worker", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -186,9 +190,10 @@ def main():
   columns = ["recipe", "seeds", "test bpd mean", "95% CI of mean", "seed std", "per seed",
              "perturbation |diff| mean", "perturbation |diff| max", "per twin (2 replicas)",
              "non-finite steps", "raw weights per seed", "averages - raw, paired"]
-  text = results.write(name, results.command_line(), rows, columns, notes=notes,
+  table = args.table or name
+  text = results.write(table, results.command_line(), rows, columns, notes=notes,
                        results_dir=results_dir)
-  results.write_json(os.path.join(results_dir, f"{name}_runs.json"), per_run)
+  results.write_json(os.path.join(results_dir, f"{table}_runs.json"), per_run)
   print(text)
 
 

@@ -517,9 +517,10 @@ def test_training_trace_smoke(tmp_path):
 @pytest.mark.slow
 def test_noise_floor_smoke_twins_and_raw_weights(tmp_path):
   args = ("--dataset", "digits", "--recipes", "default", "--seeds", "0", "--perturb_seeds",
-          "0", "--train_steps", "2", "--workdir", str(tmp_path / "runs"))
+          "0", "--train_steps", "2", "--workdir", str(tmp_path / "runs"), "--table", "subset")
   run_smoke("noise_floor.py", tmp_path, *args)
-  (row,) = load(tmp_path, "noise_floor_digits")["rows"]
+  (row,) = load(tmp_path, "subset")["rows"]
+  assert os.path.isfile(tmp_path / "subset_runs.json")
   assert row["seeds"] == 1 and len(row["per twin (2 replicas)"].split(", ")) == 1
   assert len(row["raw weights per seed"].split(", ")) == 1  # the default recipe keeps averages
   runs = tmp_path / "noise_floor_runs" / "noise_floor_digits"
