@@ -10,10 +10,10 @@ LC heatmaps) in MODEL_DIR/eval.
 
 Rerunning with the same --model_dir resumes from the latest checkpoint (a larger
 --train_steps continues training; --lr_schedule, --lr_min_ratio, --ema_decay, the soft bounds
-and --network_init default to the run's own values). The final evaluation and --export_dir=DIR (a SavedModel of the final
-checkpoint, see export.py; --export_version=N: TensorFlow Serving's EXPORT_DIR/N/ layout) use
-the averaged weights (see --ema_decay). Bad flag values end with a one-line `error: ...` and
-exit status 1, before anything is written.
+and --network_init default to the run's own values). The final evaluation and --export_dir=DIR
+(a SavedModel of the final checkpoint, see export.py; --export_version=N: TensorFlow Serving's
+EXPORT_DIR/N/ layout) use the averaged weights (see --ema_decay). Bad flag values end with a
+one-line `error: ...` and exit status 1, before anything is written.
 """
 
 from absl import app

@@ -4,8 +4,9 @@ For each architecture (Glow, RealNVP), split rule (static, random, lc, lc_revers
 and seed, trains one model with `lcflow_tf.training` (same architecture and total step budget;
 the pilot of the data-dependent splits counts against it) and the library's default
 training recipe (learning-rate schedule, weight averaging), and reports held-out bits/dim of
-its averaged weights (its raw weights when averaging is off) on the whole test split. `lc` runs under both protocols: continue from the pilot weights
-(`lc`) and re-initialise after the pilot (`lc+reinit`). Each run is its own subprocess.
+its averaged weights (its raw weights when averaging is off; with averages, the raw weights'
+number too) on the whole test split. `lc` runs under both protocols: continue from the pilot
+weights (`lc`) and re-initialise after the pilot (`lc+reinit`). Each run is its own subprocess.
 
 Every finished run leaves a record (its exact configuration, machine and result) under
 docs/results/ablation_runs/<name>/, committed with the tables: a rerun, on this machine or a
@@ -50,7 +51,8 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
-# TrainConfig fields (flat names) of the training recipe: the library's defaults, recorded with each run.
+# TrainConfig fields (flat names) of the training recipe: the library's defaults, recorded with
+# each run.
 RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init", "grad_clip_norm")
 
 

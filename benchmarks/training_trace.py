@@ -1,8 +1,8 @@
 """How a training recipe learns, step by step: loss spikes, clipping, held-out bits/dim.
 
-Trains the ablation's Glow (Fashion-MNIST by default) (static split, `benchmarks/ablation.py`'s sizes and
-the library's default recipe) once per variant, each a set of `TrainConfig` overrides, with
-the same seed, data and initialisation, and records
+Trains the ablation's Glow (Fashion-MNIST by default; static split, `benchmarks/ablation.py`'s
+sizes and the library's default recipe) once per variant, each a set of `TrainConfig`
+overrides, with the same seed, data and initialisation, and records
   * every step's training loss and gradient norm (before clipping): the median and largest
     norm, the share of steps that `--grad_clip_norm` clipped, and the loss spikes (steps whose
     bits/dim exceed the median of the 50 steps before them by more than `SPIKE` bits/dim);

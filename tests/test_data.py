@@ -109,7 +109,8 @@ def test_digits_labels_follow_the_split():
 
 
 def test_digits_rejects_n_bits():
-    with pytest.raises(ValueError, match=r"n_bits must be unset \(None\) for dataset 'digits', whose images have 17 native levels.*got 5"):
+    with pytest.raises(ValueError, match=r"n_bits must be unset \(None\) for dataset 'digits', "
+                                         r"whose images have 17 native levels.*got 5"):
         data.load_dataset("digits", n_bits=5)
 
 
@@ -117,7 +118,8 @@ def test_digits_rejects_n_bits():
 
 
 def test_unknown_dataset_lists_allowed():
-    with pytest.raises(ValueError, match=r"dataset must be one of \['digits'.*'downsampled_imagenet/64x64'\], got 'svhn'"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \['digits'.*"
+                                         r"'downsampled_imagenet/64x64'\], got 'svhn'"):
         data.load_dataset("svhn")
 
 
@@ -130,7 +132,8 @@ def test_bad_n_bits(n_bits):
 @pytest.mark.parametrize("make", [data.make_train_pipeline, data.make_eval_pipeline])
 @pytest.mark.parametrize("batch_size", [0, -3, 1.5])
 def test_bad_batch_size(make, batch_size):
-    with pytest.raises(ValueError, match=rf"batch_size must be an integer >= 1, got {batch_size!r}"):
+    message = rf"batch_size must be an integer >= 1, got {batch_size!r}"
+    with pytest.raises(ValueError, match=message):
         make(_index_images(10, 17), batch_size, num_bins=17, seed=0)
 
 

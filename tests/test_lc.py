@@ -324,8 +324,8 @@ def test_saved_model_round_trip_keeps_split_and_statistics(tmp_path):
   loaded = tf.saved_model.load(str(tmp_path / "sm"))
   for a, b in zip(flow.junctions, loaded.junctions):
     # A SavedModel restores tracked attributes by their attribute names.
-    np.testing.assert_array_equal(a.permutation.indices.numpy(),
-                                  b._permutation.indices.numpy())  # pylint: disable=protected-access
+    np.testing.assert_array_equal(  # pylint: disable=protected-access
+        a.permutation.indices.numpy(), b._permutation.indices.numpy())
   stats, loaded_stats = flow.lc_statistics, loaded.lc_statistics
   for name in ("mean_lc", "mean_h", "mean_h2"):
     for a, b in zip(getattr(stats, name), getattr(loaded_stats, name)):

@@ -88,7 +88,8 @@ def test_lc_maps_in_image_coordinates():
   assert np.count_nonzero(depth == 0) == 32 and np.count_nonzero(depth == 1) == 16
   assert np.count_nonzero(depth == 2) == 16
   # Consistent with lc.to_image_coordinates directly.
-  np.testing.assert_array_equal(keep1, lc.to_image_coordinates(flow.junctions, 1, lc.keep_masks(flow.junctions)[1]))
+  np.testing.assert_array_equal(
+      keep1, lc.to_image_coordinates(flow.junctions, 1, lc.keep_masks(flow.junctions)[1]))
 
 
 def test_lc_heatmap_png(tmp_path):
