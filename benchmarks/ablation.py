@@ -76,12 +76,21 @@ EVAL_DEQUANT_SAMPLES = 1
 EVAL_SEED = 1234
 
 
+def held_out(flow, dataset):
+  """The ablation's held-out evaluation of `flow`: every test image of `dataset`, noise above.
+
+  Every benchmark whose numbers are compared with the ablation's evaluates this way.
+  """
+  from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
+  return evaluation.held_out_bits_per_dim(flow, dataset.test(), dataset.num_bins,
+                                          dequant_samples=EVAL_DEQUANT_SAMPLES, seed=EVAL_SEED)
+
+
 def run_worker(spec_path):
   """Trains and evaluates one configuration; writes result.json beside its checkpoints."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from lcflow_tf import distribute
-  from lcflow_tf import evaluation
   from lcflow_tf import lc
   from lcflow_tf import training
   from lcflow_tf import viz
@@ -95,24 +104,18 @@ def run_worker(spec_path):
   trainer = training.Trainer(cfg, spec["model_dir"])
   result = trainer.train()
   train_seconds = time.time() - start
-
-  def held_out_now():
-    return evaluation.held_out_bits_per_dim(trainer.flow, trainer.dataset.test(),
-                                            trainer.num_bins,
-                                            dequant_samples=EVAL_DEQUANT_SAMPLES, seed=EVAL_SEED)
-
   with trainer.averaged_weights() as weights:  # as evaluation.load_run would load the run
-    held_out = held_out_now()
+    result_held_out = held_out(trainer.flow, trainer.dataset)
   # With averages, the trained weights on the same images too: what the averages cost or gain.
-  raw = held_out_now()["bits_per_dim"] if weights == "ema" else None
+  raw = held_out(trainer.flow, trainer.dataset)["bits_per_dim"] if weights == "ema" else None
   if spec.get("figures_dir"):
     os.makedirs(spec["figures_dir"], exist_ok=True)
     for path in viz.write_lc_heatmaps(trainer.flow, spec["figures_dir"]):
       os.replace(path, os.path.join(spec["figures_dir"],
                                     f"{spec['figure_prefix']}_{os.path.basename(path)}"))
-  out = {"test_bits_per_dim": held_out["bits_per_dim"], "weights": weights,
-         "test_bits_per_dim_stderr": held_out["bits_per_dim_stderr"],
-         "num_test_images": held_out["num_images"],
+  out = {"test_bits_per_dim": result_held_out["bits_per_dim"], "weights": weights,
+         "test_bits_per_dim_stderr": result_held_out["bits_per_dim_stderr"],
+         "num_test_images": result_held_out["num_images"],
          **({"test_bits_per_dim_raw": raw} if raw is not None else {}),
          "final_train_bits_per_dim": float(np.mean(list(result.bits_per_dim.values())[-50:])),
          "train_seconds": train_seconds, "images_per_sec": result.images_per_sec,

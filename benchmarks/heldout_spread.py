@@ -28,10 +28,7 @@ from lcflow_tf import evaluation
 def spread(model_dir, outlier_bpd):
   """One table row: summaries of the per-image held-out bits/dim of one run."""
   run = evaluation.load_run(model_dir)
-  held_out = evaluation.held_out_bits_per_dim(run.flow, run.dataset.test(),
-                                              run.dataset.num_bins,
-                                              dequant_samples=ablation.EVAL_DEQUANT_SAMPLES,
-                                              seed=ablation.EVAL_SEED)
+  held_out = ablation.held_out(run.flow, run.dataset)
   per_image = np.sort(held_out["per_image"])
   kept = per_image[:len(per_image) - max(1, len(per_image) // 100)]
   median = float(np.median(per_image))

@@ -74,9 +74,7 @@ def raw_bits_per_dim(model_dir):
   """Test bits/dim of a finished run's trained (not averaged) weights, the ablation's protocol."""
   from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
   run = evaluation.load_run(model_dir, weights="raw")
-  return evaluation.held_out_bits_per_dim(
-      run.flow, run.dataset.test(), run.dataset.num_bins,
-      dequant_samples=ablation.EVAL_DEQUANT_SAMPLES, seed=ablation.EVAL_SEED)["bits_per_dim"]
+  return ablation.held_out(run.flow, run.dataset)["bits_per_dim"]
 
 
 def with_raw(record, record_path, model_dir):

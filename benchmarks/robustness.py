@@ -105,9 +105,7 @@ def measure(model_dir, num_samples, max_error, load_kwargs):
     row[f"non-finite T={t:g}"] = bad
     row[f"max |x| T={t:g}"] = largest
   row.update(round_trip_stats(flow, dataset.test(), dataset.num_bins, max_error))
-  held_out = evaluation.held_out_bits_per_dim(flow, dataset.test(), dataset.num_bins,
-                                              dequant_samples=ablation.EVAL_DEQUANT_SAMPLES,
-                                              seed=ablation.EVAL_SEED)
+  held_out = ablation.held_out(flow, dataset)
   per_image = held_out["per_image"]
   median = float(np.median(per_image))
   outliers = np.flatnonzero(per_image > 3 * median)
