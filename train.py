@@ -103,7 +103,12 @@ flags.DEFINE_string("lc_pilot", _D.lc_pilot,
 flags.DEFINE_integer("lc_pilot_steps", _D.lc_pilot_steps,
                      "Steps of each pilot (statistics collected) before a data-dependent split "
                      "is fixed; counted in train_steps (nosplit: once per junction). Ignored "
-                     "by static/random.")
+                     "by static (unless --static_pilots) and random.")
+flags.DEFINE_boolean("static_pilots", _D.static_pilots,
+                     "With --split=static: run the pilots of --lc_pilot anyway and fix the "
+                     "static (identity) order, so the model trains the same steps from the "
+                     "same point of the budget as a data-dependent split: the budget-matched "
+                     "control of the split study.")
 flags.DEFINE_boolean("lc_reinit", _D.lc_reinit,
                      "With --lc_pilot=static: after the pilot, restart from fresh weights (and "
                      "optimizer state) with the fixed split instead of continuing from the "

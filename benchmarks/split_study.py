@@ -10,7 +10,9 @@ samples at temperatures 0.7 and 1.0.
 
 Rows (`ROWS`): `static`; `lc@nosplit`, `logdet@nosplit`, `lc_reverse@nosplit`,
 `logdet_reverse@nosplit` (the confound-free pilot, `lcflow_tf.lc`); `lc@static` (the old
-protocol, as a reference). Settings (`SETTINGS`):
+protocol, as a reference); `static@nosplit` (the budget-matched control: the static split
+trained through the nosplit pilots, `TrainConfig.static_pilots`, so its model trains the same
+steps from the same point of the budget as the `*@nosplit` rows). Settings (`SETTINGS`):
   fashion_l2    (a) Fashion-MNIST, Glow L=2 K=4 width 64, 2000 steps, 8 seeds
   fashion32_l3  (b) Fashion-MNIST zero-padded to 32x32, Glow L=3 K=4 width 64, 3000 steps,
                     6 seeds
@@ -41,7 +43,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import ablation  # pylint: disable=g-import-not-at-top
 
-# label: (split rule, pilot protocol)
+# label: (split rule, pilot protocol); `static@nosplit` runs the pilots with `static_pilots`
 ROWS = {
     "static": ("static", "nosplit"),
     "lc@nosplit": ("lc", "nosplit"),
@@ -49,7 +51,10 @@ ROWS = {
     "lc_reverse@nosplit": ("lc_reverse", "nosplit"),
     "logdet_reverse@nosplit": ("logdet_reverse", "nosplit"),
     "lc@static": ("lc", "static"),
+    "static@nosplit": ("static", "nosplit"),
 }
+CONTROL_ROWS = ("static@nosplit",)
+CONTROL_COLUMN = f"vs {CONTROL_ROWS[0]} (95% CI)"
 _COMMON = dict(steps_per_level=4, hidden_channels=64, lc_pilot_steps=300, batch_size=64,
                learning_rate=1e-3, warmup_steps=200)
 # Fixed before any study run (docs/benchmarks.md); never tuned on test results.
@@ -68,15 +73,32 @@ TEMPERATURES = (0.7, 1.0)
 SAMPLE_QUALITY_SAMPLES = 10000
 
 
-def run_config(sizes, dataset, architecture, split, lc_pilot, seed):
-  """The TrainConfig fields of one run (explicit recipe; the static split has no pilot)."""
+def run_config(sizes, dataset, architecture, split, lc_pilot, seed, static_pilots=False):
+  """The TrainConfig fields of one run (explicit recipe; the static split has no pilot unless
+  it is the budget-matched control, `static_pilots`)."""
   cfg = dict(sizes, **ablation.default_recipe(architecture), dataset=dataset,
              architecture=architecture, split=split, lc_pilot=lc_pilot, seed=seed,
              log_every=max(1, sizes["train_steps"] // 4),
              checkpoint_every=sizes["train_steps"], images_every=10 ** 9)
-  if split == "static":
+  if static_pilots:
+    cfg["static_pilots"] = True
+  elif split == "static":
     cfg["lc_pilot_steps"] = 0
   return cfg
+
+
+def add_paired(table, per_row, arch):
+  """Adds to `arch`'s rows of `table` their paired differences to `static` and, for the other
+  `*@nosplit` rows, to the budget-matched control (the ranking alone, at equal training)."""
+  control = CONTROL_ROWS[0]
+  for row in table:
+    if row["architecture"] != arch or row["row"] == "static":
+      continue
+    row["paired"] = paired_summary(per_row[row["row"]], per_row["static"])
+    row["vs static (95% CI)"] = format_paired(row["paired"])
+    if control in per_row and row["row"] != control and row["row"].endswith("@nosplit"):
+      row["paired_control"] = paired_summary(per_row[row["row"]], per_row[control])
+      row[CONTROL_COLUMN] = format_paired(row["paired_control"])
 
 
 def paired_summary(values, reference):
@@ -200,7 +222,8 @@ def main():
       values, quality, kept = [], [], []
       for seed in seeds:
         run = f"{arch}_{label.replace('@', '_at_')}_seed{seed}"
-        cfg = run_config(sizes, setting["dataset"], arch, split, pilot, seed)
+        cfg = run_config(sizes, setting["dataset"], arch, split, pilot, seed,
+                         static_pilots=label in CONTROL_ROWS)
         figures = None
         if seed == seeds[0] and split != "static":
           figures = dict(figures_dir=os.path.join(results_dir, "figures"),
@@ -226,20 +249,19 @@ def main():
         if found:
           row[f"FD T={t:g}"] = statistics.mean(found)
       table.append(row)
-    for row in table:
-      if row["architecture"] == arch and row["row"] != "static":
-        row["paired"] = paired_summary(per_row[row["row"]], per_row["static"])
-        row["vs static (95% CI)"] = format_paired(row["paired"])
-  columns = ["architecture", "row", "test bpd mean", "vs static (95% CI)", "per seed",
-             "kept as static"] + [f"FD T={t:g}" for t in TEMPERATURES
-                                  if any(f"FD T={t:g}" in r for r in table)]
+    add_paired(table, per_row, arch)
+  control_column = [CONTROL_COLUMN] * any(CONTROL_COLUMN in r for r in table)
+  columns = (["architecture", "row", "test bpd mean", "vs static (95% CI)", *control_column,
+              "per seed", "kept as static"]
+             + [f"FD T={t:g}" for t in TEMPERATURES if any(f"FD T={t:g}" in r for r in table)])
   notes = (f"Setting {setting_name}: {setting['dataset']}, {json.dumps(sizes)}; seeds {seeds}; "
            f"runs trained on {', '.join(sorted(dates))}; the library's default recipe "
            "(ablation.default_recipe). Test bits/dim over every held-out image, one "
            "dequantisation pass (padded settings: per padded dimension). `vs static`: mean over "
            "seeds of (row - static), paired by seed, its 95% Student-t interval, and on how "
-           "many seeds the row is lower (better). `kept as static`: per junction, the share "
-           "of the kept elements that the static split keeps too (1 = static, 0 = its "
+           "many seeds the row is lower (better); `vs static@nosplit`: the same against the "
+           "budget-matched control (the ranking alone). `kept as static`: per junction, the "
+           "share of the kept elements that the static split keeps too (1 = static, 0 = its "
            "complement, ~0.5 = unrelated). `FD`: Frechet distance of samples to the test "
            "images on the sample-quality classifier's features (padded settings: the centre "
            "28x28), mean over seeds.")

@@ -57,9 +57,10 @@ RESUMABLE_FIELDS = frozenset({
 # The model's added fields (soft bounds, conditioner initialisation) come from
 # `flows.legacy_values` (unbounded, He normal; the scale bound depends on the scale function).
 # `lc_pilot` (the pilot protocol of the data-dependent splits) came later: such runs had the
-# `static` pilot.
+# `static` pilot. `static_pilots` (the budget-matched control) came last: such runs had none.
 ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0, **flows.legacy_values(), "lc_pilot": "static"}
+                "ema_decay": 0.0, **flows.legacy_values(), "lc_pilot": "static",
+                "static_pilots": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,7 @@ class TrainConfig:
   lc_pilot: str = "nosplit"
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
+  static_pilots: bool = False  # the static split through the pilots: the budget-matched control
   # optimisation
   train_steps: int = 2000
   batch_size: int = 64
@@ -119,6 +121,7 @@ class TrainConfig:
     checks.check_choice("lc_pilot", self.lc_pilot, lc.PILOTS)
     checks.check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
     checks.check_bool("lc_reinit", self.lc_reinit)
+    checks.check_bool("static_pilots", self.static_pilots)
     checks.check_int("train_steps", self.train_steps, 1)
     checks.check_int("batch_size", self.batch_size, 1)
     checks.check_number("learning_rate", self.learning_rate, 0.0)
@@ -156,7 +159,11 @@ class TrainConfig:
 
   def _check_pilot(self):
     split = self.model.split
-    if not lc.uses_pilot(split):
+    if self.static_pilots and split != "static":
+      raise ValueError(f"static_pilots applies to split='static' only (the budget-matched "
+                       f"control of the data-dependent splits, which have pilots anyway), got "
+                       f"static_pilots=True with split={split!r}.")
+    if not self.uses_pilot:
       return
     if self.lc_pilot_steps < 1:
       raise ValueError(f"lc_pilot_steps must be >= 1 for split {split!r} (the split is fixed "
@@ -176,8 +183,8 @@ class TrainConfig:
 
   @property
   def uses_pilot(self):
-    """Whether the run has a pilot phase (a data-dependent split, `lc.uses_pilot`)."""
-    return lc.uses_pilot(self.model.split)
+    """Whether the run has a pilot phase (a data-dependent split or `static_pilots`)."""
+    return lc.uses_pilot(self.model.split, self.static_pilots)
 
   @property
   def pilot_steps_total(self):
@@ -199,7 +206,8 @@ class TrainConfig:
     checks.check_int("junction", junction, 0, self.model.levels - 2,
                      caller="nosplit_pilot_config")
     model = dataclasses.replace(self.model, split="static", pilot_junction=junction)
-    return dataclasses.replace(self, model=model, ema_decay=0.0, lc_reinit=False)
+    return dataclasses.replace(self, model=model, ema_decay=0.0, lc_reinit=False,
+                               static_pilots=False)
 
   def flow_config(self, image_shape):
     """The `FlowConfig` of this run for images of `image_shape` (validates divisibility)."""

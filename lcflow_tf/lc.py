@@ -48,6 +48,11 @@ Pilot protocols (`PILOTS`) of the data-dependent rules (`DATA_DEPENDENT_SPLITS`)
     no split has shaped the statistics at junction j. Junction j's order is then fixed from
     them (`split_order`). After the last pilot the real model is trained from fresh weights
     with the fixed orders (`set_split`). The pilots' steps count in the run's budget.
+The budget-matched control (`static_pilots=True` below; `TrainConfig.static_pilots`): the
+`static` rule run through the same protocol: its pilots train and their statistics are kept
+for the heatmaps, but the order fixed is the identity, so the static model trains the same
+steps from the same point of the budget (fresh weights after the `nosplit` pilots) as a
+data-dependent split does, and only the ranking differs.
 """
 
 import dataclasses
@@ -219,23 +224,27 @@ def split_permutation(score, rule):
   return np.argsort(-score, axis=-1, kind="stable")
 
 
-def uses_pilot(rule):
-  """Whether the split `rule` is fixed from statistics, after a pilot (`DATA_DEPENDENT_SPLITS`)."""
-  return rule in DATA_DEPENDENT_SPLITS
+def uses_pilot(rule, static_pilots=False):
+  """Whether the split `rule` is fixed after a pilot.
+
+  The data-dependent rules (`DATA_DEPENDENT_SPLITS`) always are; `static` only as the
+  budget-matched control (`static_pilots`), whose pilots fix the identity order.
+  """
+  return rule in DATA_DEPENDENT_SPLITS or (bool(static_pilots) and rule == "static")
 
 
-def pilot_pending(rule, split_fixed):
+def pilot_pending(rule, split_fixed, static_pilots=False):
   """Whether a flow with the split `rule` still has to fix its split at the pilot's end."""
-  return uses_pilot(rule) and not bool(split_fixed)
+  return uses_pilot(rule, static_pilots) and not bool(split_fixed)
 
 
-def collects_statistics(rule, split_fixed):
+def collects_statistics(rule, split_fixed, static_pilots=False):
   """Whether a training step folds its LC batch sums into the statistics.
 
   During the pilot (the split is not fixed yet), to fix the split from them; always for the
-  `static` and `random` splits, for the heatmaps.
+  `static` and `random` splits without a pilot, for the heatmaps.
   """
-  return not uses_pilot(rule) or not bool(split_fixed)
+  return not uses_pilot(rule, static_pilots) or not bool(split_fixed)
 
 
 def fix_split(junctions, statistics, rule, seed=0, split_fixed=None):

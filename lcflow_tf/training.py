@@ -202,6 +202,8 @@ class Trainer:
     with self.strategy.scope():
       self._build()
       lc.set_split(self.flow.junctions, list(split_orders))
+      if config.static_pilots:  # the control's identity is fixed when its pilots end
+        self.flow.split_fixed.assign(False)
       latest = self.checkpoints.restore_latest()
       if latest:
         logging.info("Resuming from step %d (%s)", self.step, latest)
@@ -284,12 +286,14 @@ class Trainer:
   @property
   def collects_statistics(self):
     """Whether the next step folds its LC batch sums into `flow.lc_statistics`."""
-    return lc.collects_statistics(self.flow_config.split, self.flow.split_fixed.numpy())
+    return lc.collects_statistics(self.flow_config.split, self.flow.split_fixed.numpy(),
+                                  self.config.static_pilots)
 
   @property
   def pilot_pending(self):
     """Whether the split still has to be fixed at the end of the pilot."""
-    return lc.pilot_pending(self.flow_config.split, self.flow.split_fixed.numpy())
+    return lc.pilot_pending(self.flow_config.split, self.flow.split_fixed.numpy(),
+                            self.config.static_pilots)
 
   @property
   def nosplit_pending(self):

@@ -188,6 +188,36 @@ def test_split_study_tiny_and_its_anatomy(tmp_path):
   assert "kept by rule on held-out" in anatomy[2]
 
 
+def test_split_study_control_row_is_static_through_the_pilots():
+  """`static@nosplit` is the budget-matched control: the static split with the nosplit pilots
+  (same pilot steps as the data-dependent rows); `static` has no pilot."""
+  from benchmarks import split_study  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  sizes = split_study.SETTINGS["digits_l3"]["sizes"]
+  configs = {}
+  for label in ("static", "static@nosplit", "lc@nosplit"):
+    split, pilot = split_study.ROWS[label]
+    cfg = split_study.run_config(sizes, "digits", "glow", split, pilot, 0,
+                                 static_pilots=label in split_study.CONTROL_ROWS)
+    configs[label] = config_lib.TrainConfig.from_flags(**cfg)
+  assert configs["static"].pilot_steps_total == 0 and not configs["static"].static_pilots
+  control, lc_row = configs["static@nosplit"], configs["lc@nosplit"]
+  assert control.static_pilots and control.model.split == "static"
+  assert control.pilot_steps_total == lc_row.pilot_steps_total == 600  # 2 pilots of 300
+  assert control.differences(lc_row, ignore=()) == [("split", "static", "lc"),
+                                                    ("static_pilots", True, False)]
+  table = [dict(architecture="glow", row=label) for label in
+           ("static", "lc@nosplit", "static@nosplit", "lc@static")]
+  per_row = {"static": [1.0, 2.0], "lc@nosplit": [1.5, 2.25], "static@nosplit": [1.25, 2.5],
+             "lc@static": [1.0, 1.0]}
+  split_study.add_paired(table, per_row, "glow")
+  rows = {r["row"]: r for r in table}
+  assert "paired" not in rows["static"] and rows["lc@nosplit"]["paired"]["mean"] == 0.375
+  assert rows["lc@nosplit"]["paired_control"]["mean"] == 0.0  # (0.25 - 0.25) / 2
+  assert split_study.CONTROL_COLUMN not in rows["static@nosplit"]
+  assert split_study.CONTROL_COLUMN not in rows["lc@static"]  # not trained like the control
+
+
 def test_split_study_paired_summary():
   from benchmarks import split_study  # pylint: disable=g-import-not-at-top
   summary = split_study.paired_summary([1.0, 2.0, 3.5], [1.5, 2.0, 3.0])

@@ -157,6 +157,9 @@ BAD_TRAIN_FLAGS = [
     (["--levels=4"], r"^error: .*H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
     (["--lc_pilot_steps=2000"], r"^error: lc_pilot_steps must be smaller than train_steps"),
     (["--lc_pilot=none"], r"^error: lc_pilot must be one of \['static', 'nosplit'\], got 'none'"),
+    (["--static_pilots", "--split=lc"],
+     r"^error: static_pilots applies to split='static' only .* got static_pilots=True with "
+     r"split='lc'\.$"),
     (["--cpu_replicas=2", "--batch_size=15"],
      r"^error: batch_size=15 is not divisible by the 2 replicas of the MirroredStrategy"),
     ("OTHER_CONFIG", r"^error: model_dir .* holds a run with a different configuration "

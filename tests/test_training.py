@@ -446,6 +446,71 @@ def test_runs_saved_before_lc_pilot_keep_the_static_pilot(tmp_path):
   assert config_lib.inherit_unset(tiny(lc_pilot="nosplit"), new, given).lc_pilot == "static"
 
 
+# --- the budget-matched static control (static_pilots) --------------------------------------
+CONTROL = dict(NOSPLIT, split="static", static_pilots=True)
+
+
+def identity_orders(flow):
+  return [np.broadcast_to(np.arange(j.event_shape[-1]), j.event_shape) for j in flow.junctions]
+
+
+def test_static_pilots_run_the_nosplit_pilots_and_fix_the_identity(digits, nosplit, tmp_path):
+  """The control trains the pilots a data-dependent split trains (pilot 0 is the same sub-run
+  as the logdet run's), fixes the identity, and trains its model the same 3 steps from step 6
+  from fresh weights."""
+  trainer = training.Trainer(tiny(**CONTROL), str(tmp_path / "run"), dataset=digits)
+  assert trainer.config.pilot_steps_total == 6 and trainer.nosplit_pending
+  result = trainer.train()
+  assert result.step == 9 and sorted(result.losses) == [7, 8, 9]
+  assert int(trainer.optimizer.iterations.numpy()) == 3
+  assert bool(trainer.flow.split_fixed.numpy()) and not trainer.collects_statistics
+  for order, identity in zip(permutations(trainer.flow), identity_orders(trainer.flow)):
+    np.testing.assert_array_equal(order, identity)
+  mine, theirs = trainer.pilot_trainer(0, []), nosplit[0].pilot_trainer(0, [])
+  assert mine.config == theirs.config and not mine.config.static_pilots
+  assert_all_close(values(mine.flow.lc_statistics.mean_lc),
+                   values(theirs.flow.lc_statistics.mean_lc), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(trainer.flow.lc_statistics.mean_lc[0],
+                                mine.flow.lc_statistics.mean_lc[0])
+  saved = config_lib.check_resumable(trainer.model_dir, tiny(**CONTROL))
+  assert saved.static_pilots and saved.uses_pilot
+
+
+def test_static_pilots_under_the_static_pilot_train_as_plain_static(digits, tmp_path):
+  """Known answer: with lc_pilot='static' (no re-initialisation) fixing the identity changes no
+  weight, so the control's weights are those of plain static training; only the statistics
+  stop at the pilot's end and the averages restart there."""
+  plain = training.Trainer(tiny(split="static"), str(tmp_path / "plain"), dataset=digits)
+  plain.train()
+  control = training.Trainer(tiny(split="static", static_pilots=True), str(tmp_path / "ctl"),
+                             dataset=digits)
+  control.train()
+  assert bool(control.flow.split_fixed.numpy()) and not control.pilot_pending
+  assert float(control.flow.lc_statistics.count.numpy()) == 3 * 16
+  assert float(plain.flow.lc_statistics.count.numpy()) == 6 * 16
+  assert control.averages.num_updates == 3 and plain.averages.num_updates == 6
+  assert_all_close(values(control.flow.trainable_variables),
+                   values(plain.flow.trainable_variables), rtol=1e-5, atol=1e-6)
+
+
+def test_static_pilots_config_rules():
+  with pytest.raises(ValueError, match=r"static_pilots applies to split='static' only .*got "
+                     r"static_pilots=True with split='lc'"):
+    tiny(split="lc", static_pilots=True)
+  with pytest.raises(ValueError, match=r"lc_pilot_steps must be >= 1 for split 'static'"):
+    tiny(**dict(CONTROL, lc_pilot_steps=0))
+  with pytest.raises(ValueError, match=r"static_pilots must be True or False, got 1"):
+    tiny(static_pilots=1)
+  assert tiny(**CONTROL).pilot_steps_total == 6
+  assert not tiny(**CONTROL).nosplit_pilot_config(0).static_pilots
+  assert not config_lib.TrainConfig().static_pilots
+  nested = tiny(**CONTROL).to_dict()
+  del nested["static_pilots"]  # a config.json written before the field existed
+  assert not config_lib.TrainConfig.from_dict(nested).static_pilots
+  assert lc.uses_pilot("static", static_pilots=True) and not lc.uses_pilot("static")
+  assert lc.uses_pilot("lc") and not lc.uses_pilot("random", static_pilots=True)
+
+
 # --- static split, non-finite steps ---------------------------------------------------------
 def test_static_split_collects_statistics_and_nonfinite_steps_are_handled(digits, tmp_path):
   config = tiny(split="static", train_steps=20, checkpoint_every=2, max_nonfinite_steps=2,
