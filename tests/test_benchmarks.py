@@ -191,10 +191,11 @@ def test_ablation_tiny(tmp_path):
 @pytest.mark.slow
 def test_split_study_tiny_and_its_anatomy(tmp_path):
   """The study's machinery end to end on digits (Glow L=3: two nosplit pilots), then
-  lc_anatomy on its nosplit run: a row per pilot, whose kept order is the model's."""
+  lc_anatomy on its nosplit run: a row per pilot, whose kept order is the model's. The mains
+  run in this process (`run_main`); the two training runs are split_study's worker processes."""
   args = ("--quick", "--rows", "static,logdet@nosplit", "--train_steps", "8", "--workdir",
           str(tmp_path / "runs"))
-  run_smoke("split_study.py", tmp_path, *args)
+  run_main(split_study, tmp_path, *args)
   record = load(tmp_path, "split_study_digits_l3_quick")
   rows = {r["row"]: r for r in record["rows"]}
   assert set(rows) == {"static", "logdet@nosplit"}
@@ -210,12 +211,7 @@ def test_split_study_tiny_and_its_anatomy(tmp_path):
       "logdet", "nosplit", 2, 3)
   run = tmp_path / "runs" / "split_study_digits_l3_quick" / "glow_logdet_at_nosplit_seed0"
   assert {"pilot_0", "pilot_1"} <= set(os.listdir(run))
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "benchmarks", "lc_anatomy.py"), str(run),
-       "--max_images", "40", "--results_dir", str(tmp_path)], env=env, capture_output=True,
-      text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  run_main(lc_anatomy, tmp_path, run, "--max_images", "40")
   anatomy = load(tmp_path, "lc_anatomy")["rows"]
   assert [(r["source"], r["junction"]) for r in anatomy] == [
       ("model", 1), ("model", 2), ("pilot 0", 1), ("pilot 1", 2)]
@@ -488,13 +484,14 @@ def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
   models = "ours,tfp,normflows" if python else "ours,tfp"
   common = ("--smoke", "--classifier_dir", str(tmp_path / "classifier"), "--classifier_steps",
             "40") + (("--torch_python", python) if python else ())
-  run_smoke("peer_glow.py", tmp_path, *common, "--rows", "identical", "--models", models)
+  # peer_glow's mains run in this process (`run_main`); each model trains in its worker process
+  run_main(peer_glow, tmp_path, *common, "--rows", "identical", "--models", models)
   records = tmp_path / "peer_runs" / "peer_glow_smoke"
   first = {m: json.loads((records / f"identical_{m}.json").read_text())
            for m in models.split(",")}
   without_tfp = ",".join(m for m in models.split(",") if m != "tfp")
-  out = run_smoke("peer_glow.py", tmp_path, *common, "--rows", "identical,best", "--models",
-                  without_tfp)
+  out = run_main(peer_glow, tmp_path, *common, "--rows", "identical,best", "--models",
+                 without_tfp)
   assert "[identical] reusing the records of ours" in out
   assert "[best/ours] recorded" in out and "[identical/ours] recorded" not in out
   again = json.loads((records / "identical_ours.json").read_text())
@@ -562,7 +559,8 @@ def test_training_trace_variants_and_spikes():
 @pytest.mark.slow
 def test_training_trace_smoke(tmp_path):
   small = "steps_per_level=1,hidden_channels=8"
-  run_smoke("training_trace.py", tmp_path, "--dataset", "digits", "--steps", "4",
+  # in this process (`run_main`): the script trains its variants in its own process
+  run_main(training_trace, tmp_path, "--dataset", "digits", "--steps", "4",
             "--eval_every", "4", "--eval_images", "20", "--ema_decays", "0.9",
             "--variants", f"base:{small};noclip:{small},grad_clip_norm=1e9,ema_decay=0")
   record = load(tmp_path, "training_trace")
@@ -583,7 +581,7 @@ def test_noise_floor_smoke_and_raw_weights(tmp_path):
   # tests cover): each worker is a TensorFlow process.
   args = ("--dataset", "digits", "--recipes", "default", "--seeds", "0", "--perturb_seeds", "",
           "--train_steps", "2", "--workdir", str(tmp_path / "runs"), "--table", "subset")
-  run_smoke("noise_floor.py", tmp_path, *args)
+  run_main(noise_floor, tmp_path, *args)  # in this process; its worker is a TF process
   (row,) = load(tmp_path, "subset")["rows"]
   assert os.path.isfile(tmp_path / "subset_runs.json")
   assert row["seeds"] == 1 and row["per twin (2 replicas)"] == ""
