@@ -9,12 +9,18 @@ Each child sets its working directory and environment, then runs the script's `m
 and stderr come back as a `subprocess.CompletedProcess`. TensorFlow's runtime starts in each
 child, so one command line's devices or state never reach another's.
 
-Run as a script by `run_many` only: `python tests/cli_runner.py REQUEST.json RESULTS.json`.
+`Launcher` starts command lines one at a time in forks of such a process and hands each back
+like a `subprocess.Popen` (pid, poll, wait, kill): for tests that kill a run at chosen moments
+(tests/test_crash_safety.py) and restart it many times.
+
+Run as a script by `run_many` only: `python tests/cli_runner.py REQUEST.json RESULTS.json`
+(`Launcher`: `python tests/cli_runner.py --serve SCRIPT`).
 """
 
 import importlib.util
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -64,6 +70,60 @@ def run_many(script, commands, parallel=1, timeout=1800):
                                       r["stderr"]) for c, r in zip(commands, done)]
 
 
+class Launcher:
+  """Runs command lines of `script` (relative to the repository) one at a time, each in a fork of
+  one process that imported the script once; `close` ends that process."""
+
+  def __init__(self, script):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update({"PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, os.path.abspath(__file__), "--serve", script], cwd=REPO, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # unbuffered: select works
+    if self._proc.stdout.readline() != b"ready\n":
+      raise RuntimeError(f"cli_runner could not import {script} (its stderr is above)")
+    self.running = None
+
+  def start(self, args, log_path, cwd=REPO, env=None):
+    """Starts `script args` in `cwd` with `env` added, stdout and stderr to `log_path`."""
+    assert self.running is None or self.running.poll() is not None, "one at a time"
+    cmd = dict(command(*args, cwd=cwd, env=env, timeout=0), log=str(log_path))
+    open(log_path, "w").close()  # pylint: disable=consider-using-with  (there when we return)
+    self._proc.stdin.write((json.dumps(cmd) + "\n").encode())
+    self.running = Launched(self._proc.stdout, int(self._proc.stdout.readline()))
+    return self.running
+
+  def close(self):
+    if self.running is not None and self.running.poll() is None:
+      self.running.kill()
+      self.running.wait()
+    self._proc.stdin.close()
+    self._proc.wait(timeout=60)
+
+
+class Launched:
+  """One command line started by `Launcher`: `pid`, `returncode`, `poll`, `wait`, `kill` as in
+  `subprocess.Popen` (the return code is -N after signal N)."""
+
+  def __init__(self, channel, pid):
+    self._channel, self.pid, self.returncode = channel, pid, None
+
+  def poll(self):
+    return self.wait(timeout=0, raise_timeout=False)
+
+  def wait(self, timeout=None, raise_timeout=True):
+    if self.returncode is None:
+      if select.select([self._channel], [], [], timeout)[0]:
+        self.returncode = int(self._channel.readline())
+      elif raise_timeout:
+        raise subprocess.TimeoutExpired(str(self.pid), timeout)
+    return self.returncode
+
+  def kill(self):
+    if self.poll() is None:
+      os.kill(self.pid, signal.SIGKILL)
+
+
 # --- the shared process ----------------------------------------------------------------------
 def _load_script(path):
   spec = importlib.util.spec_from_file_location("_cli_script", path)
@@ -84,8 +144,9 @@ def _child(module, path, cmd, out, err):
         os.environ[name] = value
     sys.stdout.flush()
     sys.stderr.flush()
-    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-    os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    out_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd if err == out else os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
     signal.alarm(cmd["timeout"])
     sys.argv = [path, *cmd["args"]]
     from absl import app  # pylint: disable=g-import-not-at-top
@@ -131,5 +192,29 @@ def _serve(request_path, results_path):
     json.dump(results, f)
 
 
+def _serve_one_at_a_time(script):
+  """`Launcher`'s process: per request line, forks a child, answers its pid, then its exit code."""
+  path = os.path.join(REPO, script)
+  module = _load_script(path)
+  channel = os.fdopen(os.dup(1), "w")
+  os.dup2(2, 1)  # whatever else prints goes to stderr
+  channel.write("ready\n")
+  channel.flush()
+  for line in sys.stdin:
+    cmd = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+      channel.close()
+      _child(module, path, cmd, cmd["log"], cmd["log"])
+    channel.write(f"{pid}\n")
+    channel.flush()
+    _, status = os.waitpid(pid, 0)
+    channel.write(f"{os.waitstatus_to_exitcode(status)}\n")
+    channel.flush()
+
+
 if __name__ == "__main__":
-  _serve(sys.argv[1], sys.argv[2])
+  if sys.argv[1] == "--serve":
+    _serve_one_at_a_time(sys.argv[2])
+  else:
+    _serve(sys.argv[1], sys.argv[2])
