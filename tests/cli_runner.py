@@ -13,8 +13,8 @@ child, so one command line's devices or state never reach another's.
 like a `subprocess.Popen` (pid, poll, wait, kill): for tests that kill a run at chosen moments
 (tests/test_crash_safety.py) and restart it many times.
 
-Run as a script by `run_many` only: `python tests/cli_runner.py REQUEST.json RESULTS.json`
-(`Launcher`: `python tests/cli_runner.py --serve SCRIPT`).
+Run as a script by `run_many` and `Launcher` only: `python tests/cli_runner.py REQUEST.json
+RESULTS.json`, `python tests/cli_runner.py --serve SCRIPT`.
 """
 
 import importlib.util
@@ -114,7 +114,10 @@ class Launched:
   def wait(self, timeout=None, raise_timeout=True):
     if self.returncode is None:
       if select.select([self._channel], [], [], timeout)[0]:
-        self.returncode = int(self._channel.readline())
+        line = self._channel.readline()
+        if not line:
+          raise RuntimeError("cli_runner's process ended (its stderr is above)")
+        self.returncode = int(line)
       elif raise_timeout:
         raise subprocess.TimeoutExpired(str(self.pid), timeout)
     return self.returncode
