@@ -460,6 +460,29 @@ def test_peer_table_columns_against_tfp():
   assert alone["training images/s / TFP's"] == alone["test bits/dim - TFP's"] == ""
 
 
+def test_peer_targets_line_when_tfp_diverged(tmp_path):
+  """A row whose TFP run diverged gets no bits/dim verdict, but says why; a finite row does."""
+  refs = tmp_path / "refs.json"
+  refs.write_text(json.dumps({"targets": {"bpd_below_tfp": 0.1, "train_speedup_vs_tfp": 1.8}}))
+  ours = dict(_fake_result(5.0, 3.8), train=[{"losses": [1.0] * 10, "grad_norms": [1.0] * 10,
+                                              "seconds": 2.0}] * 3)
+  tfp = dict(_fake_result(2.0, float("nan")),
+             train=[{"losses": [1.0] * 10, "grad_norms": [2.0] * 10, "seconds": 5.0},
+                    {"losses": [1.0, float("nan")] + [float("nan")] * 8,
+                     "grad_norms": [3e7] + [float("nan")] * 9, "seconds": 5.0},
+                    {"losses": [float("nan")] * 10, "grad_norms": [float("nan")] * 10,
+                     "seconds": 5.0}])
+  (line,) = peer_report.references([("best", "ours", {"result": ours}),
+                                    ("best", "tfp", {"result": tfp})], path=str(refs))
+  assert line.startswith("best: no bits/dim comparison (not finite: TFP nan, ours 3.8000; first "
+                         "non-finite loss at step 12, largest gradient norm 3e+07 at step 11 "
+                         "in TFP's training), training 2.50x")
+  tfp["evaluation"] = {"bpd_all": 4.0}
+  (line,) = peer_report.references([("best", "ours", {"result": ours}),
+                                    ("best", "tfp", {"result": tfp})], path=str(refs))
+  assert line.startswith("best: ours +0.200 bits/dim below TFP (target >= 0.1: met), training")
+
+
 def test_log_det_cost_counts_network_runs():
   """The benchmark's count of network runs per call, on a tiny flow of this checkout: the
   library's paths run every network once, TFP's composite paths (no tensor cache) three times."""
