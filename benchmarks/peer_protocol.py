@@ -177,6 +177,10 @@ def bits_per_dim(log_prob, dims, num_bins):
   return -(log_prob - dims * math.log(num_bins)) / (dims * math.log(2.0))
 
 
+# Issue 13's round-trip target: max |decode(encode(x)) - x| per image <= 1e-3.
+ROUND_TRIP_TOLERANCE = 1e-3
+
+
 def round_trip_summary(test, drawn, errors_of):
   """Summary of encode -> decode errors: per-image max errors `test` (NaN: not finite) and samples.
 
@@ -193,6 +197,8 @@ def round_trip_summary(test, drawn, errors_of):
   return {"test_max": float(np.max(test[test_finite], initial=0.0)),
           "test_mean": float(np.mean(test[test_finite])) if test_finite.any() else None,
           "n_test": len(test), "test_nonfinite": int(np.sum(~test_finite)),
+          "test_over_tolerance": int(np.sum(test[test_finite] > ROUND_TRIP_TOLERANCE)),
+          "samples_over_tolerance": int(np.sum(sampled[ok] > ROUND_TRIP_TOLERANCE)),
           "n_samples": len(finite), "samples_nonfinite": int(np.sum(~finite)),
           "samples_roundtrip_nonfinite": int(np.sum(~ok)),
           "samples_max": float(np.max(sampled[ok], initial=0.0)),

@@ -85,12 +85,16 @@ def quality_table(config, found):
 
 def reconstruction_table(found):
   """Markdown: encode -> decode round trips of the test set and of temperature-1 samples."""
-  lines = ["| row | model | test: max error | test: non-finite | samples: max error | "
-           "samples: non-finite |", "|---|---|---|---|---|---|"]
+  over = f"> {peer_protocol.ROUND_TRIP_TOLERANCE:g}"
+  lines = [f"| row | model | test: max error | test: {over} | test: non-finite | samples: max "
+           f"error | samples: {over} | samples: non-finite |", "|---|---|---|---|---|---|---|---|"]
   for row, model, record in found:
     r = record["result"]["reconstruction"]
-    lines.append(f"| {row} | {LABELS[model]} | {r['test_max']:.3g} | {r['test_nonfinite']} of "
-                 f"{r['n_test']} | {r['samples_max']:.3g} | "
+    counted = {key: r.get(key, "n/a (not recorded)")  # older records lack them
+               for key in ("test_over_tolerance", "samples_over_tolerance")}
+    lines.append(f"| {row} | {LABELS[model]} | {r['test_max']:.3g} | "
+                 f"{counted['test_over_tolerance']} | {r['test_nonfinite']} of {r['n_test']} | "
+                 f"{r['samples_max']:.3g} | {counted['samples_over_tolerance']} | "
                  f"{r['samples_nonfinite'] + r['samples_roundtrip_nonfinite']} of "
                  f"{r['n_samples']} |")
   return "\n".join(lines)
