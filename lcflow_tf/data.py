@@ -316,12 +316,11 @@ def make_train_pipeline(dataset: tf.data.Dataset,
     Epochs are exact (each image once per epoch, a new order each epoch), and
     every iterator over the returned dataset yields the same stream (unlike
     `reshuffle_each_iteration=True`, whose state lives in the dataset object).
-    The stream is deterministic given `seed` and TF's global seed: `tf.data`
-    shuffling mixes in the latter when `tf.random.set_seed` was called, so a
-    resumed run must set the same global seed (or none) as the original. Build
-    the pipeline with the global seed unset (as `lcflow_tf.training` does): with
-    `tf.random.set_seed(0)` TensorFlow's own seed handling fails on the per-epoch
-    tensor seed (`OperatorNotAllowedInGraphError`), a TensorFlow limitation.
+    The stream is deterministic given `seed` alone: `tf.data` shuffling would mix
+    in TF's global seed (`tf.random.set_seed`; and with a global seed of 0 fail on
+    the per-epoch tensor seed with `OperatorNotAllowedInGraphError`), so the
+    per-epoch function's graph is given no seed; any global seed yields the stream
+    of none (the one every run before this change trained on; tested).
 
     Args:
       dataset: Unbatched integer images `[H, W, C]`, e.g. `ImageDataset.train()`.
@@ -362,6 +361,10 @@ def _shuffled_epochs(dataset, shuffle_buffer, seed):
     """Endless epochs; epoch `e` shuffled with a seed drawn statelessly from [seed, -1 - e]."""
 
     def epoch(e):
+        # tf.data mixes TensorFlow's global seed into a shuffle's seed (and, with a global seed
+        # of 0, compares our tensor seed in Python: an error). Without a seed in this function's
+        # graph the stream depends on `seed` only, whatever the caller's tf.random.set_seed.
+        tf.compat.v1.get_default_graph().seed = None
         epoch_seed = tf.random.stateless_uniform(
             [], tf.stack([tf.constant(seed, tf.int64), -1 - e]), minval=0,
             maxval=2**31 - 1, dtype=tf.int64)

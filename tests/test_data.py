@@ -168,6 +168,24 @@ def test_pipeline_rejects_bad_elements_and_num_bins():
         data.make_train_pipeline(_index_images(4, 17), 2, num_bins=17, seed=0, start_step=-1)
 
 
+@pytest.mark.parametrize("global_seed", [0, 1, 12345])
+def test_train_stream_ignores_tensorflow_global_seed(global_seed):
+    """The stream depends on `seed` only: a caller's tf.random.set_seed (0 used to raise
+    OperatorNotAllowedInGraphError inside tf.data) gives the batches of no global seed."""
+
+    def first_batches():
+        it = iter(data.make_train_pipeline(_index_images(10, 17), 4, num_bins=17, seed=3))
+        return np.concatenate([next(it).numpy() for _ in range(8)])  # 3+ epochs
+
+    tf.random.set_seed(None)
+    expected = first_batches()
+    try:
+        tf.random.set_seed(global_seed)
+        np.testing.assert_array_equal(first_batches(), expected)
+    finally:
+        tf.random.set_seed(None)
+
+
 # ---------------------------------------------------------------- IDX reader
 
 
