@@ -597,7 +597,7 @@ def test_training_trace_variants_and_spikes():
 @pytest.mark.slow
 def test_training_trace_smoke(tmp_path):
   small = "steps_per_level=1,hidden_channels=8"
-  # in this process (`run_main`): the script trains its variants in its own process
+  # in this process (`run_main`): the script trains its variants in its main, so here
   run_main(training_trace, tmp_path, "--dataset", "digits", "--steps", "4",
             "--eval_every", "4", "--eval_images", "20", "--ema_decays", "0.9",
             "--variants", f"base:{small};noclip:{small},grad_clip_norm=1e9,ema_decay=0")
