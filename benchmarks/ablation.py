@@ -20,6 +20,7 @@ values, wall time) and LC heatmaps of the seed-0 `lc` runs under docs/results/fi
   python benchmarks/ablation.py --dataset digits              # full digits ablation
   python benchmarks/ablation.py --dataset fashion_mnist       # full Fashion-MNIST ablation
   python benchmarks/ablation.py --quick                       # digits, 1 seed, short (~10 min)
+  python benchmarks/ablation.py --smoke                       # digits, 1 seed, K=1 width 8, 4 steps
 """
 
 import argparse
@@ -51,6 +52,10 @@ SIZES = {
 # ~5.5 min per run).
 ARCH_SIZES = {("fashion_mnist", "realnvp"): dict(hidden_channels=32, resnet_blocks=1)}
 QUICK = dict(train_steps=600, lc_pilot_steps=100, warmup_steps=100)
+# --smoke (the tests): a tiny model and budget, so that a run costs its worker's start-up and
+# tracing, not the ablation model's steps and evaluation; results named *_smoke.
+SMOKE = dict(steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=4,
+             lc_pilot_steps=1, warmup_steps=2)
 # TrainConfig fields (flat names) of the training recipe: the library's defaults, recorded with
 # each run.
 RECIPE_FIELDS = ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init", "grad_clip_norm")
@@ -214,6 +219,8 @@ def main():
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--quick", action="store_true",
                       help="digits-sized budget: 600 steps (100 pilot), seed 0 only")
+  parser.add_argument("--smoke", action="store_true",
+                      help="the tests' size: K=1, width 8, batch 16, 4 steps, seed 0 only")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "ablation"))
   parser.add_argument("--results_dir", default=None, help="default docs/results")
   parser.add_argument("--train_steps", type=int, default=None, help="override (smoke tests)")
@@ -226,8 +233,8 @@ def main():
   results_dir = args.results_dir or results.RESULTS_DIR
   sizes = dict(SIZES[args.dataset])
   seeds = [int(s) for s in args.seeds.split(",")]
-  if args.quick:
-    sizes.update(QUICK)
+  if args.quick or args.smoke:
+    sizes.update(SMOKE if args.smoke else QUICK)
     seeds = seeds[:1] if args.seeds == "0,1,2" else seeds
   if args.train_steps:
     sizes.update(train_steps=args.train_steps,
@@ -237,9 +244,11 @@ def main():
   unknown = [s for s in splits if s not in SPLITS]
   if unknown:
     parser.error(f"--splits: unknown {unknown}; allowed: {', '.join(SPLITS)}")
-  run_name = f"ablation_{args.dataset}" + ("_quick" if args.quick else "")
+  run_name = f"ablation_{args.dataset}" + ("_smoke" if args.smoke else
+                                           "_quick" if args.quick else "")
   workdir = os.path.join(args.workdir, run_name)  # runs are shared by every subset
   architectures = args.architectures.split(",")
+  arch_sizes = {} if args.smoke else ARCH_SIZES  # the smoke size is every architecture's
   name = run_name + ("" if sorted(architectures) == ["glow", "realnvp"]
                      else "_" + "_".join(architectures))
   rows, per_run, per_seed, dates = [], [], {}, set()
@@ -251,7 +260,7 @@ def main():
         model_dir = os.path.join(workdir, run)
         record_path = os.path.join(results_dir, "ablation_runs", run_name, run + ".json")
         cfg = run_config(dict(sizes, **default_recipe(arch),
-                              **ARCH_SIZES.get((args.dataset, arch), {})),
+                              **arch_sizes.get((args.dataset, arch), {})),
                          args.dataset, arch, split, reinit, seed)
         figures = None
         if seed == seeds[0] and split == "lc":
@@ -281,9 +290,9 @@ def main():
       row["vs static"] = (f"{statistics.mean(diffs):+.3f} "
                           f"(lower on {sum(d < 0 for d in diffs)}/{len(diffs)})")
   command = results.command_line()  # subsets included
-  arch_sizes = "".join(f"; {a}: {json.dumps(ARCH_SIZES[(args.dataset, a)])}"
-                       for a in architectures if (args.dataset, a) in ARCH_SIZES)
-  notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}{arch_sizes}; "
+  arch_notes = "".join(f"; {a}: {json.dumps(arch_sizes[(args.dataset, a)])}"
+                       for a in architectures if (args.dataset, a) in arch_sizes)
+  notes = (f"Same architecture and budget for every split: {json.dumps(sizes)}{arch_notes}; "
            f"seeds {seeds}; runs trained on {', '.join(sorted(dates))}. Test bits/dim over the "
            "whole held-out split, one dequantisation sample. `vs static`: mean over seeds of "
            "(this split - static) in bits/dim, paired by seed, and on how many seeds this "

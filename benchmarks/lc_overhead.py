@@ -6,6 +6,7 @@ Adam -> `lc_statistics.update`). Writes docs/results/lc_overhead.{json,md}.
 
   python benchmarks/lc_overhead.py            # Fashion-MNIST-sized Glow, L=2 K=8 width 128
   python benchmarks/lc_overhead.py --quick
+  python benchmarks/lc_overhead.py --smoke    # K=1 width 8, batch 8, 2 rounds of 2 (the test)
 """
 
 import argparse
@@ -27,12 +28,17 @@ from benchmarks import results
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument("--quick", action="store_true")
+  mode.add_argument("--smoke", action="store_true",
+                    help="a tiny model and few steps: the script runs end to end (the test)")
   parser.add_argument("--jit", action="store_true", help="XLA-compile the steps")
   parser.add_argument("--results_dir", default=None, help="default docs/results")
   args = parser.parse_args()
-  size, levels, steps, width, batch = (28, 2, 8, 128, 64) if not args.quick else (8, 2, 4, 32, 64)
-  rounds, per_round = (5, 10) if not args.quick else (5, 20)
+  mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+  size, levels, steps, width, batch = {"full": (28, 2, 8, 128, 64), "quick": (8, 2, 4, 32, 64),
+                                       "smoke": (8, 2, 1, 8, 8)}[mode]
+  rounds, per_round = {"full": (5, 10), "quick": (5, 20), "smoke": (2, 2)}[mode]
   flow = lf.build_flow((size, size, 1), architecture="glow", levels=levels,
                        steps_per_level=steps, hidden_channels=width, split="lc")
   rng = np.random.default_rng(0)
@@ -69,7 +75,7 @@ def main():
   rows = [{"step": k, "median s/step": med[k], "images/s": batch / med[k],
            "all rounds (s/step)": ", ".join(f"{t:.4f}" for t in v)} for k, v in times.items()]
   rows.append({"step": "overhead", "median s/step": f"{overhead:+.1f}%"})
-  name = "lc_overhead" + ("_quick" if args.quick else "") + ("_jit" if args.jit else "")
+  name = "lc_overhead" + ("" if mode == "full" else f"_{mode}") + ("_jit" if args.jit else "")
   print(results.write(
       name, results.command_line(), rows,
       ["step", "median s/step", "images/s", "all rounds (s/step)"],

@@ -20,6 +20,8 @@ later invocations, so the study can be extended one recipe or seed at a time.
 
   python benchmarks/noise_floor.py --recipes main,default          # 6 seeds + 3 twins each
   python benchmarks/noise_floor.py --recipes default --seeds 0,1 --perturb_seeds ""
+  python benchmarks/noise_floor.py --smoke --recipes default --seeds 0 --perturb_seeds ""
+                                       # the ablation's smoke size (K=1 width 8, 4 steps): tests
 """
 
 import argparse
@@ -61,9 +63,11 @@ def confidence_halfwidth(values):
   return T975.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n)
 
 
-def recipe_config(recipe, dataset, seed, perturbed):
-  """The run's TrainConfig fields: the ablation's, the default recipe, then `recipe`'s."""
-  sizes = {**ablation.SIZES[dataset], **ablation.default_recipe("glow"), **RECIPES[recipe]}
+def recipe_config(recipe, dataset, seed, perturbed, smoke=False):
+  """The run's TrainConfig fields: the ablation's (its smoke size with `smoke`), the default
+  recipe, then `recipe`'s."""
+  sizes = {**ablation.SIZES[dataset], **(ablation.SMOKE if smoke else {}),
+           **ablation.default_recipe("glow"), **RECIPES[recipe]}
   cfg = ablation.run_config(sizes, dataset, "glow", "static", False, seed)
   if perturbed:
     cfg.update(strategy="mirrored", cpu_replicas=2)
@@ -107,6 +111,9 @@ def main():
   parser.add_argument("--perturb_seeds", default="0,1,2",
                       help="seeds also trained on two replicas (empty: none)")
   parser.add_argument("--train_steps", type=int, default=None, help="override (smoke tests)")
+  parser.add_argument("--smoke", action="store_true",
+                      help="the ablation's smoke size (K=1, width 8, batch 16, 4 steps), the "
+                           "tests'; runs named *_smoke")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "noise_floor"))
   parser.add_argument("--name", default=None,
                       help="name of the runs' folders (default noise_floor[_dataset])")
@@ -134,14 +141,14 @@ def main():
     parser.error("--seeds must not be empty and --perturb_seeds must be a subset of it")
   results_dir = args.results_dir or results.RESULTS_DIR
   name = args.name or "noise_floor" + ("" if args.dataset == "fashion_mnist"
-                                       else f"_{args.dataset}")
+                                       else f"_{args.dataset}") + ("_smoke" * args.smoke)
   rows, per_run, dates, sizes = [], [], set(), {}
   for recipe in recipes:
     values, perturbed, raw, nonfinite = {}, {}, {}, 0
     for seed in seeds + [("twin", s) for s in twins]:
       twin = isinstance(seed, tuple)
       s = seed[1] if twin else seed
-      cfg = recipe_config(recipe, args.dataset, s, twin)
+      cfg = recipe_config(recipe, args.dataset, s, twin, smoke=args.smoke)
       if args.train_steps:
         cfg.update(train_steps=args.train_steps, checkpoint_every=args.train_steps,
                    warmup_steps=min(cfg["warmup_steps"], args.train_steps),

@@ -30,6 +30,7 @@ seed-0 runs under docs/results/figures/.
   python benchmarks/split_study.py --setting fashion32_l3
   python benchmarks/split_study.py --setting digits_l3
   python benchmarks/split_study.py --quick     # digits, Glow L=3 K=2 w32, 600 steps, seed 0
+  python benchmarks/split_study.py --smoke     # as --quick at K=1 w8, batch 16, 8 steps (tests)
 """
 
 import argparse
@@ -69,6 +70,9 @@ SETTINGS = {
 }
 QUICK = dict(steps_per_level=2, hidden_channels=32, train_steps=600, lc_pilot_steps=100,
              warmup_steps=100)
+# --smoke (the tests): --quick's setting with a tiny model and budget; results named *_smoke.
+SMOKE = dict(steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=8,
+             lc_pilot_steps=2, warmup_steps=2)
 TEMPERATURES = (0.7, 1.0)
 SAMPLE_QUALITY_SAMPLES = 10000
 
@@ -179,6 +183,8 @@ def main():
   parser.add_argument("--seeds", default=None, help="comma list; default 0..n-1 of the setting")
   parser.add_argument("--quick", action="store_true",
                       help="digits_l3 Glow at a smoke-test size (600 steps), seed 0")
+  parser.add_argument("--smoke", action="store_true",
+                      help="--quick at the tests' size: K=1, width 8, batch 16, 8 steps")
   parser.add_argument("--sample_quality_samples", type=int, default=SAMPLE_QUALITY_SAMPLES)
   parser.add_argument("--train_steps", type=int, default=None,
                       help="override (smoke tests): the pilots get a quarter each")
@@ -188,11 +194,13 @@ def main():
   args = parser.parse_args()
   if args.worker:
     return run_worker(args.worker)
+  suffix = "_smoke" if args.smoke else "_quick" if args.quick else ""
+  args.quick = args.quick or args.smoke
 
   from benchmarks import results  # pylint: disable=g-import-not-at-top
   results_dir = args.results_dir or results.RESULTS_DIR
   setting = SETTINGS["digits_l3" if args.quick else args.setting]
-  sizes = dict(setting["sizes"], **(QUICK if args.quick else {}))
+  sizes = dict(setting["sizes"], **(SMOKE if args.smoke else QUICK if args.quick else {}))
   if args.train_steps:
     sizes.update(train_steps=args.train_steps,
                  lc_pilot_steps=max(1, min(sizes["lc_pilot_steps"], args.train_steps // 4)),
@@ -208,7 +216,7 @@ def main():
   if "static" not in rows_asked:
     rows_asked.insert(0, "static")  # every comparison is paired with it
   setting_name = "digits_l3" if args.quick else args.setting
-  name = f"split_study_{setting_name}" + ("_quick" if args.quick else "")
+  name = f"split_study_{setting_name}{suffix}"
   workdir = os.path.join(args.workdir, name)
   extra = None
   if setting["sample_quality"] and not args.quick:

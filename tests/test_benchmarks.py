@@ -86,7 +86,9 @@ def load(results_dir, name):
 
 @pytest.mark.slow
 def test_scaling_smoke(tmp_path):
-  run_smoke("scaling.py", tmp_path)
+  # The main in this process (`run_main`): it times only a reference matmul; the configuration
+  # is built, timed and measured (peak RSS) in its own worker process, as in a real run.
+  run_main(scaling, tmp_path, "--smoke")
   record = load(tmp_path, "scaling_smoke")
   (row,) = record["rows"]
   assert row["image"] == "8x8x3" and row["K"] == 1 and row["finite loss"]
@@ -101,16 +103,17 @@ def test_scaling_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_ablation_tiny(tmp_path):
-  """ablation.py end to end on digits (Glow, static and lc: three runs of 4 steps, each its own
-  worker process), then lc_anatomy and heldout_spread on two of its runs, then the reuse of its
-  records. The scripts' `main`s run in this process (`run_main`); only the workers start
-  TensorFlow."""
-  args = ("--architectures", "glow", "--splits", "static,lc", "--seeds", "0", "--train_steps",
-          "4", "--workdir", str(tmp_path / "runs"))
+  """ablation.py end to end on digits at its smoke size (Glow K=1 width 8; static and lc: three
+  runs of 4 steps, each its own worker process), then lc_anatomy and heldout_spread on two of
+  its runs, then the reuse of its records. The scripts' `main`s run in this process
+  (`run_main`); only the workers start TensorFlow."""
+  args = ("--smoke", "--architectures", "glow", "--splits", "static,lc", "--seeds", "0",
+          "--train_steps", "4", "--workdir", str(tmp_path / "runs"))
   run_main(ablation, tmp_path, *args)
-  record = load(tmp_path, "ablation_digits_glow")  # a subset: named after it
-  assert record["command"] == ("python benchmarks/ablation.py --architectures glow --splits "
-                               f"static,lc --seeds 0 --train_steps 4 --workdir {tmp_path}/runs")
+  record = load(tmp_path, "ablation_digits_smoke_glow")  # a subset: named after it
+  assert record["command"] == ("python benchmarks/ablation.py --smoke --architectures glow "
+                               "--splits static,lc --seeds 0 --train_steps 4 --workdir "
+                               f"{tmp_path}/runs")
   rows = {r["split"]: r for r in record["rows"]}
   assert set(rows) == {"static", "lc", "lc+reinit"}
   for row in rows.values():
@@ -121,12 +124,12 @@ def test_ablation_tiny(tmp_path):
   assert "vs static" not in rows["static"]
   kept = [float(v) for v in rows["lc"]["kept as static"].split(", ")]
   assert len(kept) == 1 and 0.0 <= kept[0] <= 1.0  # L=2: one split point
-  with open(tmp_path / "ablation_digits_glow_runs.json") as f:
+  with open(tmp_path / "ablation_digits_smoke_glow_runs.json") as f:
     assert len(json.load(f)) == 3
   assert os.listdir(tmp_path / "figures")  # LC heatmaps of the seed-0 lc run
 
   # lc_anatomy on two of those runs (static pilot: one `model` row per run and junction)
-  runs = tmp_path / "runs" / "ablation_digits"
+  runs = tmp_path / "runs" / "ablation_digits_smoke"
   run_main(lc_anatomy, tmp_path, runs / "glow_static_seed0", runs / "glow_lc_seed0",
            "--max_images", "40")
   anatomy = load(tmp_path, "lc_anatomy")["rows"]
@@ -154,12 +157,13 @@ def test_ablation_tiny(tmp_path):
   # Every run left a record of its configuration and result. Another configuration is
   # retrained from scratch (its stale run folder removed); a rerun without run folders (a
   # fresh clone) reuses the records and trains nothing.
-  records = tmp_path / "ablation_runs" / "ablation_digits"
+  records = tmp_path / "ablation_runs" / "ablation_digits_smoke"
   assert sorted(os.listdir(records)) == ["glow_lc_reinit_seed0.json", "glow_lc_seed0.json",
                                          "glow_static_seed0.json"]
   with open(records / "glow_lc_reinit_seed0.json") as f:
     config = json.load(f)["config"]
   assert (config["split"], config["lc_reinit"], config["train_steps"]) == ("lc", True, 4)
+  assert (config["steps_per_level"], config["hidden_channels"]) == (1, 8)  # the smoke size
   # The retraining, with a stand-in worker (the real one trained the runs above): it gets the
   # new configuration in an emptied run folder, and its result replaces the stale record.
   with open(records / "glow_static_seed0.json") as f:
@@ -180,23 +184,24 @@ def test_ablation_tiny(tmp_path):
   with open(records / "glow_static_seed0.json") as f:
     assert json.load(f) == retrained
   shutil.rmtree(runs)
-  assert "training" not in run_main(ablation, tmp_path, *args[:2], "--splits", "lc",
-                                    *args[4:])
+  assert "training" not in run_main(ablation, tmp_path, *args[:3], "--splits", "lc",
+                                    *args[5:])
   def results_of(rows):
     return [(r["split"], r["per seed"], r["kept as static"]) for r in rows]
-  assert results_of(load(tmp_path, "ablation_digits_glow")["rows"]) == results_of(
+  assert results_of(load(tmp_path, "ablation_digits_smoke_glow")["rows"]) == results_of(
       r for r in record["rows"] if r["split"] != "static")
 
 
 @pytest.mark.slow
 def test_split_study_tiny_and_its_anatomy(tmp_path):
-  """The study's machinery end to end on digits (Glow L=3: two nosplit pilots), then
+  """The study's machinery end to end on digits (Glow L=3 at the smoke size, K=1 width 8: two
+  nosplit pilots), then
   lc_anatomy on its nosplit run: a row per pilot, whose kept order is the model's. The mains
   run in this process (`run_main`); the two training runs are split_study's worker processes."""
-  args = ("--quick", "--rows", "static,logdet@nosplit", "--train_steps", "8", "--workdir",
+  args = ("--smoke", "--rows", "static,logdet@nosplit", "--train_steps", "8", "--workdir",
           str(tmp_path / "runs"))
   run_main(split_study, tmp_path, *args)
-  record = load(tmp_path, "split_study_digits_l3_quick")
+  record = load(tmp_path, "split_study_digits_l3_smoke")
   rows = {r["row"]: r for r in record["rows"]}
   assert set(rows) == {"static", "logdet@nosplit"}
   assert rows["static"]["kept as static"] == "1.00, 1.00"  # two junctions
@@ -204,12 +209,13 @@ def test_split_study_tiny_and_its_anatomy(tmp_path):
   paired = rows["logdet@nosplit"]["paired"]
   assert paired["n"] == 1 and paired["low"] is None and paired["lower"] == int(diff < 0)
   assert paired["mean"] == pytest.approx(diff)
-  records = tmp_path / "split_study_runs" / "split_study_digits_l3_quick"
+  records = tmp_path / "split_study_runs" / "split_study_digits_l3_smoke"
   with open(records / "glow_logdet_at_nosplit_seed0.json") as f:
     config = json.load(f)["config"]
   assert (config["split"], config["lc_pilot"], config["lc_pilot_steps"], config["levels"]) == (
       "logdet", "nosplit", 2, 3)
-  run = tmp_path / "runs" / "split_study_digits_l3_quick" / "glow_logdet_at_nosplit_seed0"
+  assert (config["steps_per_level"], config["hidden_channels"]) == (1, 8)  # the smoke size
+  run = tmp_path / "runs" / "split_study_digits_l3_smoke" / "glow_logdet_at_nosplit_seed0"
   assert {"pilot_0", "pilot_1"} <= set(os.listdir(run))
   run_main(lc_anatomy, tmp_path, run, "--max_images", "40")
   anatomy = load(tmp_path, "lc_anatomy")["rows"]
@@ -270,9 +276,11 @@ def test_split_study_cropped_sampler():
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["lc_overhead.py", "export_latency.py"])
 def test_quick_benchmarks_write_results(tmp_path, script):
-  run_smoke(script, tmp_path, "--quick")
-  record = load(tmp_path, script.replace(".py", "_quick"))
-  assert record["command"] == f"python benchmarks/{script} --quick"
+  """The timing scripts end to end at their smoke size (the code of --quick and of the full
+  run, on a tiny model); in their own process, as they time it."""
+  run_smoke(script, tmp_path, "--smoke")
+  record = load(tmp_path, script.replace(".py", "_smoke"))
+  assert record["command"] == f"python benchmarks/{script} --smoke"
   assert record["machine"]["cores"] >= 1 and record["rows"]
 
 
@@ -617,22 +625,24 @@ def test_training_trace_smoke(tmp_path):
 def test_noise_floor_smoke_and_raw_weights(tmp_path):
   # One seed and no twin (a twin is the same worker on cpu_replicas=2, which the training
   # tests cover): each worker is a TensorFlow process.
-  args = ("--dataset", "digits", "--recipes", "default", "--seeds", "0", "--perturb_seeds", "",
-          "--train_steps", "2", "--workdir", str(tmp_path / "runs"), "--table", "subset")
+  # At the ablation's smoke size (K=1, width 8).
+  args = ("--smoke", "--dataset", "digits", "--recipes", "default", "--seeds", "0",
+          "--perturb_seeds", "", "--train_steps", "2", "--workdir", str(tmp_path / "runs"),
+          "--table", "subset")
   run_main(noise_floor, tmp_path, *args)  # in this process; its worker is a TF process
   (row,) = load(tmp_path, "subset")["rows"]
   assert os.path.isfile(tmp_path / "subset_runs.json")
   assert row["seeds"] == 1 and row["per twin (2 replicas)"] == ""
   assert len(row["raw weights per seed"].split(", ")) == 1  # the default recipe keeps averages
-  runs = tmp_path / "noise_floor_runs" / "noise_floor_digits"
+  runs = tmp_path / "noise_floor_runs" / "noise_floor_digits_smoke"
   assert os.listdir(runs) == ["default_seed0.json"]
   # A record from before the raw column: filled in from the run's checkpoint.
   path = str(runs / "default_seed0.json")
   with open(path) as f:
     record = json.load(f)
   expected = record["result"].pop("test_bits_per_dim_raw")
-  filled = noise_floor.with_raw(record, path, str(tmp_path / "runs" / "noise_floor_digits" /
-                                                  "default_seed0"))
+  filled = noise_floor.with_raw(record, path, str(tmp_path / "runs" /
+                                                  "noise_floor_digits_smoke" / "default_seed0"))
   assert filled["result"]["test_bits_per_dim_raw"] == pytest.approx(expected, abs=1e-6)
   with open(path) as f:
     assert json.load(f)["result"]["test_bits_per_dim_raw"] == pytest.approx(expected, abs=1e-6)
