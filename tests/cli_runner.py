@@ -11,12 +11,17 @@ child, so one command line's devices or state never reach another's.
 
 `Launcher` starts command lines one at a time in forks of such a process and hands each back
 like a `subprocess.Popen` (pid, poll, wait, kill): for tests that kill a run at chosen moments
-(tests/test_crash_safety.py) and restart it many times.
+(tests/test_crash_safety.py) and restart it many times. `Launcher()` without a script serves
+all of `SCRIPTS`: its process imports what they import (TensorFlow, absl, lcflow_tf), and each
+child imports the script of its command line, so one test can run train.py, then eval.py,
+with one start-up (the scripts' flags cannot be defined in one process together).
 
 Run as a script by `run_many` and `Launcher` only: `python tests/cli_runner.py REQUEST.json
-RESULTS.json`, `python tests/cli_runner.py --serve SCRIPT`.
+RESULTS.json`, `python tests/cli_runner.py --serve SCRIPT|-`.
 """
 
+import ast
+import importlib
 import importlib.util
 import json
 import os
@@ -28,6 +33,7 @@ import tempfile
 import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ("train.py", "eval.py", "export.py")
 
 
 def command(*args, cwd=REPO, env=None, timeout=300):
@@ -71,27 +77,53 @@ def run_many(script, commands, parallel=1, timeout=1800):
 
 
 class Launcher:
-  """Runs command lines of `script` (relative to the repository) one at a time, each in a fork of
-  one process that imported the script once; `close` ends that process."""
+  """Runs command lines of `script` (relative to the repository; None: any of `SCRIPTS`, named
+  per `start`) one at a time, each in a fork of one process that imported the script (None:
+  the scripts' imports) once; `close` ends that process."""
 
-  def __init__(self, script):
+  def __init__(self, script=None):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.update({"PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    self._script = script
     self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, os.path.abspath(__file__), "--serve", script], cwd=REPO, env=env,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # unbuffered: select works
+        [sys.executable, os.path.abspath(__file__), "--serve", script or "-"], cwd=REPO,
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        bufsize=0)  # unbuffered: select works
     if self._proc.stdout.readline() != b"ready\n":
-      raise RuntimeError(f"cli_runner could not import {script} (its stderr is above)")
+      raise RuntimeError(f"cli_runner could not import {script or SCRIPTS} (its stderr is "
+                         "above)")
     self.running = None
 
-  def start(self, args, log_path, cwd=REPO, env=None):
-    """Starts `script args` in `cwd` with `env` added, stdout and stderr to `log_path`."""
+  def start(self, args, log_path, cwd=REPO, env=None, script=None, err_path=None):
+    """Starts `script args` in `cwd` with `env` added, stdout to `log_path`, stderr there too
+    or to `err_path`; `script` only for a `Launcher()` (which needs it)."""
     assert self.running is None or self.running.poll() is not None, "one at a time"
-    cmd = dict(command(*args, cwd=cwd, env=env, timeout=0), log=str(log_path))
-    open(log_path, "w").close()  # pylint: disable=consider-using-with  (there when we return)
+    assert (script is None) != (self._script is None), "the script: in Launcher() or start()"
+    assert script is None or script in SCRIPTS, script
+    cmd = dict(command(*args, cwd=cwd, env=env, timeout=0), log=str(log_path),
+               err=str(err_path or log_path), script=script)
+    for path in {log_path, err_path or log_path}:  # there when we return
+      open(path, "w").close()  # pylint: disable=consider-using-with
     self._proc.stdin.write((json.dumps(cmd) + "\n").encode())
     self.running = Launched(self._proc.stdout, int(self._proc.stdout.readline()))
     return self.running
+
+  def run(self, *args, script=None, cwd=REPO, env=None, timeout=300):
+    """`script args` (`start`) to its end, like `subprocess.run(..., capture_output=True,
+    text=True, timeout=timeout)`: a `subprocess.CompletedProcess` with its return code, stdout
+    and stderr (`subprocess.TimeoutExpired` after `timeout` s, the run killed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+      out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+      launched = self.start(args, out, cwd=cwd, env=env, script=script, err_path=err)
+      try:
+        code = launched.wait(timeout=timeout)
+      except subprocess.TimeoutExpired:
+        launched.kill()
+        launched.wait()
+        raise
+      with open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
+        return subprocess.CompletedProcess([script or self._script, *args], code, f_out.read(),
+                                           f_err.read())
 
   def close(self):
     if self.running is not None and self.running.poll() is None:
@@ -136,7 +168,8 @@ def _load_script(path):
 
 
 def _child(module, path, cmd, out, err):
-  """In the fork: runs one command line and exits with its status (never returns)."""
+  """In the fork: runs one command line and exits with its status (never returns); imports
+  the script at `path` first when `module` is None."""
   code = 1
   try:
     os.chdir(cmd["cwd"])
@@ -154,6 +187,7 @@ def _child(module, path, cmd, out, err):
     sys.argv = [path, *cmd["args"]]
     from absl import app  # pylint: disable=g-import-not-at-top
     try:
+      module = module or _load_script(path)
       app.run(module.main)  # ends with sys.exit(main(argv))
       code = 0
     except SystemExit as e:
@@ -195,20 +229,43 @@ def _serve(request_path, results_path):
     json.dump(results, f)
 
 
+def _import_what_scripts_import():
+  """Imports every module that `SCRIPTS` import (not the scripts: their flags would clash)."""
+  for script in SCRIPTS:
+    with open(os.path.join(REPO, script)) as f:
+      tree = ast.parse(f.read())
+    for node in tree.body:
+      if isinstance(node, ast.Import):
+        for alias in node.names:
+          importlib.import_module(alias.name)
+      elif isinstance(node, ast.ImportFrom):
+        module = importlib.import_module(node.module)
+        for alias in node.names:  # `from package import module`
+          if not hasattr(module, alias.name):
+            importlib.import_module(f"{node.module}.{alias.name}")
+
+
 def _serve_one_at_a_time(script):
-  """`Launcher`'s process: per request line, forks a child, answers its pid, then its exit code."""
-  path = os.path.join(REPO, script)
-  module = _load_script(path)
+  """`Launcher`'s process: per request line, forks a child, answers its pid, then its exit code.
+
+  `script` "-": the scripts' imports now, each child's script (`cmd["script"]`) in the child.
+  """
+  if script == "-":
+    _import_what_scripts_import()
+    module = None
+  else:
+    module = _load_script(os.path.join(REPO, script))
   channel = os.fdopen(os.dup(1), "w")
   os.dup2(2, 1)  # whatever else prints goes to stderr
   channel.write("ready\n")
   channel.flush()
   for line in sys.stdin:
     cmd = json.loads(line)
+    path = os.path.join(REPO, cmd["script"] or script)
     pid = os.fork()
     if pid == 0:
       channel.close()
-      _child(module, path, cmd, cmd["log"], cmd["log"])
+      _child(module, path, cmd, cmd["log"], cmd["err"])
     channel.write(f"{pid}\n")
     channel.flush()
     _, status = os.waitpid(pid, 0)

@@ -1,14 +1,13 @@
-"""train.py and eval.py as a user runs them (subprocesses, tiny models).
+"""train.py and eval.py as a user runs them (tiny models).
 
-The bad-flag cases share one process per script (`tests/cli_runner.py`: the script and
-TensorFlow imported once, a fork per command line)."""
+Every command line runs in a fork of a process that imported the scripts' modules and
+TensorFlow once (`tests/cli_runner.py`; TensorFlow's runtime starts in each fork); the
+bad-flag cases share one such process per script."""
 
 import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from lcflow_tf import config as config_lib
 from lcflow_tf import training
 from tests import cli_runner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
               "--images_every=2", "--lc_pilot=static"]
@@ -27,10 +25,15 @@ TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--bat
 _TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before)")
 
 
-def run(script, *args, timeout=300):
-  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(name="run")
+def run_fixture():
+  """run(script, *args): `python script args` as a user runs it, to its end; a
+  `subprocess.CompletedProcess`. Each run is a fork of one process that imported what the
+  scripts import (`cli_runner.Launcher()`): one TensorFlow start-up for the test, not one
+  per run."""
+  launcher = cli_runner.Launcher()
+  yield lambda script, *args, timeout=300: launcher.run(*args, script=script, timeout=timeout)
+  launcher.close()
 
 
 def user_lines(stderr):
@@ -45,7 +48,7 @@ def checkpoint_value(path, name):
 ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-def test_train_resume_then_eval(tmp_path):
+def test_train_resume_then_eval(tmp_path, run):
   model_dir = str(tmp_path / "run")
   first = run("train.py", f"--model_dir={model_dir}", "--train_steps=4", "--noeval_at_end",
               "--lr_schedule=linear", "--ema_decay=0.99", *TINY_FLAGS)

@@ -1,28 +1,31 @@
 """export.py and train.py --export_dir/--export_version: a tiny run exported as a SavedModel."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lcflow_tf import averaging
 from lcflow_tf import evaluation
+from tests import cli_runner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
               "--images_every=100", "--train_steps=4", "--noeval_at_end"]
 
 
-def run(script, *args, timeout=300):
-  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(name="run")
+def run_fixture():
+  """run(script, *args): `python script args` to its end, a `subprocess.CompletedProcess`; each
+  run a fork of one process that imported the scripts' modules and TensorFlow
+  (`cli_runner.Launcher()`): one start-up for train.py and export.py."""
+  launcher = cli_runner.Launcher()
+  yield lambda script, *args, timeout=300: launcher.run(*args, script=script, timeout=timeout)
+  launcher.close()
 
 
-def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path):
+def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, run):
   model_dir, base, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
   at_end = base / "5"  # TensorFlow Serving's layout: model base path / version
   trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={base}",
