@@ -87,18 +87,26 @@ def constructed_images(n, seed=0):
 
 
 def train_collecting(flow, x, steps=20):
-  """Adam steps on 64-image batches of `x`, folding each step's LC sums into the statistics."""
+  """Adam steps on 64-image batches of `x`, folding each step's LC sums into the statistics.
+
+  The step is a `tf.function`, traced once: the same updates as eager steps, in half the time
+  (the module fixture: 40 s eager, 21 s traced, at nice 19 on two busy cores)."""
   import keras  # pylint: disable=g-import-not-at-top
   flow.initialize(x)
   opt = keras.optimizers.Adam(1e-3)
   variables = flow.trainable_variables
-  for i in range(steps):
-    batch = x[(i % 4) * 64:(i % 4 + 1) * 64]
+  opt.build(variables)
+
+  @tf.function
+  def step(batch):
     with tf.GradientTape() as tape:
       log_prob, sums = flow.log_prob_and_lc_batch(batch)
       loss = -tf.reduce_mean(log_prob)
     opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    flow.lc_statistics.update(sums)
+    return sums
+
+  for i in range(steps):
+    flow.lc_statistics.update(step(tf.constant(x[(i % 4) * 64:(i % 4 + 1) * 64])))
 
 
 KNOWN_ANSWERS = [("lc", 0), ("lc_reverse", 1), ("logdet", 0), ("logdet_reverse", 1)]
