@@ -136,7 +136,9 @@ flags.DEFINE_float("ema_decay", _D.ema_decay,
                    "averaging off. Evaluation, sample grids and export use the averages. May "
                    "change on resume; default when resuming: the run's own.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of the weights, the data order and the "
-                     "dequantisation noise.")
+                     "dequantisation noise (the latter two: unless --data_seed is given).")
+flags.DEFINE_integer("data_seed", _D.data_seed, "Seed of the data order and the dequantisation "
+                     "noise alone (default: --seed), e.g. to vary them with the weights fixed.")
 flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Shuffle buffer (images).")
 # runtime
 flags.DEFINE_string("strategy", _D.strategy,

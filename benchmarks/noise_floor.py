@@ -13,7 +13,8 @@ Recipes (`RECIPES`): `main` is the library before issue 13 (constant learning ra
 warm-up, no weight averaging, unbounded couplings and split prior, He-normal conditioner
 initialisation, gradients clipped at 1000); `default` is the library now (whatever
 `TrainConfig` defaults to); `clip_1000` is the default with the clipping of before
-2026-11-30 (the first recipe of issue 13); the others vary one part of the default.
+2026-11-30 (the first recipe of issue 13); the others vary one part of the default; `dataK`
+keeps the data of seed K (`TrainConfig.data_seed`) while the seed moves the weights.
 
 Every finished run leaves a record under docs/results/noise_floor_runs/ (committed), reused by
 later invocations, so the study can be extended one recipe or seed at a time.
@@ -49,6 +50,10 @@ RECIPES = {
     "ema_0.995": dict(ema_decay=0.995),
     "unbounded": dict(UNBOUNDED),
     "he_normal": dict(network_init="he_normal"),
+    # The default with the data order and dequantisation noise of seed k whatever `--seeds`
+    # says: `--recipes data1 --seeds 3` is seed 3's initial weights on seed 1's data. Over
+    # several seeds, the spread of the weights alone (ActNorm's data initialisation aside).
+    **{f"data{k}": dict(data_seed=k) for k in range(6)},
 }
 # Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,

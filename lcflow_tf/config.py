@@ -99,6 +99,9 @@ class TrainConfig:
   lr_min_ratio: float = schedules.DEFAULT_MIN_RATIO
   ema_decay: float = 0.999
   seed: int = 0
+  # The data order and dequantisation noise alone (None: `seed`), so that the two sources of
+  # seed-to-seed spread can be varied one at a time (docs/benchmarks.md, noise floor).
+  data_seed: int | None = None
   shuffle_buffer: int = 10000
   # runtime (may change on resume)
   strategy: str = "auto"
@@ -134,6 +137,8 @@ class TrainConfig:
     checks.check_int("seed", self.seed, 0)
     if self.model.seed != self.seed:  # the run's one seed seeds the model too
       object.__setattr__(self, "model", dataclasses.replace(self.model, seed=self.seed))
+    if self.data_seed is not None:
+      checks.check_int("data_seed", self.data_seed, 0)
     checks.check_int("shuffle_buffer", self.shuffle_buffer, 1)
     checks.check_choice("strategy", self.strategy, distribute.STRATEGIES)
     checks.check_int("cpu_replicas", self.cpu_replicas, 1)
@@ -208,6 +213,11 @@ class TrainConfig:
     model = dataclasses.replace(self.model, split="static", pilot_junction=junction)
     return dataclasses.replace(self, model=model, ema_decay=0.0, lc_reinit=False,
                                static_pilots=False)
+
+  @property
+  def stream_seed(self):
+    """Seed of the training stream (order and dequantisation noise): `data_seed`, else `seed`."""
+    return self.seed if self.data_seed is None else self.data_seed
 
   def flow_config(self, image_shape):
     """The `FlowConfig` of this run for images of `image_shape` (validates divisibility)."""

@@ -91,8 +91,8 @@ def seed_initializers(seed):
   """Seeds Keras's weight initialisers (and Python's and NumPy's RNGs) with `seed`.
 
   TensorFlow's global seed is left unset: `tf.data` mixes it into the shuffling seeds, and
-  the training stream must depend on `config.seed` only (so a resumed run, or any process,
-  sees the same batches).
+  the training stream must depend on `config.stream_seed` only (so a resumed run, or any
+  process, sees the same batches).
   """
   keras.utils.set_random_seed(seed)
   tf.random.set_seed(None)
@@ -304,7 +304,8 @@ class Trainer:
   def _stream(self, batch_size, start_step):
     """The training stream in batches of `batch_size` from batch `start_step` on."""
     c = self.config
-    return data.make_train_pipeline(self.dataset.train(), batch_size, self.num_bins, c.seed,
+    return data.make_train_pipeline(self.dataset.train(), batch_size, self.num_bins,
+                                    c.stream_seed,
                                     shuffle_buffer=c.shuffle_buffer, start_step=start_step,
                                     dataset_size=self.dataset.num_train)
 

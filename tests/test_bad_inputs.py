@@ -161,6 +161,8 @@ CASES = [
     # train.py: flags
     Case("train-batch-size-zero", TRAIN, cli("--model_dir={sb}/run", "--batch_size=0"),
          r"^batch_size must be an integer >= 1, got 0\.$"),
+    Case("train-data-seed-negative", TRAIN, cli("--model_dir={sb}/run", "--data_seed=-1"),
+         r"^data_seed must be an integer >= 0, got -1\.$"),
     Case("train-unknown-split", TRAIN, cli("--model_dir={sb}/run", "--split=best"),
          r"^split must be one of \['static', 'random', 'lc', 'lc_reverse', 'logdet', "
          r"'logdet_reverse', 'variance'\], "

@@ -700,6 +700,43 @@ def test_train_config_validation():
   assert config.differences(tiny(seed=3)) == [("seed", 0, 3)]
 
 
+def test_data_seed_varies_the_stream_alone_and_seed_the_weights(digits, tmp_path):
+  """`data_seed` moves the batches (order and noise) and not the initial weights; with it
+  fixed, `seed` moves the weights and not the batches; None is `seed`. (The ActNorms are
+  initialised from the first batch, i.e. by the data: they are left out of the weights.)"""
+
+  def build(name, **overrides):
+    trainer = training.Trainer(tiny(split="static", lc_pilot_steps=0, **overrides),
+                               str(tmp_path / name), dataset=digits)
+    weights = [v for v in trainer.flow.trainable_variables if "actnorm" not in v.name]
+    return trainer.global_batch(3).numpy(), values(weights)
+
+  batch, weights = build("default")
+  same_batch, same_weights = build("explicit", data_seed=0)
+  other_batch, kept_weights = build("data", data_seed=5)
+  kept_batch, other_weights = build("weights", seed=5, data_seed=0)
+  np.testing.assert_array_equal(same_batch, batch)
+  assert_all_close(same_weights, weights, rtol=0, atol=0)
+  assert not np.array_equal(other_batch, batch)
+  assert_all_close(kept_weights, weights, rtol=0, atol=0)
+  np.testing.assert_array_equal(kept_batch, batch)
+  assert any(not np.array_equal(a, b) for a, b in zip(other_weights, weights))
+
+
+def test_data_seed_config_rules(tmp_path):
+  assert tiny().stream_seed == 0 and tiny(seed=4).stream_seed == 4
+  assert tiny(seed=4, data_seed=2).stream_seed == 2
+  with pytest.raises(ValueError, match=r"data_seed must be an integer >= 0, got -1"):
+    tiny(data_seed=-1)
+  config = tiny(data_seed=7)
+  assert config_lib.TrainConfig.from_dict(config.to_dict()) == config
+  assert tiny().differences(config) == [("data_seed", None, 7)]  # not resumable with another
+  # a config.json written before data_seed existed loads with None (the stream of `seed`)
+  saved = config.to_dict()
+  del saved["data_seed"]
+  assert config_lib.TrainConfig.from_dict(saved).data_seed is None
+
+
 def test_train_config_holds_a_flow_config():
   """One model field list (FlowConfig, the papers' defaults), the CPU defaults stated once; the
   flat names of train.py's flags and of the config.json format before 2026-12 map onto it."""
