@@ -128,7 +128,8 @@ def references(found, path=REFERENCES):
       continue
     gap = tfp["evaluation"]["bpd_all"] - ours["evaluation"]["bpd_all"]
     speed = _train_rate(ours) / _train_rate(tfp)
-    bits = (f"ours {gap:+.3f} bits/dim below TFP (target >= {targets['bpd_below_tfp']:g}: "
+    bits = (f"ours {abs(gap):.3f} bits/dim {'below' if gap >= 0 else 'above'} TFP (target "
+            f">= {targets['bpd_below_tfp']:g} below: "
             f"{'met' if gap >= targets['bpd_below_tfp'] else 'missed'})" if math.isfinite(gap)
             else f"no bits/dim comparison (not finite: TFP "
                  f"{tfp['evaluation']['bpd_all']:.4f}, ours {ours['evaluation']['bpd_all']:.4f}; "

@@ -488,7 +488,12 @@ def test_peer_targets_line_when_tfp_diverged(tmp_path):
   tfp["evaluation"] = {"bpd_all": 4.0}
   (line,) = peer_report.references([("best", "ours", {"result": ours}),
                                     ("best", "tfp", {"result": tfp})], path=str(refs))
-  assert line.startswith("best: ours +0.200 bits/dim below TFP (target >= 0.1: met), training")
+  assert line.startswith("best: ours 0.200 bits/dim below TFP (target >= 0.1 below: met), "
+                         "training")
+  tfp["evaluation"] = {"bpd_all": 3.7}
+  (line,) = peer_report.references([("best", "ours", {"result": ours}),
+                                    ("best", "tfp", {"result": tfp})], path=str(refs))
+  assert line.startswith("best: ours 0.100 bits/dim above TFP (target >= 0.1 below: missed)")
 
 
 def test_round_trip_summary_counts_images_over_the_tolerance():
