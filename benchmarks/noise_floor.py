@@ -54,6 +54,9 @@ RECIPES = {
     # says: `--recipes data1 --seeds 3` is seed 3's initial weights on seed 1's data. Over
     # several seeds, the spread of the weights alone (ActNorm's data initialisation aside).
     **{f"data{k}": dict(data_seed=k) for k in range(6)},
+    # Glow's LU 1x1 convolution fixes a permutation P and the signs of U's diagonal at
+    # initialisation (from the seed; never trained); the plain matrix has no such fixed choice.
+    "conv_matrix": dict(conv1x1="matrix"),
 }
 # Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
