@@ -1,8 +1,8 @@
 """Test set-up shared by every test module.
 
 The process gets two logical CPU devices before TensorFlow initialises, so tests can compare
-MirroredStrategy over 2 replicas with a single device. Shared fixture: `digits`, the embedded
-scikit-learn digits dataset, loaded once per session.
+MirroredStrategy over 2 replicas with a single device. Shared fixtures: `digits`, the embedded
+scikit-learn digits dataset, loaded once per session; `run_script`, the CLIs run to their end.
 """
 
 import os
@@ -23,3 +23,15 @@ def digits():
   """The embedded digits `ImageDataset` (lcflow_tf.data), shared by the test modules."""
   from lcflow_tf import data  # pylint: disable=g-import-not-at-top
   return data.load_dataset("digits")
+
+
+@pytest.fixture
+def run_script():
+  """run_script(script, *args): `python script args` as a user runs it, to its end; a
+  `subprocess.CompletedProcess`. Each run is a fork of one process that imported what the
+  scripts import (`tests/cli_runner.Launcher()`): one TensorFlow start-up per test, not one
+  per run."""
+  from tests import cli_runner  # pylint: disable=g-import-not-at-top
+  launcher = cli_runner.Launcher()
+  yield lambda script, *args, timeout=300: launcher.run(*args, script=script, timeout=timeout)
+  launcher.close()

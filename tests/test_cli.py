@@ -1,8 +1,8 @@
 """train.py and eval.py as a user runs them (tiny models).
 
 Every command line runs in a fork of a process that imported the scripts' modules and
-TensorFlow once (`tests/cli_runner.py`; TensorFlow's runtime starts in each fork); the
-bad-flag cases share one such process per script."""
+TensorFlow once (`tests/cli_runner.py`; TensorFlow's runtime starts in each fork; the
+`run_script` fixture of conftest.py); the bad-flag cases share one such process per script."""
 
 import json
 import math
@@ -25,17 +25,6 @@ TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--bat
 _TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before)")
 
 
-@pytest.fixture(name="run")
-def run_fixture():
-  """run(script, *args): `python script args` as a user runs it, to its end; a
-  `subprocess.CompletedProcess`. Each run is a fork of one process that imported what the
-  scripts import (`cli_runner.Launcher()`): one TensorFlow start-up for the test, not one
-  per run."""
-  launcher = cli_runner.Launcher()
-  yield lambda script, *args, timeout=300: launcher.run(*args, script=script, timeout=timeout)
-  launcher.close()
-
-
 def user_lines(stderr):
   """stderr without TensorFlow's C++ start-up log lines."""
   return [line for line in stderr.splitlines() if line.strip() and not _TF_LOG_LINE.match(line)]
@@ -48,10 +37,10 @@ def checkpoint_value(path, name):
 ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-def test_train_resume_then_eval(tmp_path, run):
+def test_train_resume_then_eval(tmp_path, run_script):
   model_dir = str(tmp_path / "run")
-  first = run("train.py", f"--model_dir={model_dir}", "--train_steps=4", "--noeval_at_end",
-              "--lr_schedule=linear", "--ema_decay=0.99", *TINY_FLAGS)
+  first = run_script("train.py", f"--model_dir={model_dir}", "--train_steps=4",
+                     "--noeval_at_end", "--lr_schedule=linear", "--ema_decay=0.99", *TINY_FLAGS)
   assert first.returncode == 0, first.stderr[-3000:]
   assert "Traceback" not in first.stderr
   assert re.search(r"step 4/4 +train [\d.]+ bits/dim +\d+ images/s +lr [\d.e+-]+ .*ETA 0:00:00",
@@ -72,7 +61,7 @@ def test_train_resume_then_eval(tmp_path, run):
   assert np.any(checkpoint_value(ckpt4, slot))
   del trainer
 
-  second = run("train.py", f"--model_dir={model_dir}", "--train_steps=6", *TINY_FLAGS)
+  second = run_script("train.py", f"--model_dir={model_dir}", "--train_steps=6", *TINY_FLAGS)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Resuming from step 4" in second.stderr
   assert "step 5/6" not in second.stderr and re.search(r"step 6/6 ", second.stderr)
@@ -97,10 +86,11 @@ def test_train_resume_then_eval(tmp_path, run):
           ("samples/temperature_0.7", "images"), ("lc/heatmaps", "images")} <= tags
 
   out_dir, classifier_dir = str(tmp_path / "eval"), str(tmp_path / "classifier")
-  evaluated = run("eval.py", f"--model_dir={model_dir}", f"--output_dir={out_dir}",
-                  "--dequant_samples=2", "--temperatures=0,0.7,1", "--num_samples=16",
-                  "--sample_quality", "--sample_quality_samples=40", "--classifier_steps=20",
-                  f"--classifier_dir={classifier_dir}", "--weights=raw")
+  evaluated = run_script("eval.py", f"--model_dir={model_dir}", f"--output_dir={out_dir}",
+                         "--dequant_samples=2", "--temperatures=0,0.7,1", "--num_samples=16",
+                         "--sample_quality", "--sample_quality_samples=40",
+                         "--classifier_steps=20", f"--classifier_dir={classifier_dir}",
+                         "--weights=raw")
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   assert "Traceback" not in evaluated.stderr
   with open(os.path.join(out_dir, "results.json")) as f:

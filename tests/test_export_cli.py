@@ -3,33 +3,21 @@
 import os
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from lcflow_tf import averaging
 from lcflow_tf import evaluation
-from tests import cli_runner
 
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
               "--images_every=100", "--train_steps=4", "--noeval_at_end"]
 
 
-@pytest.fixture(name="run")
-def run_fixture():
-  """run(script, *args): `python script args` to its end, a `subprocess.CompletedProcess`; each
-  run a fork of one process that imported the scripts' modules and TensorFlow
-  (`cli_runner.Launcher()`): one start-up for train.py and export.py."""
-  launcher = cli_runner.Launcher()
-  yield lambda script, *args, timeout=300: launcher.run(*args, script=script, timeout=timeout)
-  launcher.close()
-
-
-def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, run):
+def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, run_script):
   model_dir, base, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
   at_end = base / "5"  # TensorFlow Serving's layout: model base path / version
-  trained = run("train.py", f"--model_dir={model_dir}", f"--export_dir={base}",
-                "--export_version=5", *TINY_FLAGS)
+  trained = run_script("train.py", f"--model_dir={model_dir}", f"--export_dir={base}",
+                       "--export_version=5", *TINY_FLAGS)
   assert trained.returncode == 0, trained.stderr[-3000:]
   assert "Traceback" not in trained.stderr
   assert f"SavedModel (step 4): {at_end}" in trained.stdout
@@ -37,8 +25,8 @@ def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, r
 
   later.mkdir()  # an older export there: replaced with --overwrite
   (later / "old.txt").write_text("old")
-  exported = run("export.py", f"--model_dir={model_dir}", f"--export_dir={later}",
-                 f"--checkpoint={model_dir}/ckpt-2", "--overwrite", "--weights=raw")
+  exported = run_script("export.py", f"--model_dir={model_dir}", f"--export_dir={later}",
+                        f"--checkpoint={model_dir}/ckpt-2", "--overwrite", "--weights=raw")
   assert exported.returncode == 0, exported.stderr[-3000:]
   assert "Traceback" not in exported.stderr
   assert f"exported step 2 ({model_dir}/ckpt-2) to {later}" in exported.stdout
