@@ -107,7 +107,7 @@ def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=
     (importance-weighted K-sample bound), `num_images`, `dequant_samples`, and
     `per_image` [N] (each image's mean over the passes, numpy).
   """
-  log_prob = tf.function(flow.log_prob)
+  log_prob = tf.function(flow.log_prob, autograph=False)
   passes = []
   for k in range(dequant_samples):
     values = [log_prob(x).numpy()

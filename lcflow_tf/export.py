@@ -86,13 +86,14 @@ class _Serving(tf.Module):
                                                  num_bins)):
         return (tf.cast(images, dtype) + 0.5) / float(num_bins)
 
-    @tf.function(input_signature=[image_spec])
+    @tf.function(autograph=False, input_signature=[image_spec])
     def log_prob(images):
       lp = tf.cast(flow.log_prob(to_model_space(images)), tf.float32)
       return {"log_prob": lp,
               "bits_per_dim": flows.log_prob_to_bits_per_dim(lp, flow.image_shape, num_bins)}
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num"),
+    @tf.function(autograph=False,
+                 input_signature=[tf.TensorSpec([], tf.int32, name="num"),
                                   tf.TensorSpec([], tf.float32, name="temperature"),
                                   tf.TensorSpec([], tf.int64, name="seed")])
     def sample(num, temperature, seed):
@@ -105,11 +106,11 @@ class _Serving(tf.Module):
                                      dtype=dtype)
       return {"images": _to_images(flow.decode(z * tf.cast(temperature, dtype)), num_bins)}
 
-    @tf.function(input_signature=[image_spec])
+    @tf.function(autograph=False, input_signature=[image_spec])
     def encode(images):
       return {"latent": tf.cast(flow.encode(to_model_space(images)), tf.float32)}
 
-    @tf.function(input_signature=[latent_spec])
+    @tf.function(autograph=False, input_signature=[latent_spec])
     def decode(latent):
       with tf.control_dependencies([_check_shape(latent, self.image_shape, flow.image_shape,
                                                  "latent")]):

@@ -175,8 +175,9 @@ class FeatureClassifier:
     self.info = info
     self.image_shape = tuple(info["image_shape"])
     self.num_bins = int(info["num_bins"])
-    self._apply_fn = tf.function(lambda x: model(x, training=False), input_signature=[
-        tf.TensorSpec((None,) + self.image_shape, tf.float32)])
+    self._apply_fn = tf.function(
+        lambda x: model(x, training=False), autograph=False,
+        input_signature=[tf.TensorSpec((None,) + self.image_shape, tf.float32)])
 
   @property
   def test_accuracy(self):

@@ -216,8 +216,8 @@ class Trainer:
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
                             if self.is_chief else tf.summary.create_noop_writer())
     self._step_fns = {}
-    self._compute_fn = (tf.function(self._loss_and_grads, jit_compile=True) if config.jit
-                        else self._loss_and_grads)
+    self._compute_fn = (tf.function(self._loss_and_grads, jit_compile=True, autograph=False)
+                        if config.jit else self._loss_and_grads)
 
   # --- set-up --------------------------------------------------------------------------------
   def _check_hardware(self):
@@ -353,7 +353,10 @@ class Trainer:
     def update(var, grad, lr):
       return optimizer.update_step(grad, var, lr)
 
-    @tf.function
+    # Traced without AutoGraph (like every graph function of the library): the step and the
+    # flow have no tensor-dependent Python control flow (the skip is an explicit tf.cond), and
+    # AutoGraph's conversion of the whole flow's source is skipped at every trace.
+    @tf.function(autograph=False)
     def step_fn(dist_x):
       loss, grads, norm, finite, sums = strategy.run(self._replica_step, args=(dist_x, collect))
       loss, norm, finite = first(loss), first(norm), first(finite)

@@ -1,5 +1,11 @@
 """Test set-up shared by every test module.
 
+Two tiers: `pytest -q` runs the default suite (README's test command, meant to stay under 8
+minutes on 2 CPU cores); tests marked `slow` (end-to-end runs of the benchmark scripts, the
+SIGKILL crash-safety loop, the worked examples that train) are deselected unless `--slow` is
+given: `pytest -q --slow -m slow` runs only them, `pytest -q --slow` everything. .ci/run runs
+both tiers.
+
 The process gets two logical CPU devices before TensorFlow initialises, so tests can compare
 MirroredStrategy over 2 replicas with a single device. Shared fixtures: `digits`, the embedded
 scikit-learn digits dataset, loaded once per session; `run_script`, the CLIs run to their end.
@@ -16,6 +22,20 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+
+def pytest_addoption(parser):
+  parser.addoption("--slow", action="store_true",
+                   help="also run the tests marked slow (deselected by default)")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--slow"):
+    return
+  slow = [item for item in items if item.get_closest_marker("slow")]
+  if slow:
+    config.hook.pytest_deselected(items=slow)
+    items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ def checkpoint_value(path, name):
 ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+@pytest.mark.slow
 def test_train_resume_then_eval(tmp_path, run_script):
   model_dir = str(tmp_path / "run")
   first = run_script("train.py", f"--model_dir={model_dir}", "--train_steps=4",

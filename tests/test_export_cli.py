@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lcflow_tf import averaging
@@ -13,6 +14,7 @@ TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--bat
               "--images_every=100", "--train_steps=4", "--noeval_at_end"]
 
 
+@pytest.mark.slow
 def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, run_script):
   model_dir, base, later = tmp_path / "run", tmp_path / "at_end", tmp_path / "exported"
   at_end = base / "5"  # TensorFlow Serving's layout: model base path / version

@@ -96,7 +96,17 @@ FLOW_CASES = [
 FLOW_IDS = [c.name for c in FLOW_CASES]
 
 
-@pytest.mark.parametrize("case", FLOW_CASES, ids=FLOW_IDS)
+# The slowest variants run in the slow tier (`pytest --slow`); each architecture keeps a case
+# in the default tier.
+SLOW_FLOW_CASES = ("realnvp-L3-conditional-sigmoid-random-split", "realnvp-K1")
+
+
+def tiered(cases):
+  return [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.name in SLOW_FLOW_CASES
+                       else []) for c in cases]
+
+
+@pytest.mark.parametrize("case", tiered(FLOW_CASES))
 def test_flow_bijector_contract_float64(case):
   bijector = contract.run_float64_contract(case)
   # the perturbed networks are active: the log-det depends on the input (with zero last
@@ -113,7 +123,7 @@ COMPILED_FLOW_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", COMPILED_FLOW_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", tiered(COMPILED_FLOW_CASES))
 def test_flow_bijector_contract_float32_modes(case):
   contract.run_float32_modes(case)
 
@@ -411,6 +421,7 @@ def test_checkpoint_restore_is_bit_for_bit_without_reinitialisation(architecture
     np.testing.assert_array_equal(a.loc.numpy(), loc)
 
 
+@pytest.mark.slow
 def test_short_fit_lowers_bits_per_dim():
   """Tiny Glow (L=2, K=2, hidden 32) on digits: 300 Adam steps (lr 1e-3, batch 64) take more
   than 1.2 bits/dim off the held-out bits/dim and end well below the uniform model's

@@ -76,6 +76,7 @@ def wait_for(procs, tmp_path, deadline):
     assert proc.returncode == 0, f"worker {i} exited with {proc.returncode}:\n{logs()}"
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
   """Two workers x 1 replica (8 images each) vs. one device (16 images), same 6 steps (LC
   pilot of 3, then the fixed split).

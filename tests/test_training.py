@@ -110,6 +110,7 @@ def test_mirrored_two_replicas_match_one_device(digits, straight, two_cpus, tmp_
   assert i1 == i2 == 6
 
 
+@pytest.mark.slow
 def test_jit_matches_graph_mode(digits, straight, tmp_path):
   """--jit (XLA-compiled forward/backward) follows the same trajectory (rtol 1e-4)."""
   result = training.Trainer(tiny(jit=True), str(tmp_path / "jit"), dataset=digits).train()
@@ -274,6 +275,7 @@ def test_pilot_fixes_split_from_statistics_and_counts_steps(straight):
 
 
 
+@pytest.mark.slow
 def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
   config = tiny(lc_reinit=True)
   trainer = training.Trainer(config, str(tmp_path / "run"), dataset=digits)
@@ -318,6 +320,7 @@ def nosplit(digits, tmp_path_factory):
   return trainer, trainer.train()
 
 
+@pytest.mark.slow
 def test_nosplit_pilots_fix_one_junction_each_and_count_in_the_budget(nosplit):
   trainer, result = nosplit
   config = trainer.config
@@ -378,6 +381,7 @@ def test_nosplit_model_starts_from_fresh_weights(digits, nosplit, tmp_path):
     np.testing.assert_array_equal(mine, straight)
 
 
+@pytest.mark.slow
 def test_nosplit_resumes_inside_a_pilot(digits, nosplit, tmp_path):
   """A run stopped at step 2 of pilot 0 continues there and ends as the run in one go."""
   model_dir = str(tmp_path / "run")
@@ -398,6 +402,7 @@ def test_nosplit_resumes_inside_a_pilot(digits, nosplit, tmp_path):
                    values(straight_trainer.flow.trainable_variables), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_nosplit_mirrored_two_replicas_match_one_device(digits, nosplit, two_cpus, tmp_path):
   """2 replicas on 2 logical CPUs: the same orders from the same pilots, the same run."""
   two = training.Trainer(tiny(**NOSPLIT), str(tmp_path / "two"), dataset=digits,
@@ -454,6 +459,7 @@ def identity_orders(flow):
   return [np.broadcast_to(np.arange(j.event_shape[-1]), j.event_shape) for j in flow.junctions]
 
 
+@pytest.mark.slow
 def test_static_pilots_run_the_nosplit_pilots_and_fix_the_identity(digits, nosplit, tmp_path):
   """The control trains the pilots a data-dependent split trains (pilot 0 is the same sub-run
   as the logdet run's), fixes the identity, and trains its model the same 3 steps from step 6
@@ -476,6 +482,7 @@ def test_static_pilots_run_the_nosplit_pilots_and_fix_the_identity(digits, nospl
   assert saved.static_pilots and saved.uses_pilot
 
 
+@pytest.mark.slow
 def test_static_pilots_under_the_static_pilot_train_as_plain_static(digits, tmp_path):
   """Known answer: with lc_pilot='static' (no re-initialisation) fixing the identity changes no
   weight, so the control's weights are those of plain static training; only the statistics
@@ -580,6 +587,7 @@ def test_model_dir_with_another_config_is_refused_untouched(digits, tmp_path):
   assert (model_dir / "config.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digits, tmp_path):
   """A config.json without lr_schedule / lr_min_ratio / ema_decay / the soft bounds (written by
   the code before they existed) and a checkpoint without averages.
