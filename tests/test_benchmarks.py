@@ -19,6 +19,7 @@ from benchmarks import heldout_spread
 from benchmarks import lc_anatomy
 from benchmarks import log_det_cost
 from benchmarks import noise_floor
+from benchmarks import paired_spread
 from benchmarks import peer_glow
 from benchmarks import peer_models
 from benchmarks import peer_protocol
@@ -313,6 +314,36 @@ def test_stream_export_is_the_training_pipeline(tmp_path, digits):
   np.testing.assert_array_equal(test, expected)
   assert meta["test_checksum"] == peer_protocol.checksum(test)
   assert peer_protocol.read_meta(str(tmp_path)) == meta
+
+
+def test_paired_spread_known_answer_and_usage_errors(tmp_path):
+  """Two rows over three seeds with hand-computed statistics; a row that follows the reference
+  exactly has sd(d) 0 and correlation 1; unusable files are usage errors, no traceback."""
+  runs = [dict(architecture="glow", split=split, seed=seed, test_bits_per_dim=value)
+          for split, values in (("static", [4.0, 4.2, 4.1]), ("lc", [4.1, 4.3, 4.2]),
+                                ("random", [4.3, 4.0, 4.2]))
+          for seed, value in enumerate(values)]
+  rows = {r["row"]: r for r in paired_spread.paired_rows(runs)}
+  assert set(rows) == {"lc", "random"}
+  assert rows["lc"]["mean diff to reference"] == pytest.approx(0.1)
+  assert rows["lc"]["sd(d)"] == pytest.approx(0.0, abs=1e-12)
+  assert rows["lc"]["corr over seeds"] == pytest.approx(1.0)
+  diffs = [0.3, -0.2, 0.1]
+  assert rows["random"]["sd(d)"] == pytest.approx(np.std(diffs, ddof=1))
+  assert rows["random"]["95% CI"] == f"+- {4.303 * np.std(diffs, ddof=1) / math.sqrt(3):.3f}"
+  assert rows["random"]["corr over seeds"] == pytest.approx(np.corrcoef([4.3, 4.0, 4.2],
+                                                                        [4.0, 4.2, 4.1])[0, 1])
+  path = tmp_path / "x_runs.json"
+  path.write_text(json.dumps(runs))
+  out = run_main(paired_spread, tmp_path, path, "--name", "ps")
+  assert "| x_runs.json | glow | lc | 3 |" in out
+  assert load(tmp_path, "ps")["rows"][0]["row"] == "lc"
+  for bad, message in ((tmp_path / "missing.json", "cannot read run records"),
+                       (tmp_path / "ps.json", "is not a list of run records")):
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
+      run_main(paired_spread, tmp_path, bad)
+    assert exit_info.value.code == 2 and message in err.getvalue()
 
 
 def test_peer_protocol_recipe_formulas():
