@@ -320,7 +320,6 @@ def nosplit(digits, tmp_path_factory):
   return trainer, trainer.train()
 
 
-@pytest.mark.slow
 def test_nosplit_pilots_fix_one_junction_each_and_count_in_the_budget(nosplit):
   trainer, result = nosplit
   config = trainer.config
