@@ -4,6 +4,7 @@
   python export.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --export_dir=OUT --overwrite
   python export.py --model_dir=runs/x --export_dir=models/lcflow --version=1   # TF Serving
   python export.py --upgrade=OLD_EXPORT --export_dir=NEW       # re-save a pre-2026-11-30 export
+  python export.py --model_dir=runs/x --export_dir=OUT --precision=float64  # exact round trips
 
 Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), takes its averaged
 weights (--weights=ema, the default; --weights=raw for the trained ones) and writes, atomically,
@@ -40,6 +41,11 @@ flags.DEFINE_string("weights", "ema",
                     f"{' or '.join(averaging.WEIGHTS)}. ema: the weight averages (the raw "
                     "weights when the checkpoint has none, with a note); raw: the trained "
                     "weights. Not for --upgrade.")
+flags.DEFINE_enum("precision", "float32", ["float32", "float64"],
+                  "What the exported model computes in. float64 exports a float64 copy of the "
+                  "model (lcflow_tf.Flow.astype): the signatures' inputs and outputs keep "
+                  "their dtypes, encode -> decode round trips stay exact where float32 "
+                  "rounding would move a pixel, at float64's cost in speed. Not for --upgrade.")
 flags.mark_flags_as_required(["export_dir"])
 
 FLAGS = flags.FLAGS
@@ -55,6 +61,8 @@ def main(argv):
   if FLAGS.upgrade is not None and FLAGS["weights"].present:
     cli.fail("--weights belongs to --model_dir; --upgrade re-saves an export's weights as "
              "they are.")
+  if FLAGS.upgrade is not None and FLAGS["precision"].present:
+    cli.fail("--precision belongs to --model_dir; --upgrade re-saves an export as it is.")
   try:
     if FLAGS.upgrade is not None:
       path = export.upgrade_saved_model(FLAGS.upgrade, FLAGS.export_dir,
@@ -64,11 +72,14 @@ def main(argv):
     export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite,  # before loading anything
                             protect=[FLAGS.model_dir], version=FLAGS.version)
     run = evaluation.load_run(FLAGS.model_dir, FLAGS.checkpoint, weights=FLAGS.weights)
-    path = export.export_saved_model(run.flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
+    flow = run.flow if run.flow.dtype.name == FLAGS.precision else run.flow.astype(
+        FLAGS.precision)
+    path = export.export_saved_model(flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
                                      overwrite=FLAGS.overwrite, version=FLAGS.version)
   except ValueError as e:
     cli.fail(e)
-  print(f"exported step {run.step} ({run.checkpoint}) to {path}; signatures: "
+  print(f"exported step {run.step} ({run.checkpoint}, computing in {flow.dtype.name}) to "
+        f"{path}; signatures: "
         f"{', '.join(export.SIGNATURES)}")
 
 

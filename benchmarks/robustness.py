@@ -10,7 +10,9 @@ For each trained run (a model_dir written by train.py or a benchmark) this measu
     its bin centres, x = (k + 0.5) / bins, goes through the same round trip, which must give
     back every integer pixel k = floor(x' * bins) (an image "loses a pixel" otherwise; bin
     centres rather than the dequantised values, whose noise can sit within rounding of a bin
-    edge, so that only a real error of 0.5 / bins counts);
+    edge, so that only a real error of 0.5 / bins counts); with `--round_trip_dtypes
+    float32,float64` the round trips are measured again in a float64 copy of the model
+    (`Flow.astype`), columns suffixed "(float64)";
   * held-out bits/dim per image: mean, median, worst image and how many images exceed 3x the
     run's median; those images are scored again by a float64 copy of the model (same weights,
     same noise): when float64 agrees with float32 the high score is the model's density, not
@@ -33,10 +35,14 @@ from benchmarks import ablation  # pylint: disable=g-import-not-at-top
 from benchmarks import results  # pylint: disable=g-import-not-at-top
 from lcflow_tf import data  # pylint: disable=g-import-not-at-top
 from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
+from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
 
 TEMPERATURES = (0.5, 0.7, 0.85, 1.0)
 BATCH = 500
 SAMPLE_SEED = 4321
+ROUND_TRIP_COLUMNS = ("round trip images", "round trip max error", "round trips > max_error",
+                      "round trips losing a pixel", "round trips non-finite")
+DTYPES = ("float32", "float64")
 
 
 def sample_stats(flow, num_samples, temperature):
@@ -74,28 +80,25 @@ def round_trip_stats(flow, images, num_bins, max_error):
     lost += int(np.sum(~pixels_kept))
     nonfinite += int(np.sum(~finite))
     count += x.shape[0]
-  return {"round trip images": count, "round trip max error": worst,
-          f"round trips > max_error": over, "round trips losing a pixel": lost,
-          "round trips non-finite": nonfinite}
+  return dict(zip(ROUND_TRIP_COLUMNS, (count, worst, over, lost, nonfinite)))
 
 
 def float64_bits_per_dim(flow, images, num_bins, indices):
   """Bits/dim of the held-out images at `indices` under a float64 copy of `flow`."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  from lcflow_tf import bijectors  # pylint: disable=g-import-not-at-top
-  from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
   pipeline = data.make_eval_pipeline(images, BATCH, num_bins, ablation.EVAL_SEED)
   x = tf.concat(list(pipeline), 0).numpy()[np.asarray(indices, dtype=np.int64)]
-  x = tf.constant(x, tf.float64)
-  copy = flows.Flow(dataclasses.replace(flow.config, dtype="float64"))
-  copy.log_prob(x)  # creates the variables (ActNorm's data initialisation is overwritten next)
-  for source, target in zip(bijectors.collect_variables(flow.bijector),
-                            bijectors.collect_variables(copy.bijector), strict=True):
-    target.assign(tf.cast(source, target.dtype))  # also the int and bool state
-  return flows.log_prob_to_bits_per_dim(copy.log_prob(x), flow.image_shape, num_bins).numpy()
+  copy = flow.astype("float64")
+  return flows.log_prob_to_bits_per_dim(copy.log_prob(tf.constant(x, tf.float64)),
+                                        flow.image_shape, num_bins).numpy()
 
 
-def measure(model_dir, num_samples, max_error, load_kwargs):
+def round_trip_columns(dtype):
+  """The round-trip columns of `round_trip_stats`, suffixed for a dtype other than float32."""
+  suffix = "" if dtype == "float32" else f" ({dtype})"
+  return [c + suffix for c in ROUND_TRIP_COLUMNS]
+
+
+def measure(model_dir, num_samples, max_error, load_kwargs, round_trip_dtypes=("float32",)):
   """One table row for the run in `model_dir`."""
   run = evaluation.load_run(model_dir, **load_kwargs)
   flow, dataset = run.flow, run.dataset
@@ -104,7 +107,10 @@ def measure(model_dir, num_samples, max_error, load_kwargs):
     bad, largest = sample_stats(flow, num_samples, t)
     row[f"non-finite T={t:g}"] = bad
     row[f"max |x| T={t:g}"] = largest
-  row.update(round_trip_stats(flow, dataset.test(), dataset.num_bins, max_error))
+  for dtype in round_trip_dtypes:
+    in_dtype = flow if dtype == flow.dtype.name else flow.astype(dtype)
+    stats = round_trip_stats(in_dtype, dataset.test(), dataset.num_bins, max_error)
+    row.update(zip(round_trip_columns(dtype), (stats[c] for c in ROUND_TRIP_COLUMNS)))
   held_out = ablation.held_out(flow, dataset)
   per_image = held_out["per_image"]
   median = float(np.median(per_image))
@@ -127,6 +133,9 @@ def main():
                       help="samples per temperature (>= 1)")
   parser.add_argument("--max_error", type=float, default=1e-3,
                       help="a round trip fails when its largest error exceeds this (> 0)")
+  parser.add_argument("--round_trip_dtypes", default="float32",
+                      help="comma-separated, from float32, float64: measure the round trips "
+                           "in a copy of the model in each dtype (Flow.astype)")
   parser.add_argument("--name", default="robustness", help="result file name")
   parser.add_argument("--results_dir", default=None, help="default docs/results")
   args = parser.parse_args()
@@ -134,17 +143,20 @@ def main():
     parser.error(f"--num_samples must be >= 1, got {args.num_samples}")
   if not args.max_error > 0:
     parser.error(f"--max_error must be > 0, got {args.max_error}")
+  dtypes = [d.strip() for d in args.round_trip_dtypes.split(",") if d.strip()]
+  if not dtypes or any(d not in DTYPES for d in dtypes):
+    parser.error(f"--round_trip_dtypes must be a comma-separated list from {list(DTYPES)}, "
+                 f"got {args.round_trip_dtypes!r}")
   rows = []
   for model_dir in args.model_dirs:
     try:
-      rows.append(measure(model_dir, args.num_samples, args.max_error, {}))
+      rows.append(measure(model_dir, args.num_samples, args.max_error, {}, dtypes))
     except ValueError as e:
       parser.error(str(e))
     print(rows[-1], flush=True)
   columns = (["run", "step"] + [f"non-finite T={t:g}" for t in TEMPERATURES]
              + [f"max |x| T={t:g}" for t in TEMPERATURES]
-             + ["round trip images", "round trip max error", "round trips > max_error",
-                "round trips losing a pixel", "round trips non-finite", "test bpd mean",
+             + [c for d in dtypes for c in round_trip_columns(d)] + ["test bpd mean",
                 "test bpd median", "worst image bpd", "images > 3x median",
                 "those images: |float64 - float32| bpd", "those images (index: bpd)"])
   notes = (f"Samples: {args.num_samples} per temperature (latent seed {SAMPLE_SEED}); "

@@ -262,6 +262,12 @@ CASES = [
              setup=lambda sb, runs: (sb / "old").mkdir()),
          r"^upgrade_saved_model: '.*/old' is not a SavedModel directory \(no saved_model.pb "
          r"in it\)"),
+    Case("export-precision-not-a-float-type", EXPORT,
+         cli("--model_dir={glow}", "--export_dir={sb}/exported", "--precision=float16"),
+         r"flag --precision=float16: value should be one of <float32\|float64>"),
+    Case("export-upgrade-with-precision", EXPORT,
+         cli("--upgrade={sb}/old", "--export_dir={sb}/new", "--precision=float64"),
+         r"^--precision belongs to --model_dir; --upgrade re-saves an export as it is\.$"),
     Case("train-export-version-without-export-dir", TRAIN,
          cli("--model_dir={sb}/run", "--export_version=2", *TRAIN_FLAGS),
          r"^--export_version=2 needs --export_dir \(the model base path"),
@@ -296,6 +302,8 @@ CASES = [
         tf.data.Dataset.from_tensor_slices(np.zeros((3, 8, 8, 1), np.float32)), 2, NUM_BINS,
         0)), r"dataset elements must be integer image tensors"),
     # library: the flow
+    Case("flow-astype-unsupported-dtype", LIB, lib(lambda c: c.flow.astype("float16")),
+         r"^Flow.astype: dtype must be one of \['float32', 'float64'\], got 'float16'\.$"),
     Case("log-prob-wrong-channel-count", LIB, lib(
         lambda c: c.flow.log_prob(np.zeros((2, 8, 8, 3), np.float32))),
          r"expected images of shape \[\.\.\., 8, 8, 1\], got shape \[2, 8, 8, 3\]"),

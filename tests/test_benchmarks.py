@@ -25,6 +25,7 @@ from benchmarks import peer_models
 from benchmarks import peer_protocol
 from benchmarks import peer_report
 from benchmarks import profile_step
+from benchmarks import robustness
 from benchmarks import scaling
 from benchmarks import split_study
 from benchmarks import training_trace
@@ -154,6 +155,20 @@ def test_ablation_tiny(tmp_path):
   with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
     run_main(heldout_spread, tmp_path, tmp_path / "no_such_run")  # a usage error, no traceback
   assert exit_info.value.code == 2 and "no_such_run has no config.json" in err.getvalue()
+
+  # robustness on one of the runs, round trips also in a float64 copy (Flow.astype)
+  run_main(robustness, tmp_path, runs / "glow_static_seed0", "--num_samples", 8,
+           "--round_trip_dtypes", "float32,float64", "--name", "robustness_tiny")
+  (row,) = load(tmp_path, "robustness_tiny")["rows"]
+  assert row["round trip images"] == row["round trip images (float64)"] == 297
+  assert row["round trip max error (float64)"] < 1e-9 < row["round trip max error"] < 1e-3
+  assert row["round trips losing a pixel (float64)"] == row["round trips losing a pixel"] == 0
+  err = io.StringIO()
+  with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
+    run_main(robustness, tmp_path, runs / "glow_static_seed0", "--round_trip_dtypes", "half")
+  assert exit_info.value.code == 2 and (
+      "--round_trip_dtypes must be a comma-separated list from ['float32', 'float64'], got "
+      "'half'") in err.getvalue()
 
   # Every run left a record of its configuration and result. Another configuration is
   # retrained from scratch (its stale run folder removed); a rerun without run folders (a

@@ -31,7 +31,8 @@ def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, r
                         f"--checkpoint={model_dir}/ckpt-2", "--overwrite", "--weights=raw")
   assert exported.returncode == 0, exported.stderr[-3000:]
   assert "Traceback" not in exported.stderr
-  assert f"exported step 2 ({model_dir}/ckpt-2) to {later}" in exported.stdout
+  assert f"exported step 2 ({model_dir}/ckpt-2, computing in float32) to {later}" in (
+      exported.stdout)
   assert sorted(os.listdir(tmp_path)) == ["at_end", "exported", "run"]  # no staging leftovers
   assert not (later / "old.txt").exists() and (later / "saved_model.pb").exists()
 
@@ -65,3 +66,31 @@ def test_train_exports_at_the_end_and_export_py_exports_a_checkpoint(tmp_path, r
       tf.saved_model.load(str(later)).signatures["log_prob"](
           images=tf.constant(images))["log_prob"].numpy())
 
+
+
+@pytest.mark.slow
+def test_export_in_float64_keeps_the_signatures_and_round_trips(tmp_path, run_script):
+  """export.py --precision=float64: a float64 copy of the model behind the same signatures."""
+  model_dir = tmp_path / "run"
+  trained = run_script("train.py", f"--model_dir={model_dir}", *TINY_FLAGS)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  paths = {p: tmp_path / p for p in ("float32", "float64")}
+  for precision, path in paths.items():
+    exported = run_script("export.py", f"--model_dir={model_dir}", f"--export_dir={path}",
+                          f"--precision={precision}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert f"computing in {precision}) to {path}" in exported.stdout
+  images = (np.arange(3 * 64).reshape(3, 8, 8, 1) % 17).astype(np.uint8)
+  loaded = {p: tf.saved_model.load(str(path)) for p, path in paths.items()}
+  outs = {p: m.signatures["log_prob"](images=tf.constant(images)) for p, m in loaded.items()}
+  assert outs["float64"]["log_prob"].dtype == tf.float32  # the interface is unchanged
+  np.testing.assert_allclose(outs["float64"]["log_prob"].numpy(),
+                             outs["float32"]["log_prob"].numpy(), rtol=1e-5)
+  model = loaded["float64"]
+  latent = model.signatures["encode"](images=tf.constant(images))["latent"]
+  assert latent.dtype == tf.float32
+  np.testing.assert_array_equal(model.signatures["decode"](latent=latent)["images"].numpy(),
+                                images)
+  library = evaluation.load_run(str(model_dir)).flow.astype("float64")
+  np.testing.assert_allclose(outs["float64"]["log_prob"].numpy(),
+                             library.log_prob((images + 0.5) / 17.0).numpy(), rtol=1e-6)

@@ -421,6 +421,39 @@ def test_checkpoint_restore_is_bit_for_bit_without_reinitialisation(architecture
     np.testing.assert_array_equal(a.loc.numpy(), loc)
 
 
+def test_astype_copies_the_whole_state_and_shares_nothing():
+  flow = make_flow(split="lc")
+  x = dequantized_digits(16, seed=9, start=300)
+  _, sums = flow.log_prob_and_lc_batch(x)
+  flow.lc_statistics.update(sums)
+  flow.fix_split()  # LC permutations, statistics and the fixed flag must travel
+  copy = flow.astype("float64")
+  assert copy is not flow and copy.config.dtype == "float64" and copy.dtype == tf.float64
+  assert copy.config == flow.config.__class__(**{**flow.config.__dict__, "dtype": "float64"})
+  assert copy.is_initialized() and bool(copy.split_fixed.numpy())
+  for a, b in zip(flow.junctions, copy.junctions, strict=True):
+    np.testing.assert_array_equal(a.permutation.indices.numpy(), b.permutation.indices.numpy())
+  for a, b in zip(flow.lc_statistics.variables, copy.lc_statistics.variables, strict=True):
+    np.testing.assert_array_equal(tf.cast(a, tf.float64).numpy(), b.numpy())
+  for a, b in zip(lcb.collect_variables(flow.bijector), lcb.collect_variables(copy.bijector),
+                  strict=True):
+    assert b.dtype == (tf.float64 if a.dtype == tf.float32 else a.dtype)
+    np.testing.assert_array_equal(tf.cast(a, b.dtype).numpy(), np.asarray(b))
+  expected = flow.log_prob(x).numpy()
+  in_float64 = copy.log_prob(x)
+  assert in_float64.dtype == tf.float64
+  np.testing.assert_allclose(in_float64.numpy(), expected, rtol=1e-5)
+  # Round trips are exact to float64's precision, not float32's.
+  x64 = x.astype(np.float64)
+  assert np.max(np.abs(copy.decode(copy.encode(x64)).numpy() - x64)) < 1e-12
+  # Nothing shared: changing the original leaves the copy as it was.
+  for v in flow.trainable_variables:
+    v.assign_add(tf.ones_like(v))
+  np.testing.assert_array_equal(copy.log_prob(x).numpy(), in_float64.numpy())
+  back = copy.astype(tf.float32)  # a tf.DType works too; float64 -> float32 -> same numbers
+  np.testing.assert_allclose(back.log_prob(x).numpy(), expected, rtol=1e-6)
+
+
 @pytest.mark.slow
 def test_short_fit_lowers_bits_per_dim():
   """Tiny Glow (L=2, K=2, hidden 32) on digits: 300 Adam steps (lr 1e-3, batch 64) take more

@@ -84,3 +84,16 @@ def test_robustness_float64_copy_scores_the_same_images(trained, digits):
                                                indices)
   assert in_float64.dtype == np.float64
   np.testing.assert_allclose(in_float64, per_image[indices], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_float64_copy_round_trips_exactly(trained, digits):
+  """Flow.astype("float64") of the trained model: round trips exact to float64's precision."""
+  from benchmarks import robustness  # pylint: disable=g-import-not-at-top
+  trainer, _ = trained
+  stats = robustness.round_trip_stats(trainer.flow.astype("float64"), digits.test(),
+                                      digits.num_bins, 1e-3)
+  assert stats["round trip images"] == digits.num_test
+  assert stats["round trip max error"] < 1e-9, stats
+  assert (stats["round trips > max_error"], stats["round trips losing a pixel"],
+          stats["round trips non-finite"]) == (0, 0, 0), stats
