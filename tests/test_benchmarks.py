@@ -26,6 +26,7 @@ from benchmarks import peer_protocol
 from benchmarks import peer_report
 from benchmarks import profile_step
 from benchmarks import robustness
+from benchmarks import round_trip_anatomy
 from benchmarks import scaling
 from benchmarks import split_study
 from benchmarks import training_trace
@@ -169,6 +170,26 @@ def test_ablation_tiny(tmp_path):
   assert exit_info.value.code == 2 and (
       "--round_trip_dtypes must be a comma-separated list from ['float32', 'float64'], got "
       "'half'") in err.getvalue()
+
+  # round_trip_anatomy on two of its images: a summary row, then every layer in encode order
+  run_main(round_trip_anatomy, tmp_path, runs / "glow_static_seed0", "--images", "3,0",
+           "--name", "round_trip_anatomy_tiny")
+  rows = load(tmp_path, "round_trip_anatomy_tiny")["rows"]
+  summaries = [r for r in rows if r["layer"] == "(whole round trip)"]
+  assert [r["image"] for r in summaries] == [3, 0]
+  assert all(r["float64 round trip error"] < 1e-9 < r["float32 round trip error"] < 1e-3
+             for r in summaries)
+  layers = [r["layer"] for r in rows if r["image"] == 3][1:]
+  assert layers[0] == "level0_squeeze" and layers[-1] == "level0_unsqueeze_inner"
+  assert layers.index("level0_step0_coupling") < layers.index("level1_step0_coupling")
+  for r in rows[1:len(layers) + 1]:
+    assert 0 <= r["error if rounded here"] < 1e-3 and r["max |output|"] > 0
+    assert ("decode gain" in r) == r["layer"].endswith("coupling")
+    assert r.get("decode gain", 1.0) >= 1.0
+  with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
+    run_main(round_trip_anatomy, tmp_path, runs / "glow_static_seed0", "--images", "297")
+  assert exit_info.value.code == 2 and (
+      "--images must be test-set indices below 297, got 297.") in err.getvalue()
 
   # Every run left a record of its configuration and result. Another configuration is
   # retrained from scratch (its stale run folder removed); a rerun without run folders (a

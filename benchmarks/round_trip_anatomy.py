@@ -1,0 +1,177 @@
+"""Where an image's round trip loses precision, layer by layer, in a trained run.
+
+For each chosen held-out image (dequantised with the ablation's noise, one pass, seed 1234)
+and each layer of the flow in image -> latent order, this reports
+  * `max |output|`: the largest |value| of the layer's output on the way to the latent
+    (float32 model, as trained);
+  * `decode gain`: for an affine coupling, the largest factor exp(-log scale) by which its
+    decode step multiplies an element of this image (at most exp(max_log_scale), the soft
+    bound); empty for other layers;
+  * `error if rounded here`: in a float64 copy of the model (`Flow.astype`), only this layer's
+    encode output is rounded to float32 and everything else runs in float64; the largest
+    |decode(encode(x)) - x| that this one rounding causes. It says how strongly the layers
+    between this one and the image amplify float32's rounding on the way back.
+and, per image, the round trip's largest error in float32 and in the float64 copy. An error of
+0.5 / bins (0.002 for 256 bins) can move a uint8 pixel. Writes docs/results/<--name>.{json,md}.
+
+  python benchmarks/round_trip_anatomy.py runs/peer_size_static --images 6573,3052
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+from benchmarks import ablation  # pylint: disable=g-import-not-at-top
+from benchmarks import results  # pylint: disable=g-import-not-at-top
+from lcflow_tf import bijectors as lcb  # pylint: disable=g-import-not-at-top
+from lcflow_tf import data  # pylint: disable=g-import-not-at-top
+from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
+
+HOOKS = ("_inverse_and_log_det_map", "_forward_and_log_det")  # the fused hooks (bijectors.base)
+
+
+@contextlib.contextmanager
+def tapped(layer, fn):
+  """While inside, every output `t` of `layer` (either direction) is replaced by `fn(t, a)`.
+
+  `a` is the layer's per-element inverse log-det map when the call was an inverse, else None.
+  Instance attributes shadow the layer's fused hooks (`lcflow_tf.bijectors.base`), which every
+  path of the package goes through; they are removed on exit.
+  """
+  for hook in HOOKS:
+    original = getattr(layer, hook)
+
+    def wrapper(t, original=original, hook=hook):
+      out, extra = original(t)
+      return fn(out, extra if hook == HOOKS[0] else None), extra
+    setattr(layer, hook, wrapper)
+  try:
+    yield
+  finally:
+    for hook in HOOKS:
+      delattr(layer, hook)
+
+
+def layers_in_encode_order(flow, x):
+  """The flow's elementary layers (no junctions), in the order encoding `x` reaches them."""
+  order = []
+  leaves = [m for m in flow.bijector.submodules
+            if isinstance(m, lcb.ImageBijector) and not isinstance(m, lcb.FactorOut)]
+  with contextlib.ExitStack() as stack:
+    for layer in leaves:
+      stack.enter_context(tapped(layer, lambda t, a, layer=layer: (order.append(layer), t)[1]))
+    flow.encode(x)
+  seen = set()
+  return [l for l in order if not (id(l) in seen or seen.add(id(l)))]
+
+
+def encode_outputs(flow, layers, x):
+  """{layer name: (max |output| per image, largest decode gain per image or None)}."""
+  found = {}
+
+  def record(layer):
+    def fn(t, a):
+      if layer.name not in found:  # the first call is the encode's
+        gain = None
+        if isinstance(layer, lcb.AffineCoupling) and a is not None:
+          gain = tf.reduce_max(tf.reshape(tf.exp(-a), [a.shape[0], -1]), 1).numpy()
+        found[layer.name] = (tf.reduce_max(tf.reshape(tf.abs(t), [t.shape[0], -1]), 1).numpy(),
+                             gain)
+      return t
+    return fn
+
+  with contextlib.ExitStack() as stack:
+    for layer in layers:
+      stack.enter_context(tapped(layer, record(layer)))
+    flow.encode(x)
+  return found
+
+
+def round_trip_error(flow, x):
+  """Largest |decode(encode(x)) - x| per image."""
+  back = flow.decode(flow.encode(x))
+  return tf.reduce_max(tf.reshape(tf.abs(tf.cast(back, tf.float64) - tf.cast(x, tf.float64)),
+                                  [x.shape[0], -1]), 1).numpy()
+
+
+def rounded_at(copy, layer, x64):
+  """Round-trip error per image when only `layer`'s encode output is rounded to float32."""
+  with tapped(layer, lambda t, a: tf.cast(tf.cast(t, tf.float32), t.dtype)):
+    z = copy.encode(x64)
+  return tf.reduce_max(tf.reshape(tf.abs(copy.decode(z) - x64), [x64.shape[0], -1]), 1).numpy()
+
+
+def anatomy(model_dir, indices):
+  """Table rows: per image, its summary row, then one row per layer."""
+  run = evaluation.load_run(model_dir)
+  flow, dataset = run.flow, run.dataset
+  images = tf.concat(list(data.make_eval_pipeline(dataset.test(), 500, dataset.num_bins,
+                                                  ablation.EVAL_SEED)), 0)
+  if max(indices) >= images.shape[0]:
+    raise ValueError(f"--images must be test-set indices below {images.shape[0]}, got "
+                     f"{max(indices)}.")
+  x = tf.gather(images, indices)
+  copy = flow.astype("float64")
+  x64 = tf.cast(x, tf.float64)
+  layers = layers_in_encode_order(flow, x)
+  copy_layers = {l.name: l for l in layers_in_encode_order(copy, x64)}
+  outputs = encode_outputs(flow, layers, x)
+  in32, in64 = round_trip_error(flow, x), round_trip_error(copy, x64)
+  rounded = {l.name: rounded_at(copy, copy_layers[l.name], x64) for l in layers}
+  rows = []
+  for i, index in enumerate(indices):
+    rows.append({"image": index, "layer": "(whole round trip)",
+                 "float32 round trip error": float(in32[i]),
+                 "float64 round trip error": float(in64[i])})
+    for layer in layers:
+      largest, gain = outputs[layer.name]
+      row = {"image": index, "layer": layer.name, "max |output|": float(largest[i]),
+             "error if rounded here": float(rounded[layer.name][i])}
+      if gain is not None:
+        row["decode gain"] = float(gain[i])
+      rows.append(row)
+  return os.path.basename(os.path.normpath(model_dir)), rows
+
+
+def parse_indices(text, parser):
+  try:
+    indices = [int(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    indices = []
+  if not indices or min(indices) < 0:
+    parser.error(f"--images must be a comma-separated list of test-set indices >= 0, got "
+                 f"{text!r}")
+  return indices
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("model_dir", help="a trained run directory")
+  parser.add_argument("--images", required=True,
+                      help="comma-separated test-set indices (e.g. the worst round trips of "
+                           "benchmarks/robustness.py)")
+  parser.add_argument("--name", default="round_trip_anatomy", help="result file name")
+  parser.add_argument("--results_dir", default=None, help="default docs/results")
+  args = parser.parse_args()
+  indices = parse_indices(args.images, parser)
+  try:
+    run_name, rows = anatomy(args.model_dir, indices)
+  except ValueError as e:
+    parser.error(str(e))
+  columns = ["image", "layer", "max |output|", "decode gain", "error if rounded here",
+             "float32 round trip error", "float64 round trip error"]
+  notes = (f"Run {run_name}. Layers in image -> latent order; see the script's docstring "
+           "for the columns. Images dequantised with seed "
+           f"{ablation.EVAL_SEED} (the ablation's held-out protocol).")
+  print(results.write(args.name, results.command_line(), rows, columns, notes=notes,
+                      results_dir=args.results_dir))
+
+
+if __name__ == "__main__":
+  main()
