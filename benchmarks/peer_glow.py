@@ -21,13 +21,17 @@ cached Fashion-MNIST classifier, N samples per temperature) with sample grids.
 Every model of a row is recorded as soon as it is measured
 (docs/results/peer_runs/<name>/<row>_<model>.json, its configuration, machine and result); a
 rerun reuses every record whose configuration is the one it would train, so a crash loses at
-most the models still training, and rows can be run one at a time. The tables
+most the models still training, and rows can be run one at a time. Throughput ratios compare
+only models that trained in the same turns (each record keeps the training images/s of every
+model beside it); `--partners` trains models beside the missing ones purely as that
+reference, recording them under peer_runs/<name>/partners/ without replacing their records. The tables
 (benchmarks/peer_report.py) are written from all matching records: <name>.{md,json}, with
 reconstruction and sample-quality tables, grids in docs/results/figures/<name>/, and our
 training step's profile (profile_train_step<suffix>.{md,json}).
 
   python benchmarks/peer_glow.py                  # Fashion-MNIST, 2000 steps, rows a/b/noclip
   python benchmarks/peer_glow.py --rows best      # one row
+  python benchmarks/peer_glow.py --rows identical --models normflows --partners ours
   python benchmarks/peer_glow.py --quick          # 200 steps, 1000 samples per temperature
   python benchmarks/peer_glow.py --smoke          # 8x8 digits, tiny models (the test)
 """
@@ -58,6 +62,7 @@ TORCH_WORKER = os.path.join(ROOT, "benchmarks", "normflows_worker.py")
 TORCH_PYTHON_ENV = "LCFLOW_TORCH_PYTHON"
 DEFAULT_TORCH_PYTHON = os.path.join(ROOT, ".venv-torch", "bin", "python")
 EVAL_BATCH = 256
+PARTNERS_DIR = "partners"
 TEMPERATURES = (0.5, 0.7, 0.85, 1.0)
 GRID_IMAGES = 64
 # The first peer table's recipe (the noclip and clip1000 rows).
@@ -124,6 +129,7 @@ class Config:
   normflows_recipe: str
   rows: tuple
   models: tuple
+  partners: tuple
   temperatures: tuple
   seed: int
   eval_seed: int
@@ -191,6 +197,10 @@ def _add_flags(parser):
                       help=f"comma-separated, from {', '.join(ROWS)}")
   parser.add_argument("--models", default=",".join(MODELS),
                       help=f"comma-separated, from {', '.join(MODELS)}")
+  parser.add_argument("--partners", default="",
+                      help="comma-separated models (not in --models) trained beside the "
+                           "missing ones only as the throughput reference; recorded under "
+                           "partners/, never replacing their own records (no sample quality)")
   for key in _SIZE_FLAGS:
     parser.add_argument(f"--{key}", type=int, help="override the mode's value")
   defaults = library_recipe()
@@ -265,10 +275,15 @@ def parse_args(argv=None):
         learning_rate=args.learning_rate, lr_warmup=args.lr_warmup,
         lr_schedule=args.lr_schedule, lr_min_ratio=args.lr_min_ratio,
         ema_decay=args.ema_decay, grad_clip_norm=args.grad_clip_norm)
+    models = _names(args.models, MODELS, "models")
+    partners = _names(args.partners, MODELS, "partners") if args.partners else ()
+    if set(partners) & set(models):
+      raise ValueError(f"--partners must not repeat --models, got {args.partners!r} and "
+                       f"{args.models!r}")
     config = Config(mode=mode, recipe=recipe, tfp_recipe=args.tfp_recipe,
                     normflows_recipe=args.normflows_recipe,
-                    rows=_names(args.rows, ROWS, "rows"),
-                    models=_names(args.models, MODELS, "models"), temperatures=temperatures,
+                    rows=_names(args.rows, ROWS, "rows"), models=models, partners=partners,
+                    temperatures=temperatures,
                     seed=args.seed, eval_seed=args.eval_seed, jit=args.jit,
                     torch_threads=args.torch_threads, profile=not args.no_profile, **settings)
   except ValueError as e:
@@ -328,8 +343,12 @@ def record_key(config, model, row):
           "reconstruction_samples": config.reconstruction_samples}
 
 
-def record_path(records_dir, model, row):
-  return os.path.join(records_dir, f"{row}_{model}.json")
+def record_path(records_dir, model, row, alongside=None):
+  """A model's record of a row; with `alongside` (the sitting's models), a partner's record."""
+  if alongside is None:
+    return os.path.join(records_dir, f"{row}_{model}.json")
+  others = "+".join(m for m in alongside if m != model)
+  return os.path.join(records_dir, PARTNERS_DIR, f"{row}_{model}_with_{others}.json")
 
 
 def stored_record(records_dir, config, model, row):
@@ -376,34 +395,37 @@ class Run:
       print(f"[{row}/{model}] ready: {worker.ready}", flush=True)
     return workers
 
-  def run_row(self, row, models):
-    """Trains and measures `models` in `row` side by side; records each as it finishes."""
+  def run_row(self, row, models, partners=()):
+    """Trains and measures `models` (and `partners`) in `row` side by side; records each."""
     config = self.config
-    workers = self.start_workers(row, models)
+    alongside = tuple(m for m in MODELS if m in models or m in partners)
+    workers = self.start_workers(row, alongside)
     try:
       chunks = peer_protocol.chunk_plan(config.steps, config.warmup_steps, config.chunk_steps)
       train = peer_protocol.alternate_training(workers, chunks, config.batch, config.steps)
+      rates = {m: peer_protocol.training_rate(train[m], config.batch) for m in alongside}
       timings = {m: {what: [] for what in ("log_prob", "sample", "sample_and_log_prob")}
-                 for m in models}
+                 for m in alongside}
       for r in range(config.rounds):
-        for model in (models if r % 2 == 0 else models[::-1]):
+        for model in (alongside if r % 2 == 0 else alongside[::-1]):
           for what in timings[model]:
             timings[model][what].append(workers[model].request(
                 "time", what=what, repeats=config.repeats))
-      for model in models:
-        self.finish(row, model, workers[model], chunks, train[model], timings[model], models)
+      for model in alongside:
+        self.finish(row, model, workers[model], chunks, train[model], timings[model],
+                    alongside, rates, partner=model in partners)
     finally:
       for worker in workers.values():
         worker.kill()
 
-  def finish(self, row, model, worker, chunks, train, timings, alongside):
-    """Evaluates one trained model, writes its record; closes its worker."""
+  def finish(self, row, model, worker, chunks, train, timings, alongside, rates, partner=False):
+    """Evaluates one trained model, writes its record (a partner's: no sample quality)."""
     config = self.config
     evaluation = worker.request("evaluate")
     reconstruction = worker.request("reconstruction", samples=config.reconstruction_samples)
     peak = worker.request("peak_rss")["peak_rss_mb"]
-    quality = self.sample_quality(row, model, worker)
-    if model == "ours" and config.profile and not self.profiled:
+    quality = None if partner else self.sample_quality(row, model, worker)
+    if model == "ours" and config.profile and not self.profiled and not partner:
       from benchmarks import peer_report  # pylint: disable=g-import-not-at-top
       profile = worker.request("profile", timed_steps=config.profile_steps[0],
                                traced_steps=config.profile_steps[1])
@@ -413,12 +435,16 @@ class Run:
     result = {"ready": worker.ready, "chunks": chunks, "train": train, "timings": timings,
               "evaluation": evaluation, "reconstruction": reconstruction, "peak_rss_mb": peak,
               "sample_quality": quality, "alongside": list(alongside),
+              "rates_alongside": rates,
               "same_data": same_data(self.meta, chunks, train, evaluation)}
     from benchmarks import results  # pylint: disable=g-import-not-at-top
-    results.write_json(record_path(self.records_dir, model, row), {
+    path = record_path(self.records_dir, model, row, alongside if partner else None)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    results.write_json(path, {
         "config": record_key(config, model, row), "command": results.command_line(),
         "machine": results.machine(), "result": result})
-    print(f"[{row}/{model}] recorded: test bits/dim {evaluation['bpd_all']:.4f}", flush=True)
+    print(f"[{row}/{model}] recorded{' (partner)' if partner else ''}: test bits/dim "
+          f"{evaluation['bpd_all']:.4f}", flush=True)
 
   def sample_quality(self, row, model, worker):
     """Frechet distance per temperature (worker's samples, classifier here) and grids."""
@@ -500,7 +526,7 @@ def main():
     run.prepare(needed)
     try:
       for row, models in needed:
-        run.run_row(row, models)
+        run.run_row(row, models, config.partners)
     finally:
       shutil.rmtree(run.stream, ignore_errors=True)
   from benchmarks import peer_report  # pylint: disable=g-import-not-at-top

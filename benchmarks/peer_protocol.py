@@ -360,3 +360,9 @@ def alternate_training(workers, chunks, batch_size, total_steps):
 def median_rate(answers, count):
   """`count` items over the median of all timed calls of the answers."""
   return count / statistics.median(t for a in answers for t in a["seconds"])
+
+
+def training_rate(turns, batch):
+  """Training images/s over alternating turns, the first (warm-up) turn not counted."""
+  timed = turns[1:]
+  return batch * sum(len(t["losses"]) for t in timed) / sum(t["seconds"] for t in timed)

@@ -21,7 +21,8 @@ from benchmarks import results
 
 REFERENCES = os.path.join(results.RESULTS_DIR, "peer_references.json")
 LOSS_WINDOW = 50
-COLUMNS = ["row", "model", "training images/s", "training images/s / TFP's", "test bits/dim",
+COLUMNS = ["row", "model", "training images/s", "training images/s / TFP's",
+           "training images/s / ours'", "test bits/dim",
            "test bits/dim - TFP's", "test bits/dim, raw weights", "log_prob images/s",
            "sampling images/s", "sampling with log-prob images/s", "peak RSS MB", "parameters"]
 LABELS = {"ours": "ours", "tfp": "TFP tfb.Glow", "normflows": "normflows Glow"}
@@ -42,18 +43,22 @@ def _rate(answers, count):
   return peer_protocol.median_rate(answers, count)
 
 
-def table_row(config, row, model, result, tfp=None):
-  """The main table's values for one record; `tfp`: the TFP record's result of the same row.
+def table_row(config, row, model, result, tfp=None, speed=None):
+  """The main table's values for one record.
 
-  The columns against TFP ("/ TFP's", "- TFP's") are empty without a TFP record in the row.
+  `tfp`: the TFP record's result of the same row ("- TFP's" is empty without one); `speed`:
+  {other model: this model's training images/s over the other's, measured in the same
+  turns} (`speed_ratio`); the "/ TFP's" and "/ ours'" columns are empty without a value.
   """
+  speed = speed or {}
   evaluation, ready = result["evaluation"], result["ready"]
   timings = result["timings"]
   raw = evaluation.get("raw_weights", {}).get("bpd_all", "")
   return {
       "row": row, "model": LABELS[model],
       "training images/s": _train_rate(result) * config.batch,
-      "training images/s / TFP's": _train_rate(result) / _train_rate(tfp) if tfp else "",
+      "training images/s / TFP's": speed.get("tfp") or "",
+      "training images/s / ours'": speed.get("ours") or "",
       "test bits/dim": evaluation["bpd_all"],
       "test bits/dim - TFP's": (evaluation["bpd_all"] - tfp["evaluation"]["bpd_all"]
                                 if tfp else ""),
@@ -113,8 +118,13 @@ def divergence(result):
              if finite else ""))
 
 
-def references(found, path=REFERENCES):
-  """Lines comparing the records with docs/results/peer_references.json (targets, earlier)."""
+def references(found, path=REFERENCES, speeds=None):
+  """Lines comparing the records with docs/results/peer_references.json (targets, earlier).
+
+  `speeds`: {(row, model, other): ratio} (`speed_ratio`); without ours' ratio to TFP's in a
+  row, its line says the two did not train together.
+  """
+  speeds = speeds or {}
   if not os.path.exists(path):
     return []
   with open(path) as f:
@@ -127,7 +137,7 @@ def references(found, path=REFERENCES):
     if ours is None or tfp is None or not targets:
       continue
     gap = tfp["evaluation"]["bpd_all"] - ours["evaluation"]["bpd_all"]
-    speed = _train_rate(ours) / _train_rate(tfp)
+    speed = speeds.get((row, "ours", "tfp"))
     bits = (f"ours {abs(gap):.3f} bits/dim {'below' if gap >= 0 else 'above'} TFP (target "
             f">= {targets['bpd_below_tfp']:g} below: "
             f"{'met' if gap >= targets['bpd_below_tfp'] else 'missed'})" if math.isfinite(gap)
@@ -135,9 +145,11 @@ def references(found, path=REFERENCES):
                  f"{tfp['evaluation']['bpd_all']:.4f}, ours {ours['evaluation']['bpd_all']:.4f}; "
                  f"{divergence(tfp)} in TFP's training)")
     lines.append(
-        f"{row}: {bits}, training {speed:.2f}x "
-        f"TFP's images/s (target >= {targets['train_speedup_vs_tfp']:g}x: "
-        f"{'met' if speed >= targets['train_speedup_vs_tfp'] else 'missed'})")
+        f"{row}: {bits}, " + (
+            f"training {speed:.2f}x TFP's images/s (target >= "
+            f"{targets['train_speedup_vs_tfp']:g}x: "
+            f"{'met' if speed >= targets['train_speedup_vs_tfp'] else 'missed'})"
+            if speed else "no training-speed comparison (the records did not train together)"))
   for entry in refs.get("earlier", []):
     lines.append(f"earlier: {entry['what']}: {_earlier_values(entry, path)} "
                  f"({entry.get('source') or entry['file']})")
@@ -157,12 +169,39 @@ def _earlier_values(entry, references_path):
 
 def _train_rate(result):
   """Training steps/s after the first (warm-up, not timed) turn."""
-  turns = result["train"][1:]
-  return sum(len(t["losses"]) for t in turns) / sum(t["seconds"] for t in turns)
+  return peer_protocol.training_rate(result["train"], 1)
 
 
-def notes(run, found):
-  """The text under the main table."""
+def speed_ratio(run, row, model, record, other):
+  """`model`'s training images/s over `other`'s in the turns they trained in together.
+
+  From the record's `rates_alongside`; a record written before those existed (2026-12-01) is
+  paired with `other`'s record (its own, or a partner's under partners/) of the same sitting:
+  same command, date, configuration and models alongside. None when they did not train
+  together: rates from different hours are not comparable on a shared machine.
+  """
+  result = record["result"]
+  if other == model or other not in result["alongside"]:
+    return None
+  rates = result.get("rates_alongside")
+  if rates is not None:
+    return rates[model] / rates[other]
+  for path in (peer_glow.record_path(run.records_dir, other, row),
+               peer_glow.record_path(run.records_dir, other, row, result["alongside"])):
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      candidate = json.load(f)
+    if (candidate["command"] == record["command"]
+        and candidate["machine"]["date"] == record["machine"]["date"]
+        and candidate["config"] == peer_glow.record_key(run.config, other, row)
+        and sorted(candidate["result"]["alongside"]) == sorted(result["alongside"])):
+      return _train_rate(result) / _train_rate(candidate["result"])
+  return None
+
+
+def notes(run, found, speeds=None):
+  """The text under the main table (`speeds`: as `references` takes them)."""
   config = run.config
   h, w, c = found[0][2]["result"]["ready"]["image_shape"] if found else (0, 0, 0)
   parts = [
@@ -192,7 +231,7 @@ def notes(run, found):
       "Encode -> decode round trips (float32, max over pixels of |decode(encode(x)) - x| per "
       f"image; {config.reconstruction_samples} samples at T=1):\n\n" + reconstruction_table(found),
   ]
-  refs = references(found)
+  refs = references(found, speeds=speeds)
   if refs:
     parts.append("Against the targets and earlier measurements "
                  "(docs/results/peer_references.json):\n\n" + "\n".join(f"- {l}" for l in refs))
@@ -229,14 +268,18 @@ def write(run):
   found = collect(run)
   config = run.config
   tfp = {row: record["result"] for row, model, record in found if model == "tfp"}
-  rows = [table_row(config, row, model, record["result"], tfp.get(row))
+  speeds = {(row, model, other): speed_ratio(run, row, model, record, other)
+            for row, model, record in found for other in ("tfp", "ours")}
+  rows = [table_row(config, row, model, record["result"], tfp.get(row),
+                    {other: speeds[(row, model, other)] for other in ("tfp", "ours")})
           for row, model, record in found]
   details = {"records": {f"{row}/{model}": os.path.relpath(
       peer_glow.record_path(run.records_dir, model, row), run.results_dir)
                          for row, model, _ in found},
              "final_train_loss_bits_per_dim": {
                  f"{row}/{model}": _loss_bpd(record["result"]) for row, model, record in found}}
-  return results.write(run.name, results.command_line(), rows, COLUMNS, notes=notes(run, found),
+  return results.write(run.name, results.command_line(), rows, COLUMNS,
+                       notes=notes(run, found, speeds),
                        results_dir=run.results_dir, details=details)
 
 

@@ -431,6 +431,7 @@ def test_peer_glow_arguments_rows_and_recipes(capsys):
           config.chunk_steps, config.warmup_steps, config.quality_samples) == (
               2000, 2, 8, 128, 64, 100, 20, 10000)
   assert config.rows == ("best", "identical", "noclip") and config.models == peer_glow.MODELS
+  assert config.partners == ()
   assert peer_glow.result_name(config) == "peer_glow"
   # the identical recipe is the library's default recipe (lcflow_tf.config.TrainConfig)
   defaults = config_lib.TrainConfig()
@@ -460,10 +461,13 @@ def test_peer_glow_arguments_rows_and_recipes(capsys):
   for bad in (["--rows", "best,worst"], ["--models", ""], ["--ema_decay", "1"],
               ["--lr_min_ratio", "2"], ["--torch_threads", "-1"], ["--grad_clip_norm", "-3"],
               ["--steps", "10", "--warmup_steps", "10"], ["--temperatures", "0.5,-1"],
-              ["--lr_schedule", "step"], ["--quality_samples", "1"]):
+              ["--lr_schedule", "step"], ["--quality_samples", "1"],
+              ["--models", "ours,normflows", "--partners", "ours"], ["--partners", "torch"]):
     with pytest.raises(SystemExit):
       peer_glow.parse_args(bad)
   err = capsys.readouterr().err
+  assert ("--partners must not repeat --models, got 'ours' and 'ours,normflows'") in err
+  assert "--partners must be a comma-separated subset of ours, tfp, normflows" in err
   assert "--rows must be a comma-separated subset of best, identical, noclip, clip1000" in err
   assert "--ema_decay must be in [0, 1) (0: no averaging), got 1.0" in err
   args, config = peer_glow.parse_args(["--smoke", "--torch_python", "/no/such/python"])
@@ -525,14 +529,53 @@ def _fake_result(steps_per_second, bpd):
 def test_peer_table_columns_against_tfp():
   _, config = peer_glow.parse_args(["--smoke"])
   tfp = _fake_result(steps_per_second=2.0, bpd=4.1)
-  ours = peer_report.table_row(config, "best", "ours", _fake_result(5.0, 3.95), tfp)
+  ours = peer_report.table_row(config, "best", "ours", _fake_result(5.0, 3.95), tfp,
+                               {"tfp": 2.5, "ours": None})
   assert ours["training images/s"] == pytest.approx(5.0 * config.batch)
   assert ours["training images/s / TFP's"] == pytest.approx(2.5)
+  assert ours["training images/s / ours'"] == ""
   assert ours["test bits/dim - TFP's"] == pytest.approx(-0.15)
   assert ours["log_prob images/s"] == pytest.approx(config.log_prob_batch / 0.5)  # the median
   assert set(ours) == set(peer_report.COLUMNS)
   alone = peer_report.table_row(config, "noclip", "ours", _fake_result(5.0, 3.95))
   assert alone["training images/s / TFP's"] == alone["test bits/dim - TFP's"] == ""
+
+
+def test_peer_speed_ratios_only_between_models_that_trained_together(tmp_path):
+  """From a record's rates_alongside; for older records, from the other model's record of the
+  same sitting (its own or a partner's); never across sittings."""
+  _, config = peer_glow.parse_args(["--smoke"])
+  run = dataclasses.make_dataclass("Run", ["records_dir", "config"])(str(tmp_path), config)
+
+  def record(model, rate, alongside, date="2026-12-01", command="peer_glow.py A", **extra):
+    result = dict(_fake_result(rate, 4.0), alongside=list(alongside), **extra)
+    return {"config": peer_glow.record_key(config, model, "identical"), "command": command,
+            "machine": {"date": date}, "result": result}
+
+  new = record("normflows", 3.0, ["ours", "normflows"],
+               rates_alongside={"ours": 6.0 * config.batch, "normflows": 3.0 * config.batch})
+  assert peer_report.speed_ratio(run, "identical", "normflows", new, "ours") == 0.5
+  assert peer_report.speed_ratio(run, "identical", "normflows", new, "tfp") is None
+  assert peer_report.speed_ratio(run, "identical", "normflows", new, "normflows") is None
+  old = record("normflows", 3.0, ["ours", "normflows"])  # no rates_alongside
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
+  # ours' own record is from another sitting (beside TFP): not comparable
+  slot = peer_glow.record_path(run.records_dir, "ours", "identical")
+  lf_write_json(slot, record("ours", 5.0, ["ours", "tfp"], date="2026-11-30"))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
+  # ours as the partner of the same sitting, under partners/
+  partner = peer_glow.record_path(run.records_dir, "ours", "identical", ["ours", "normflows"])
+  assert partner.endswith(os.path.join("partners", "identical_ours_with_normflows.json"))
+  lf_write_json(partner, record("ours", 6.0, ["ours", "normflows"], command="other"))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
+  lf_write_json(partner, record("ours", 6.0, ["ours", "normflows"]))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") == 0.5
+
+
+def lf_write_json(path, value):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(value, f)
 
 
 def test_peer_targets_line_when_tfp_diverged(tmp_path):
@@ -547,16 +590,18 @@ def test_peer_targets_line_when_tfp_diverged(tmp_path):
                      "grad_norms": [3e7] + [float("nan")] * 9, "seconds": 5.0},
                     {"losses": [float("nan")] * 10, "grad_norms": [float("nan")] * 10,
                      "seconds": 5.0}])
+  speeds = {("best", "ours", "tfp"): 2.5}
   (line,) = peer_report.references([("best", "ours", {"result": ours}),
-                                    ("best", "tfp", {"result": tfp})], path=str(refs))
+                                    ("best", "tfp", {"result": tfp})], path=str(refs),
+                                   speeds=speeds)
   assert line.startswith("best: no bits/dim comparison (not finite: TFP nan, ours 3.8000; first "
                          "non-finite loss at step 12, largest gradient norm 3e+07 at step 11 "
                          "in TFP's training), training 2.50x")
   tfp["evaluation"] = {"bpd_all": 4.0}
   (line,) = peer_report.references([("best", "ours", {"result": ours}),
                                     ("best", "tfp", {"result": tfp})], path=str(refs))
-  assert line.startswith("best: ours 0.200 bits/dim below TFP (target >= 0.1 below: met), "
-                         "training")
+  assert line == ("best: ours 0.200 bits/dim below TFP (target >= 0.1 below: met), no "
+                  "training-speed comparison (the records did not train together)")
   tfp["evaluation"] = {"bpd_all": 3.7}
   (line,) = peer_report.references([("best", "ours", {"result": ours}),
                                     ("best", "tfp", {"result": tfp})], path=str(refs))
@@ -609,9 +654,16 @@ def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
            for m in models.split(",")}
   without_tfp = ",".join(m for m in models.split(",") if m != "tfp")
   out = run_main(peer_glow, tmp_path, *common, "--rows", "identical,best", "--models",
-                 without_tfp)
+                 without_tfp, "--partners", "tfp")
   assert "[identical] reusing the records of ours" in out
   assert "[best/ours] recorded" in out and "[identical/ours] recorded" not in out
+  # TFP trained beside the best row only as its throughput reference: a partner record
+  assert "[best/tfp] recorded (partner)" in out and "[identical/tfp] recorded" not in out
+  assert not (records / "best_tfp.json").exists()
+  partner = json.loads((records / "partners" / f"best_tfp_with_{without_tfp.replace(',', '+')}"
+                        ".json").read_text())
+  assert partner["result"]["sample_quality"] is None
+  assert sorted(partner["result"]["rates_alongside"]) == sorted(models.split(","))
   again = json.loads((records / "identical_ours.json").read_text())
   assert again == first["ours"]  # untouched
 
@@ -632,9 +684,15 @@ def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
   # matched architecture: parameter counts within 10% of ours
   for row in rows.values():
     assert row["parameters"] == pytest.approx(ours["parameters"], rel=0.1)
+  # throughput ratios: within a sitting only (both rows' records trained beside TFP)
+  for (row_name, label), row in rows.items():
+    if label != peer_report.LABELS["tfp"]:
+      assert row["training images/s / TFP's"] > 0, (row_name, label)
+    if label != peer_report.LABELS["ours"]:
+      assert row["training images/s / ours'"] > 0, (row_name, label)
 
   library = schedules.WarmupDecay(1e-3, 200, "cosine", 4, 0.01)
-  for name in (f.name for f in records.iterdir()):
+  for name in (f.name for f in records.iterdir() if f.is_file()):
     result = json.loads((records / name).read_text())["result"]
     assert result["same_data"], name
     assert result["evaluation"]["n_all"] == 297 and result["evaluation"]["finite"] == 1.0
