@@ -11,7 +11,9 @@ and each layer of the flow in image -> latent order, this reports
     encode output is rounded to float32 and everything else runs in float64; the largest
     |decode(encode(x)) - x| that this one rounding causes. It says how strongly the layers
     between this one and the image amplify float32's rounding on the way back.
-and, per image, the round trip's largest error in float32 and in the float64 copy. An error of
+and, per image, the round trip's largest error in float32, in the float64 copy, and when the
+latent is computed in float32 and decoded in float64 (whether decoding alone in float64 would
+be enough). An error of
 0.5 / bins (0.002 for 256 bins) can move a uint8 pixel. Writes docs/results/<--name>.{json,md}.
 
   python benchmarks/round_trip_anatomy.py runs/peer_size_static --images 6573,3052
@@ -123,12 +125,15 @@ def anatomy(model_dir, indices):
   copy_layers = {l.name: l for l in layers_in_encode_order(copy, x64)}
   outputs = encode_outputs(flow, layers, x)
   in32, in64 = round_trip_error(flow, x), round_trip_error(copy, x64)
+  mixed = tf.reduce_max(tf.reshape(tf.abs(copy.decode(tf.cast(flow.encode(x), tf.float64)) - x64),
+                                   [x64.shape[0], -1]), 1).numpy()
   rounded = {l.name: rounded_at(copy, copy_layers[l.name], x64) for l in layers}
   rows = []
   for i, index in enumerate(indices):
     rows.append({"image": index, "layer": "(whole round trip)",
                  "float32 round trip error": float(in32[i]),
-                 "float64 round trip error": float(in64[i])})
+                 "float64 round trip error": float(in64[i]),
+                 "float32 encode, float64 decode error": float(mixed[i])})
     for layer in layers:
       largest, gain = outputs[layer.name]
       row = {"image": index, "layer": layer.name, "max |output|": float(largest[i]),
@@ -165,7 +170,8 @@ def main():
   except ValueError as e:
     parser.error(str(e))
   columns = ["image", "layer", "max |output|", "decode gain", "error if rounded here",
-             "float32 round trip error", "float64 round trip error"]
+             "float32 round trip error", "float64 round trip error",
+             "float32 encode, float64 decode error"]
   notes = (f"Run {run_name}. Layers in image -> latent order; see the script's docstring "
            "for the columns. Images dequantised with seed "
            f"{ablation.EVAL_SEED} (the ablation's held-out protocol).")

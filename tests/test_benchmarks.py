@@ -179,6 +179,8 @@ def test_ablation_tiny(tmp_path):
   assert [r["image"] for r in summaries] == [3, 0]
   assert all(r["float64 round trip error"] < 1e-9 < r["float32 round trip error"] < 1e-3
              for r in summaries)
+  assert all(r["float64 round trip error"] < r["float32 encode, float64 decode error"] < 1e-3
+             for r in summaries)
   layers = [r["layer"] for r in rows if r["image"] == 3][1:]
   assert layers[0] == "level0_squeeze" and layers[-1] == "level0_unsqueeze_inner"
   assert layers.index("level0_step0_coupling") < layers.index("level1_step0_coupling")
