@@ -4,7 +4,7 @@
   python export.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --export_dir=OUT --overwrite
   python export.py --model_dir=runs/x --export_dir=models/lcflow --version=1   # TF Serving
   python export.py --upgrade=OLD_EXPORT --export_dir=NEW       # re-save a pre-2026-11-30 export
-  python export.py --model_dir=runs/x --export_dir=OUT --precision=float64  # exact round trips
+  python export.py --model_dir=runs/x --export_dir=OUT --precision=float64  # float64 inside
 
 Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), takes its averaged
 weights (--weights=ema, the default; --weights=raw for the trained ones) and writes, atomically,
@@ -44,8 +44,10 @@ flags.DEFINE_string("weights", "ema",
 flags.DEFINE_enum("precision", "float32", ["float32", "float64"],
                   "What the exported model computes in. float64 exports a float64 copy of the "
                   "model (lcflow_tf.Flow.astype): the signatures' inputs and outputs keep "
-                  "their dtypes, encode -> decode round trips stay exact where float32 "
-                  "rounding would move a pixel, at float64's cost in speed. Not for --upgrade.")
+                  "their dtypes, so an encode -> decode round trip through the export loses "
+                  "only the float32 rounding of the latent (where float32 throughout can move "
+                  "a pixel), at float64's cost in speed; seeded samples differ from the "
+                  "float32 export's. Not for --upgrade.")
 flags.mark_flags_as_required(["export_dir"])
 
 FLAGS = flags.FLAGS

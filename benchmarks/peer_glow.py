@@ -478,8 +478,8 @@ class Run:
     from lcflow_tf import data  # pylint: disable=g-import-not-at-top
     from lcflow_tf import sample_quality  # pylint: disable=g-import-not-at-top
     config = self.config
-    if "normflows" in {m for _, models in needed for m in models} and not os.path.isfile(
-        self.python):
+    training = {m for _, models in needed for m in models} | set(config.partners)
+    if "normflows" in training and not os.path.isfile(self.python):
       cli.fail(f"no PyTorch Python at {self.python}; install the peer venv "
                f"(docs/benchmarks.md) or pass --torch_python / set ${TORCH_PYTHON_ENV}, or "
                "leave normflows out (--models ours,tfp)")
@@ -522,6 +522,9 @@ def main():
             flush=True)
     if missing:
       needed.append((row, missing))
+  if config.partners and not needed:
+    print(f"--partners {','.join(config.partners)}: nothing to train beside them (every record "
+          "is reused), so no partner trained", flush=True)
   if needed:
     run.prepare(needed)
     try:

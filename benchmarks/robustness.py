@@ -143,7 +143,7 @@ def main():
     parser.error(f"--num_samples must be >= 1, got {args.num_samples}")
   if not args.max_error > 0:
     parser.error(f"--max_error must be > 0, got {args.max_error}")
-  dtypes = [d.strip() for d in args.round_trip_dtypes.split(",") if d.strip()]
+  dtypes = list(dict.fromkeys(d.strip() for d in args.round_trip_dtypes.split(",") if d.strip()))
   if not dtypes or any(d not in DTYPES for d in dtypes):
     parser.error(f"--round_trip_dtypes must be a comma-separated list from {list(DTYPES)}, "
                  f"got {args.round_trip_dtypes!r}")

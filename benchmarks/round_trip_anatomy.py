@@ -35,29 +35,37 @@ from lcflow_tf import bijectors as lcb  # pylint: disable=g-import-not-at-top
 from lcflow_tf import data  # pylint: disable=g-import-not-at-top
 from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
 
-HOOKS = ("_inverse_and_log_det_map", "_forward_and_log_det")  # the fused hooks (bijectors.base)
+# The walkers of `lcflow_tf.bijectors.base` reach a layer through its fused hooks, and a layer
+# inside `tfb.Invert` (the unsqueezes) through its `_forward`; TFP's own calls use `_forward` /
+# `_inverse`. All four are tapped.
+HOOKS = ("_inverse_and_log_det_map", "_forward_and_log_det", "_forward", "_inverse")
 
 
 @contextlib.contextmanager
 def tapped(layer, fn):
   """While inside, every output `t` of `layer` (either direction) is replaced by `fn(t, a)`.
 
-  `a` is the layer's per-element inverse log-det map when the call was an inverse, else None.
-  Instance attributes shadow the layer's fused hooks (`lcflow_tf.bijectors.base`), which every
-  path of the package goes through; they are removed on exit.
+  `a` is the layer's per-element inverse log-det map when the call returned one (the fused
+  inverse hook), else None. A layer's hooks may call one another, so `fn` sees the same
+  output more than once and must be idempotent (recording the first call, or rounding).
+  Instance attributes shadow the hooks while inside and are removed on exit.
   """
-  for hook in HOOKS:
-    original = getattr(layer, hook)
-
-    def wrapper(t, original=original, hook=hook):
-      out, extra = original(t)
-      return fn(out, extra if hook == HOOKS[0] else None), extra
-    setattr(layer, hook, wrapper)
+  shadowed = []
   try:
+    for hook in HOOKS:
+      original = getattr(layer, hook)
+
+      def wrapper(t, *args, original=original, hook=hook, **kwargs):
+        out = original(t, *args, **kwargs)
+        if isinstance(out, tuple):
+          return (fn(out[0], out[1] if hook == HOOKS[0] else None),) + tuple(out[1:])
+        return fn(out, None)
+      setattr(layer, hook, wrapper)
+      shadowed.append(hook)
     yield
   finally:
-    for hook in HOOKS:
-      delattr(layer, hook)
+    for hook in shadowed:
+      layer.__dict__.pop(hook, None)
 
 
 def layers_in_encode_order(flow, x):
@@ -79,12 +87,11 @@ def encode_outputs(flow, layers, x):
 
   def record(layer):
     def fn(t, a):
-      if layer.name not in found:  # the first call is the encode's
-        gain = None
-        if isinstance(layer, lcb.AffineCoupling) and a is not None:
-          gain = tf.reduce_max(tf.reshape(tf.exp(-a), [a.shape[0], -1]), 1).numpy()
-        found[layer.name] = (tf.reduce_max(tf.reshape(tf.abs(t), [t.shape[0], -1]), 1).numpy(),
-                             gain)
+      if layer.name not in found:  # the first call gives the output on the way to the latent
+        found[layer.name] = [
+            tf.reduce_max(tf.reshape(tf.abs(t), [t.shape[0], -1]), 1).numpy(), None]
+      if isinstance(layer, lcb.AffineCoupling) and a is not None and found[layer.name][1] is None:
+        found[layer.name][1] = tf.reduce_max(tf.reshape(tf.exp(-a), [a.shape[0], -1]), 1).numpy()
       return t
     return fn
 

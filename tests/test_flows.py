@@ -452,6 +452,7 @@ def test_astype_copies_the_whole_state_and_shares_nothing():
   np.testing.assert_array_equal(copy.log_prob(x).numpy(), in_float64.numpy())
   back = copy.astype(tf.float32)  # a tf.DType works too; float64 -> float32 -> same numbers
   np.testing.assert_allclose(back.log_prob(x).numpy(), expected, rtol=1e-6)
+  assert flow.astype(np.float64).dtype == tf.float64  # and a NumPy dtype
 
 
 @pytest.mark.slow
