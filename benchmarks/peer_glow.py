@@ -24,10 +24,11 @@ rerun reuses every record whose configuration is the one it would train, so a cr
 most the models still training, and rows can be run one at a time. Throughput ratios compare
 only models that trained in the same turns (each record keeps the training images/s of every
 model beside it); `--partners` trains models beside the missing ones purely as that
-reference, recording them under peer_runs/<name>/partners/ without replacing their records. The tables
-(benchmarks/peer_report.py) are written from all matching records: <name>.{md,json}, with
-reconstruction and sample-quality tables, grids in docs/results/figures/<name>/, and our
-training step's profile (profile_train_step<suffix>.{md,json}).
+reference, recording them under peer_runs/<name>/partners/ without replacing their own
+records. The tables (benchmarks/peer_report.py) are written from all matching records:
+<name>.{md,json}, with reconstruction and sample-quality tables, grids in
+docs/results/figures/<name>/, and our training step's profile
+(profile_train_step<suffix>.{md,json}).
 
   python benchmarks/peer_glow.py                  # Fashion-MNIST, 2000 steps, rows a/b/noclip
   python benchmarks/peer_glow.py --rows best      # one row
