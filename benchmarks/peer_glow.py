@@ -352,9 +352,12 @@ def record_path(records_dir, model, row, alongside=None):
   return os.path.join(records_dir, PARTNERS_DIR, f"{row}_{model}_with_{others}.json")
 
 
-def stored_record(records_dir, config, model, row):
-  """The record of (model, row) if its configuration is the one this run would train."""
-  path = record_path(records_dir, model, row)
+def stored_record(records_dir, config, model, row, alongside=None):
+  """The record of (model, row) if its configuration is the one this run would train.
+
+  With `alongside`, the partner record of that sitting (`record_path`).
+  """
+  path = record_path(records_dir, model, row, alongside)
   if not os.path.exists(path):
     return None
   with open(path) as f:

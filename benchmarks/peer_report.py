@@ -186,15 +186,10 @@ def speed_ratio(run, row, model, record, other):
   rates = result.get("rates_alongside")
   if rates is not None:
     return rates[model] / rates[other]
-  for path in (peer_glow.record_path(run.records_dir, other, row),
-               peer_glow.record_path(run.records_dir, other, row, result["alongside"])):
-    if not os.path.exists(path):
-      continue
-    with open(path) as f:
-      candidate = json.load(f)
-    if (candidate["command"] == record["command"]
+  for alongside in (None, result["alongside"]):  # its own record, then a partner's
+    candidate = peer_glow.stored_record(run.records_dir, run.config, other, row, alongside)
+    if (candidate is not None and candidate["command"] == record["command"]
         and candidate["machine"]["date"] == record["machine"]["date"]
-        and candidate["config"] == peer_glow.record_key(run.config, other, row)
         and sorted(candidate["result"]["alongside"]) == sorted(result["alongside"])):
       return _train_rate(result) / _train_rate(candidate["result"])
   return None

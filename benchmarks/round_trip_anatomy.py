@@ -68,52 +68,45 @@ def tapped(layer, fn):
       layer.__dict__.pop(hook, None)
 
 
-def layers_in_encode_order(flow, x):
-  """The flow's elementary layers (no junctions), in the order encoding `x` reaches them."""
-  order = []
-  leaves = [m for m in flow.bijector.submodules
-            if isinstance(m, lcb.ImageBijector) and not isinstance(m, lcb.FactorOut)]
-  with contextlib.ExitStack() as stack:
-    for layer in leaves:
-      stack.enter_context(tapped(layer, lambda t, a, layer=layer: (order.append(layer), t)[1]))
-    flow.encode(x)
-  seen = set()
-  return [l for l in order if not (id(l) in seen or seen.add(id(l)))]
+def leaves(flow):
+  """The flow's elementary layers (the junctions' parts, not the junctions)."""
+  return [m for m in flow.bijector.submodules
+          if isinstance(m, lcb.ImageBijector) and not isinstance(m, lcb.FactorOut)]
 
 
-def encode_outputs(flow, layers, x):
-  """{layer name: (max |output| per image, largest decode gain per image or None)}."""
+def per_image_max(t):
+  """The largest value of each image of `t` [N, H, W, C], as NumPy [N]."""
+  return tf.reduce_max(tf.reshape(t, [t.shape[0], -1]), 1).numpy()
+
+
+def encode_outputs(flow, x):
+  """{layer name: [max |output| per image, largest decode gain per image or None]}.
+
+  The names come in the order encoding `x` reaches the layers.
+  """
   found = {}
 
   def record(layer):
     def fn(t, a):
       if layer.name not in found:  # the first call gives the output on the way to the latent
-        found[layer.name] = [
-            tf.reduce_max(tf.reshape(tf.abs(t), [t.shape[0], -1]), 1).numpy(), None]
+        found[layer.name] = [per_image_max(tf.abs(t)), None]
       if isinstance(layer, lcb.AffineCoupling) and a is not None and found[layer.name][1] is None:
-        found[layer.name][1] = tf.reduce_max(tf.reshape(tf.exp(-a), [a.shape[0], -1]), 1).numpy()
+        found[layer.name][1] = per_image_max(tf.exp(-a))
       return t
     return fn
 
   with contextlib.ExitStack() as stack:
-    for layer in layers:
+    for layer in leaves(flow):
       stack.enter_context(tapped(layer, record(layer)))
     flow.encode(x)
   return found
-
-
-def round_trip_error(flow, x):
-  """Largest |decode(encode(x)) - x| per image."""
-  back = flow.decode(flow.encode(x))
-  return tf.reduce_max(tf.reshape(tf.abs(tf.cast(back, tf.float64) - tf.cast(x, tf.float64)),
-                                  [x.shape[0], -1]), 1).numpy()
 
 
 def rounded_at(copy, layer, x64):
   """Round-trip error per image when only `layer`'s encode output is rounded to float32."""
   with tapped(layer, lambda t, a: tf.cast(tf.cast(t, tf.float32), t.dtype)):
     z = copy.encode(x64)
-  return tf.reduce_max(tf.reshape(tf.abs(copy.decode(z) - x64), [x64.shape[0], -1]), 1).numpy()
+  return per_image_max(tf.abs(copy.decode(z) - x64))
 
 
 def anatomy(model_dir, indices):
@@ -128,23 +121,22 @@ def anatomy(model_dir, indices):
   x = tf.gather(images, indices)
   copy = flow.astype("float64")
   x64 = tf.cast(x, tf.float64)
-  layers = layers_in_encode_order(flow, x)
-  copy_layers = {l.name: l for l in layers_in_encode_order(copy, x64)}
-  outputs = encode_outputs(flow, layers, x)
-  in32, in64 = round_trip_error(flow, x), round_trip_error(copy, x64)
-  mixed = tf.reduce_max(tf.reshape(tf.abs(copy.decode(tf.cast(flow.encode(x), tf.float64)) - x64),
-                                   [x64.shape[0], -1]), 1).numpy()
-  rounded = {l.name: rounded_at(copy, copy_layers[l.name], x64) for l in layers}
+  outputs = encode_outputs(flow, x)  # in encode order
+  z32 = flow.encode(x)
+  in32 = per_image_max(tf.abs(tf.cast(flow.decode(z32), tf.float64) - x64))
+  in64 = per_image_max(tf.abs(copy.decode(copy.encode(x64)) - x64))
+  mixed = per_image_max(tf.abs(copy.decode(tf.cast(z32, tf.float64)) - x64))
+  copy_layers = {l.name: l for l in leaves(copy)}
+  rounded = {name: rounded_at(copy, copy_layers[name], x64) for name in outputs}
   rows = []
   for i, index in enumerate(indices):
     rows.append({"image": index, "layer": "(whole round trip)",
                  "float32 round trip error": float(in32[i]),
                  "float64 round trip error": float(in64[i]),
                  "float32 encode, float64 decode error": float(mixed[i])})
-    for layer in layers:
-      largest, gain = outputs[layer.name]
-      row = {"image": index, "layer": layer.name, "max |output|": float(largest[i]),
-             "error if rounded here": float(rounded[layer.name][i])}
+    for name, (largest, gain) in outputs.items():
+      row = {"image": index, "layer": name, "max |output|": float(largest[i]),
+             "error if rounded here": float(rounded[name][i])}
       if gain is not None:
         row["decode gain"] = float(gain[i])
       rows.append(row)
