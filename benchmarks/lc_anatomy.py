@@ -113,8 +113,9 @@ def anatomy(model_dir, max_images):
     pilot = evaluation.load_run(pilot_dir, dataset=run.dataset)
     pilot_parts, _ = held_out_parts(pilot.flow, run.dataset, max_images)
     prior, log_det = pilot_parts[j]
+    # The budget-matched control (`static` with `static_pilots`) reads no score.
     score = {"lc": prior + log_det, "lc_reverse": prior + log_det, "logdet": log_det,
-             "logdet_reverse": log_det, "variance": None}[rule]
+             "logdet_reverse": log_det}.get(rule)
     extra = {}
     if score is not None:
       extra["kept by rule on held-out"] = order_summary(lc.split_permutation(score, rule))

@@ -239,14 +239,15 @@ def test_ablation_tiny(tmp_path):
 def test_split_study_tiny_and_its_anatomy(tmp_path):
   """The study's machinery end to end on digits (Glow L=3 at the smoke size, K=1 width 8: two
   nosplit pilots), then
-  lc_anatomy on its nosplit run: a row per pilot, whose kept order is the model's. The mains
-  run in this process (`run_main`); the two training runs are split_study's worker processes."""
-  args = ("--smoke", "--rows", "static,logdet@nosplit", "--train_steps", "8", "--workdir",
-          str(tmp_path / "runs"))
+  lc_anatomy on its nosplit runs: a row per pilot, whose kept order is the model's (the
+  budget-matched control too, whose static rule reads no score). The mains run in this
+  process (`run_main`); the training runs are split_study's worker processes."""
+  args = ("--smoke", "--rows", "static,logdet@nosplit,static@nosplit", "--train_steps", "8",
+          "--workdir", str(tmp_path / "runs"))
   run_main(split_study, tmp_path, *args)
   record = load(tmp_path, "split_study_digits_l3_smoke")
   rows = {r["row"]: r for r in record["rows"]}
-  assert set(rows) == {"static", "logdet@nosplit"}
+  assert set(rows) == {"static", "logdet@nosplit", "static@nosplit"}
   assert rows["static"]["kept as static"] == "1.00, 1.00"  # two junctions
   diff = rows["logdet@nosplit"]["test bpd mean"] - rows["static"]["test bpd mean"]
   paired = rows["logdet@nosplit"]["paired"]
@@ -267,6 +268,14 @@ def test_split_study_tiny_and_its_anatomy(tmp_path):
   assert [len(json.loads(r["mean A per channel"])) for r in anatomy] == [4, 8, 4, 8]
   assert anatomy[2]["trained split"] == anatomy[0]["trained split"]
   assert "kept by rule on held-out" in anatomy[2]
+  control = run.parent / "glow_static_at_nosplit_seed0"
+  run_main(lc_anatomy, tmp_path, control, "--max_images", "40")
+  anatomy = load(tmp_path, "lc_anatomy")["rows"]
+  assert [(r["rule"], r["source"]) for r in anatomy] == [
+      ("static@nosplit", "model"), ("static@nosplit", "model"),
+      ("static@nosplit", "pilot 0"), ("static@nosplit", "pilot 1")]
+  assert all(r["kept as static"] == 1 and not r.get("kept by rule on held-out")
+             for r in anatomy)
 
 
 def test_split_study_control_row_is_static_through_the_pilots():
