@@ -1,6 +1,6 @@
 """Evaluates a training run: test bits/dim, sample grids, reconstructions, LC heatmaps.
 
-  python eval.py --model_dir=runs/digits_glow_lc
+  python eval.py --model_dir=runs/digits_glow
   python eval.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --dequant_samples=16
   python eval.py --model_dir=runs/fmnist --sample_quality   # + Frechet distance per temperature
 
@@ -25,7 +25,7 @@ from lcflow_tf import sample_quality
 
 _D = config_lib.EvalConfig()
 
-flags.DEFINE_string("model_dir", "runs/digits_glow_lc", "Run directory written by train.py.")
+flags.DEFINE_string("model_dir", "runs/digits_glow", "Run directory written by train.py.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
                     "default: the latest in --model_dir.")
 flags.DEFINE_string("weights", "ema",

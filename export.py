@@ -1,6 +1,6 @@
 """Exports a training run as a SavedModel with serving signatures (lcflow_tf/export.py).
 
-  python export.py --model_dir=runs/digits_glow_lc --export_dir=exports/digits
+  python export.py --model_dir=runs/digits_glow --export_dir=exports/digits
   python export.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --export_dir=OUT --overwrite
   python export.py --model_dir=runs/x --export_dir=models/lcflow --version=1   # TF Serving
   python export.py --upgrade=OLD_EXPORT --export_dir=NEW       # re-save a pre-2026-11-30 export

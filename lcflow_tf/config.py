@@ -3,8 +3,9 @@
 `TrainConfig` holds everything a training run depends on; its model is a `flows.FlowConfig`
 (`TrainConfig.model`: the one list of model fields, validated there). `FlowConfig` keeps the
 papers' defaults (`build_flow`); a `TrainConfig`'s default model, and so train.py's defaults,
-is `CPU_FLOW_DEFAULTS`: a small Glow with the likelihood-contribution split that trains on
-scikit-learn's 8x8 digits in a few minutes on two CPU cores. The model's `image_shape` is
+is `CPU_FLOW_DEFAULTS`: a small Glow that trains on scikit-learn's 8x8 digits in a few minutes
+on two CPU cores, with the static split (the split study of docs/benchmarks.md found no
+data-dependent rule lower than it; `split="lc"` is the paper's rule). The model's `image_shape` is
 left None (the dataset sets it, `TrainConfig.flow_config`) and its `seed` is the run's.
 
 Flat names: train.py's flags are flat (`--levels`, `--split`, `--batch_size`, ...), one per
@@ -35,8 +36,10 @@ from lcflow_tf import lc
 from lcflow_tf import schedules
 
 CONFIG_FILE = "config.json"
-# The model of train.py's defaults (and of a TrainConfig without `model`).
-CPU_FLOW_DEFAULTS = flows.FlowConfig(levels=2, steps_per_level=4, hidden_channels=64, split="lc")
+# The model of train.py's defaults (and of a TrainConfig without `model`). The split follows
+# the split study's evidence (docs/benchmarks.md, 2026-12-04): static, until a rule is lower.
+CPU_FLOW_DEFAULTS = flows.FlowConfig(levels=2, steps_per_level=4, hidden_channels=64,
+                                     split="static")
 # The model's fields that are settings of a run (flags): not image_shape (the data's), not the
 # seed (the run's), not the dtype (training is float32).
 # `pilot_junction` is set only by the `nosplit` protocol for its pilots' sub-runs.

@@ -20,7 +20,7 @@ from tests import cli_runner
 
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
-              "--images_every=2", "--lc_pilot=static"]
+              "--images_every=2", "--split=lc", "--lc_pilot=static"]
 # TensorFlow's C++ start-up lines (absl log format, e.g. "E0000 00:00:..." about CUDA).
 _TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before)")
 
@@ -149,7 +149,8 @@ BAD_TRAIN_FLAGS = [
     (["--levels=-1"], r"^error: levels must be an integer >= 1, got -1\.$"),
     (["--learning_rate=-1"], r"^error: learning_rate must be in \(0.0, inf\], got -1.0\.$"),
     (["--levels=4"], r"^error: .*H and W must be divisible by 16; got image_shape \(8, 8, 1\)"),
-    (["--lc_pilot_steps=2000"], r"^error: lc_pilot_steps must be smaller than train_steps"),
+    (["--split=lc", "--lc_pilot_steps=2000"],
+     r"^error: lc_pilot_steps must be smaller than train_steps"),
     (["--lc_pilot=none"], r"^error: lc_pilot must be one of \['static', 'nosplit'\], got 'none'"),
     (["--static_pilots", "--split=lc"],
      r"^error: static_pilots applies to split='static' only .* got static_pilots=True with "

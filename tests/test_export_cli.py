@@ -11,7 +11,7 @@ from lcflow_tf import evaluation
 
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
-              "--images_every=100", "--train_steps=4", "--noeval_at_end"]
+              "--images_every=100", "--train_steps=4", "--noeval_at_end", "--split=lc"]
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "multiworker_worker.py")
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
             lc_pilot_steps=3, warmup_steps=2, log_every=2, checkpoint_every=3, images_every=100,
-            shuffle_buffer=256, lc_pilot="static")
+            shuffle_buffer=256, split="lc", lc_pilot="static")
 TIMEOUT_S = 240
 
 

@@ -25,7 +25,7 @@ from lcflow_tf import training
 
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
             lc_pilot_steps=3, warmup_steps=2, log_every=2, checkpoint_every=3, images_every=100,
-            shuffle_buffer=256, lc_pilot="static")
+            shuffle_buffer=256, split="lc", lc_pilot="static")
 # The nosplit protocol on 3 levels (2 junctions): 2 pilots of 3 steps, then 3 model steps.
 NOSPLIT = dict(TINY, levels=3, train_steps=9, lc_pilot="nosplit", split="logdet")
 
