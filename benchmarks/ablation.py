@@ -102,8 +102,7 @@ def run_worker(spec_path):
 
   with open(spec_path) as f:
     spec = json.load(f)
-  # Runs recorded before `lc_pilot` existed had the static pilot (config.ADDED_FIELDS).
-  cfg = config_lib.TrainConfig.from_flags(**{"lc_pilot": "static", **spec["config"]})
+  cfg = resolved_config(spec["config"])
   distribute.configure_cpu_replicas(cfg.cpu_replicas)  # before TensorFlow sets up its devices
   start = time.time()
   trainer = training.Trainer(cfg, spec["model_dir"])
@@ -125,6 +124,9 @@ def run_worker(spec_path):
          "final_train_bits_per_dim": float(np.mean(list(result.bits_per_dim.values())[-50:])),
          "train_seconds": train_seconds, "images_per_sec": result.images_per_sec,
          "nonfinite_steps": result.nonfinite_steps,
+         # every field, the library's defaults included: a later change of a default is
+         # caught when the record would be reused (`check_defaults`)
+         "train_config": cfg.to_dict(),
          # per split point: the fraction of the kept elements that the static split keeps
          # too (its first C/2 channels): 1 = the static split, 0 = its opposite, ~0.5 = random
          "kept_as_static": [float(np.mean(m[..., :m.shape[-1] // 2]))
@@ -141,6 +143,36 @@ def run_config(sizes, dataset, architecture, split, reinit, seed):
   if split not in ("lc", "lc_reverse", "variance"):
     cfg["lc_pilot_steps"] = 0
   return cfg
+
+
+def resolved_config(cfg):
+  """The complete `TrainConfig` that the explicit fields `cfg` give with today's defaults."""
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  # Runs recorded before `lc_pilot` existed had the static pilot (config.ADDED_FIELDS).
+  return config_lib.TrainConfig.from_flags(**{"lc_pilot": "static", **cfg})
+
+
+def check_defaults(result, cfg, where):
+  """Stops if the run in `where` was trained with other defaults than `cfg` gets today.
+
+  Records match on the benchmark's explicit fields; the library's defaults fill the rest. A
+  result that keeps its complete configuration (`train_config`, from 2026-12-04 on) is
+  compared field by field, so a changed default is never mixed silently with older runs.
+  Older results keep only the explicit fields and are taken as they are.
+
+  Raises:
+    SystemExit: naming every field whose value differs, then and now.
+  """
+  saved = result.get("train_config")
+  if saved is None:
+    return
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  then = config_lib.TrainConfig.from_dict(saved)
+  changed = resolved_config(cfg).differences(then, ignore=())
+  if changed:
+    fields = ", ".join(f"{name}={old!r} then but {new!r} now" for name, new, old in changed)
+    raise SystemExit(f"{where} was trained with other defaults ({fields}); delete it to "
+                     f"retrain, or give the field explicitly in the benchmark's configuration.")
 
 
 def stored(path, config_path, cfg):
@@ -188,15 +220,19 @@ def recorded_or_trained(cfg, model_dir, record_path, figures=None, script=None, 
 
   Taken from the record file if it holds `cfg`, else from a finished run folder (result.json
   beside the spec.json of `cfg`), else the run is trained now (`train_run` with `script` and
-  `extra`); a new record is written.
+  `extra`); a new record is written. A stored run trained with other library defaults stops
+  the benchmark (`check_defaults`).
   """
   from benchmarks import results  # pylint: disable=g-import-not-at-top
   record = stored(record_path, record_path, cfg)
   if record is not None:
+    check_defaults(record["result"], cfg, record_path)
     return record
   res = stored(os.path.join(model_dir, "result.json"), os.path.join(model_dir, "spec.json"),
                cfg)
-  if res is None:
+  if res is not None:
+    check_defaults(res, cfg, model_dir)
+  else:
     print(f"[{os.path.basename(model_dir)}] training {cfg['train_steps']} steps ...", flush=True)
     res = train_run(cfg, model_dir, figures, script, extra)
   record = {"config": cfg, "machine": results.machine(), "result": res}

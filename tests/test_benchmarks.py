@@ -204,8 +204,11 @@ def test_ablation_tiny(tmp_path):
   assert sorted(os.listdir(records)) == ["glow_lc_reinit_seed0.json", "glow_lc_seed0.json",
                                          "glow_static_seed0.json"]
   with open(records / "glow_lc_reinit_seed0.json") as f:
-    config = json.load(f)["config"]
+    stored = json.load(f)
+  config = stored["config"]
   assert (config["split"], config["lc_reinit"], config["train_steps"]) == ("lc", True, 4)
+  # ... and the complete configuration it was trained with (the defaults included)
+  assert stored["result"]["train_config"] == ablation.resolved_config(config).to_dict()
   assert (config["steps_per_level"], config["hidden_channels"]) == (1, 8)  # the smoke size
   # The retraining, with a stand-in worker (the real one trained the runs above): it gets the
   # new configuration in an emptied run folder, and its result replaces the stale record.
@@ -276,6 +279,29 @@ def test_split_study_tiny_and_its_anatomy(tmp_path):
       ("static@nosplit", "pilot 0"), ("static@nosplit", "pilot 1")]
   assert all(r["kept as static"] == 1 and not r.get("kept by rule on held-out")
              for r in anatomy)
+
+
+def test_stored_runs_with_other_library_defaults_are_not_reused(tmp_path):
+  """A record keeps its complete configuration; reused only while the defaults still give it."""
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  cfg = ablation.run_config(ablation.SIZES["digits"], "digits", "glow", "static", False, 0)
+  complete = ablation.resolved_config(cfg).to_dict()
+  record_path = tmp_path / "run.json"
+  record = {"config": cfg, "machine": {}, "result": {"test_bits_per_dim": 2.5,
+                                                     "train_config": complete}}
+  record_path.write_text(json.dumps(record))
+  assert ablation.recorded_or_trained(cfg, str(tmp_path / "run"), str(record_path)) == record
+  assert "conv1x1" not in cfg  # a field the benchmark leaves to the library's default
+  then = config_lib.TrainConfig.from_dict(complete)
+  then = dataclasses.replace(then, model=dataclasses.replace(then.model, conv1x1="matrix"))
+  record["result"]["train_config"] = then.to_dict()
+  record_path.write_text(json.dumps(record))
+  with pytest.raises(SystemExit, match=r"run\.json was trained with other defaults \(conv1x1="
+                                       r"'matrix' then but 'lu' now\); delete it to retrain"):
+    ablation.recorded_or_trained(cfg, str(tmp_path / "run"), str(record_path))
+  del record["result"]["train_config"]  # records before 2026-12-04: explicit fields only
+  record_path.write_text(json.dumps(record))
+  assert ablation.recorded_or_trained(cfg, str(tmp_path / "run"), str(record_path)) == record
 
 
 def test_split_study_control_row_is_static_through_the_pilots():
