@@ -70,8 +70,7 @@ flags.DEFINE_string("split", _M.split,
                     f"Which channels continue at each split, {_one_of(lc.SPLITS)}: static "
                     "(channel halves; the default, see the split study), random, lc (highest "
                     "likelihood contribution stays), lc_reverse, logdet (highest carried "
-                    "log-det stays), logdet_reverse, "
-                    "variance.")
+                    "log-det stays), logdet_reverse, variance.")
 flags.DEFINE_string("conv1x1", _M.conv1x1, "Parametrisation of the invertible 1x1 convolutions "
                     f"(glow): {_one_of(invertible_conv1x1.PARAMETRIZATIONS)}.")
 flags.DEFINE_string("split_prior", _M.split_prior,
