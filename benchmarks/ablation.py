@@ -99,6 +99,7 @@ def run_worker(spec_path):
   from lcflow_tf import lc
   from lcflow_tf import training
   from lcflow_tf import viz
+  from benchmarks import results
 
   with open(spec_path) as f:
     spec = json.load(f)
@@ -131,8 +132,7 @@ def run_worker(spec_path):
          # too (its first C/2 channels): 1 = the static split, 0 = its opposite, ~0.5 = random
          "kept_as_static": [float(np.mean(m[..., :m.shape[-1] // 2]))
                             for m in lc.keep_masks(trainer.flow.junctions)]}
-  with open(os.path.join(spec["model_dir"], "result.json"), "w") as f:
-    json.dump(out, f, indent=2)
+  results.write_json(os.path.join(spec["model_dir"], "result.json"), out)
 
 
 def run_config(sizes, dataset, architecture, split, reinit, seed):
@@ -167,7 +167,11 @@ def check_defaults(result, cfg, where):
   if saved is None:
     return
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  then = config_lib.TrainConfig.from_dict(saved)
+  try:
+    then = config_lib.TrainConfig.from_dict(saved)
+  except ValueError as e:  # e.g. a field this version of the library no longer has
+    raise SystemExit(f"{where} was trained with a configuration this library cannot read "
+                     f"({e}); delete it to retrain.") from None
   changed = resolved_config(cfg).differences(then, ignore=())
   if changed:
     fields = ", ".join(f"{name}={old!r} then but {new!r} now" for name, new, old in changed)
@@ -220,17 +224,24 @@ def recorded_or_trained(cfg, model_dir, record_path, figures=None, script=None, 
 
   Taken from the record file if it holds `cfg`, else from a finished run folder (result.json
   beside the spec.json of `cfg`), else the run is trained now (`train_run` with `script` and
-  `extra`); a new record is written. A stored run trained with other library defaults stops
-  the benchmark (`check_defaults`).
+  `extra`); a new record is written. Each key of `extra` names a measurement that the worker
+  adds to the result under the same key: a stored result without it is incomplete (e.g. a
+  worker that failed after training) and goes back to the worker, which then measures only
+  what is missing. A stored run trained with other library defaults stops the benchmark
+  (`check_defaults`).
   """
   from benchmarks import results  # pylint: disable=g-import-not-at-top
+
+  def complete(res):
+    return res is not None and all(k in res for k in (extra or {}))
+
   record = stored(record_path, record_path, cfg)
-  if record is not None:
+  if record is not None and complete(record["result"]):
     check_defaults(record["result"], cfg, record_path)
     return record
   res = stored(os.path.join(model_dir, "result.json"), os.path.join(model_dir, "spec.json"),
                cfg)
-  if res is not None:
+  if complete(res):
     check_defaults(res, cfg, model_dir)
   else:
     print(f"[{os.path.basename(model_dir)}] training {cfg['train_steps']} steps ...", flush=True)

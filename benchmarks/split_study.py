@@ -148,10 +148,26 @@ def cropped_sampler(flow, shape):
 
 
 def run_worker(spec_path):
-  """Trains and evaluates one run (`ablation.run_worker`), then its sample quality if asked."""
-  ablation.run_worker(spec_path)
+  """Trains and evaluates one run (`ablation.run_worker`), then its sample quality if asked.
+
+  A run folder whose result.json is already there (the worker stopped after training, e.g. in
+  the sample-quality step) is not trained again: only the sample quality is measured.
+  """
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
   with open(spec_path) as f:
     spec = json.load(f)
+  path = os.path.join(spec["model_dir"], "result.json")
+  try:
+    with open(path) as f:
+      result = json.load(f)
+  except (OSError, ValueError):
+    result = None
+  if result is None:
+    ablation.run_worker(spec_path)
+    with open(path) as f:
+      result = json.load(f)
+  else:
+    ablation.check_defaults(result, spec["config"], spec["model_dir"])
   asked = spec.get("sample_quality")
   if not asked:
     return
@@ -164,15 +180,11 @@ def run_worker(spec_path):
   measured = sample_quality.evaluate_sampler(
       cropped_sampler(run.flow, plain.image_shape[:2]), plain, asked["temperatures"],
       num_samples=asked["num_samples"], seed=ablation.EVAL_SEED)
-  path = os.path.join(spec["model_dir"], "result.json")
-  with open(path) as f:
-    result = json.load(f)
   result["sample_quality"] = {
       "temperatures": {t: r["frechet_distance"] for t, r in measured["temperatures"].items()},
       "num_samples": measured["num_samples"],
       "reference_frechet_distance": measured["reference_frechet_distance"]}
-  with open(path, "w") as f:
-    json.dump(result, f, indent=2)
+  results.write_json(path, result)
 
 
 def main():
@@ -254,8 +266,10 @@ def main():
              "kept as static": ", ".join(f"{statistics.mean(k):.2f}" for k in zip(*kept))}
       for t in TEMPERATURES:
         found = [q[f"{t:g}"] for q in quality if q and q.get(f"{t:g}") is not None]
-        if found:
+        if len(found) == len(seeds):
           row[f"FD T={t:g}"] = statistics.mean(found)
+        elif found:  # never a mean over some seeds that reads like one over all of them
+          row[f"FD T={t:g}"] = f"{statistics.mean(found):.4g} ({len(found)}/{len(seeds)} seeds)"
       table.append(row)
     add_paired(table, per_row, arch)
   control_column = [CONTROL_COLUMN] * any(CONTROL_COLUMN in r for r in table)

@@ -299,9 +299,54 @@ def test_stored_runs_with_other_library_defaults_are_not_reused(tmp_path):
   with pytest.raises(SystemExit, match=r"run\.json was trained with other defaults \(conv1x1="
                                        r"'matrix' then but 'lu' now\); delete it to retrain"):
     ablation.recorded_or_trained(cfg, str(tmp_path / "run"), str(record_path))
+  record["result"]["train_config"] = dict(complete, removed_field=1)  # a later library's view
+  record_path.write_text(json.dumps(record))
+  with pytest.raises(SystemExit, match=r"run\.json was trained with a configuration this "
+                                       r"library cannot read \(.*removed_field.*\); delete it"):
+    ablation.recorded_or_trained(cfg, str(tmp_path / "run"), str(record_path))
   del record["result"]["train_config"]  # records before 2026-12-04: explicit fields only
   record_path.write_text(json.dumps(record))
   assert ablation.recorded_or_trained(cfg, str(tmp_path / "run"), str(record_path)) == record
+
+
+def test_a_stored_run_without_an_asked_measurement_goes_back_to_the_worker(tmp_path,
+                                                                          monkeypatch):
+  """A run whose worker stopped after training (result.json without the sample quality that
+  `extra` asks for) is neither reused nor trained again: the worker measures what is missing."""
+  cfg = ablation.run_config(ablation.SIZES["digits"], "digits", "glow", "static", False, 0)
+  run = tmp_path / "run"
+  run.mkdir()
+  trained = {"test_bits_per_dim": 2.5}
+  (run / "result.json").write_text(json.dumps(trained))
+  record_path = tmp_path / "record.json"
+  record_path.write_text(json.dumps({"config": cfg, "machine": {}, "result": trained}))
+  extra = {"sample_quality": {"temperatures": [1.0], "num_samples": 10}}
+  worker = tmp_path / "worker.py"  # stands in for split_study's worker: adds the measurement
+  worker.write_text("import json, os, sys\n"
+                    "spec = json.load(open(sys.argv[2]))\n"
+                    "path = os.path.join(spec['model_dir'], 'result.json')\n"
+                    "result = dict(json.load(open(path)), sample_quality=spec['sample_quality'])\n"
+                    "json.dump(result, open(path, 'w'))\n")
+  (run / "spec.json").write_text(json.dumps({"config": cfg}))
+  with contextlib.redirect_stdout(io.StringIO()):
+    record = ablation.recorded_or_trained(cfg, str(run), str(record_path), script=str(worker),
+                                          extra=extra)
+  assert record["result"] == dict(trained, sample_quality=extra["sample_quality"])
+  with open(record_path) as f:
+    assert json.load(f) == record
+  # without `extra` the same stored result is complete
+  assert ablation.recorded_or_trained(cfg, str(run), str(record_path)) == record
+
+  # split_study's worker: a finished run folder is not trained again
+  def no_training(spec_path):
+    raise AssertionError(f"trained {spec_path} again")
+  monkeypatch.setattr(ablation, "run_worker", no_training)
+  spec = tmp_path / "spec.json"
+  spec.write_text(json.dumps({"config": cfg, "model_dir": str(run)}))
+  split_study.run_worker(str(spec))  # nothing asked beyond the result: nothing done
+  os.remove(run / "result.json")
+  with pytest.raises(AssertionError, match="trained .* again"):
+    split_study.run_worker(str(spec))
 
 
 def test_split_study_control_row_is_static_through_the_pilots():
