@@ -217,11 +217,13 @@ def likelihood_contributions(recorder, z, a):
 
 
 def split_permutation(score, rule):
-  """Per-location channel order [H, W, C]: the first C/2 channels stay."""
-  score = np.asarray(score)
-  if rule in REVERSE_SPLITS:
-    return np.argsort(score, axis=-1, kind="stable")
-  return np.argsort(-score, axis=-1, kind="stable")
+  """Per-location channel order [H, W, C]: the first C/2 channels stay.
+
+  Highest score first (ties: the lower channel first); a reverse rule takes the same order
+  backwards, so it keeps exactly the half that its forward rule factors out, ties included.
+  """
+  order = np.argsort(-np.asarray(score), axis=-1, kind="stable")
+  return order[..., ::-1] if rule in REVERSE_SPLITS else order
 
 
 def uses_pilot(rule, static_pilots=False):

@@ -186,6 +186,16 @@ def test_logdet_and_logdet_reverse_are_opposite_halves():
     np.testing.assert_array_equal(a + b, np.ones_like(a))
 
 
+@pytest.mark.parametrize("rule", ["lc", "logdet"])
+def test_a_reverse_rule_keeps_exactly_the_complement_even_with_ties(rule):
+  score = np.array([[[1.0, 3.0, 3.0, 1.0, 2.0, 2.0]], [[0.0] * 6]])  # [H=2, W=1, C=6]
+  forward = lc.split_permutation(score, rule)
+  reverse = lc.split_permutation(score, rule + "_reverse")
+  np.testing.assert_array_equal(forward[0, 0, :3], [1, 2, 4])  # ties: the lower channel first
+  for a, b in zip(forward.reshape(-1, 6), reverse.reshape(-1, 6)):
+    assert set(a[:3]) | set(b[:3]) == set(range(6)) and not set(a[:3]) & set(b[:3])
+
+
 @pytest.mark.parametrize("architecture", ["glow", "realnvp"])
 @pytest.mark.parametrize("pilot_junction", [0, 1])
 def test_nosplit_pilot_flow_is_exact_and_factors_nothing_out_from_its_junction(
