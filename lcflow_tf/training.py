@@ -459,7 +459,7 @@ class Trainer:
                              (stats.mean_h, pilot_stats.mean_h),
                              (stats.mean_h2, pilot_stats.mean_h2)):
           mine[j].assign(theirs[j])
-        stats.count.assign(pilot_stats.count)
+        stats.count.assign(pilot_stats.count)  # the same for every pilot: lc_pilot_steps batches
       logging.info("nosplit pilot %d finished: junction %d's %r order fixed from %d images.",
                    j, j, self.flow_config.split, int(pilot_stats.count.numpy()))
     with self.strategy.scope():
