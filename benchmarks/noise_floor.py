@@ -57,7 +57,13 @@ RECIPES = {
     # Glow's LU 1x1 convolution fixes a permutation P and the signs of U's diagonal at
     # initialisation (from the seed; never trained); the plain matrix has no such fixed choice.
     "conv_matrix": dict(conv1x1="matrix"),
+    # The early phase and the budget (registered 2026-12-04, docs/benchmarks.md): the runs'
+    # ranks are set in the first few hundred steps and the gap closes slowly.
+    "steps_6000": dict(train_steps=6000),
+    "warmup_1000": dict(warmup_steps=1000),
+    "lr_5e-4": dict(learning_rate=5e-4),
 }
+# A recipe's size fields (train_steps, warmup_steps, ...) give way to --smoke's sizes.
 # Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228, 11: 2.201}
@@ -74,11 +80,43 @@ def confidence_halfwidth(values):
 def recipe_config(recipe, dataset, seed, perturbed, smoke=False):
   """The run's TrainConfig fields: the ablation's (its smoke size with `smoke`), the default
   recipe, then `recipe`'s."""
-  sizes = {**ablation.SIZES[dataset], **(ablation.SMOKE if smoke else {}),
-           **ablation.default_recipe("glow"), **RECIPES[recipe]}
+  sizes = {**ablation.SIZES[dataset], **ablation.default_recipe("glow"), **RECIPES[recipe],
+           **(ablation.SMOKE if smoke else {})}
   cfg = ablation.run_config(sizes, dataset, "glow", "static", False, seed)
   if perturbed:
     cfg.update(strategy="mirrored", cpu_replicas=2)
+  return cfg
+
+
+def paired_to_default(per_recipe, recipe):
+  """`recipe` - `default` paired by seed (same initial weights and data order), as text: mean,
+  95% t half-width, on how many seeds lower; "" without `default`, for itself, or one seed."""
+  if recipe == "default" or "default" not in per_recipe or len(per_recipe[recipe]) < 2:
+    return ""
+  d = [a - b for a, b in zip(per_recipe[recipe], per_recipe["default"])]
+  return (f"{statistics.mean(d):+.4f} +- {confidence_halfwidth(d):.4f} "
+          f"(lower on {sum(x < 0 for x in d)}/{len(d)})")
+
+
+def std_interval(values):
+  """The 95% interval of the standard deviation from `values` (chi-square, normal data), as
+  text; "" for fewer than 2 values."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  n = len(values)
+  if n < 2:
+    return ""
+  s = statistics.stdev(values)
+  low = s * math.sqrt((n - 1) / stats.chi2.ppf(0.975, n - 1))
+  high = s * math.sqrt((n - 1) / stats.chi2.ppf(0.025, n - 1))
+  return f"{low:.3f} - {high:.3f}"
+
+
+def with_train_steps(cfg, train_steps):
+  """`cfg` with `train_steps` (the --train_steps override of the smoke tests), if given."""
+  if train_steps:
+    cfg.update(train_steps=train_steps, checkpoint_every=train_steps,
+               warmup_steps=min(cfg["warmup_steps"], train_steps),
+               log_every=max(1, train_steps // 4))
   return cfg
 
 
@@ -150,19 +188,18 @@ def main():
   results_dir = args.results_dir or results.RESULTS_DIR
   name = args.name or "noise_floor" + ("" if args.dataset == "fashion_mnist"
                                        else f"_{args.dataset}") + ("_smoke" * args.smoke)
-  rows, per_run, dates, sizes = [], [], set(), {}
+  base = with_train_steps(recipe_config("default", args.dataset, 0, False, smoke=args.smoke),
+                          args.train_steps)
+  sizes = {k: base[k] for k in ("levels", "steps_per_level", "hidden_channels", "train_steps",
+                                "batch_size", "learning_rate", "warmup_steps")}
+  rows, per_run, dates, per_recipe = [], [], set(), {}
   for recipe in recipes:
     values, perturbed, raw, nonfinite = {}, {}, {}, 0
     for seed in seeds + [("twin", s) for s in twins]:
       twin = isinstance(seed, tuple)
       s = seed[1] if twin else seed
-      cfg = recipe_config(recipe, args.dataset, s, twin, smoke=args.smoke)
-      if args.train_steps:
-        cfg.update(train_steps=args.train_steps, checkpoint_every=args.train_steps,
-                   warmup_steps=min(cfg["warmup_steps"], args.train_steps),
-                   log_every=max(1, args.train_steps // 4))
-      sizes = {k: cfg[k] for k in ("levels", "steps_per_level", "hidden_channels", "train_steps",
-                                   "batch_size", "learning_rate", "warmup_steps")}
+      cfg = with_train_steps(recipe_config(recipe, args.dataset, s, twin, smoke=args.smoke),
+                             args.train_steps)
       run = f"{recipe}_seed{s}" + ("_2replicas" if twin else "")
       model_dir = os.path.join(args.workdir, name, run)
       record_path = os.path.join(results_dir, "noise_floor_runs", name, run + ".json")
@@ -176,12 +213,13 @@ def main():
       nonfinite += res["nonfinite_steps"]
       per_run.append(dict(recipe=recipe, seed=s, replicas=2 if twin else 1, **res))
       print(f"[{run}] test bits/dim {res['test_bits_per_dim']:.4f}", flush=True)
-    v = [values[s] for s in seeds]
+    v = per_recipe[recipe] = [values[s] for s in seeds]
     diffs = [abs(perturbed[s] - values[s]) for s in twins]
     rows.append({
         "recipe": recipe, "seeds": len(v), "test bpd mean": statistics.mean(v),
         "95% CI of mean": f"+- {confidence_halfwidth(v):.3f}",
         "seed std": statistics.stdev(v) if len(v) > 1 else float("nan"),
+        "seed std 95% CI": std_interval(v),
         "per seed": ", ".join(f"{x:.4f}" for x in v),
         "perturbation |diff| mean": statistics.mean(diffs) if diffs else float("nan"),
         "perturbation |diff| max": max(diffs) if diffs else float("nan"),
@@ -190,7 +228,11 @@ def main():
         "raw weights per seed": ", ".join(f"{raw[s]:.4f}" for s in seeds if s in raw),
         "averages - raw, paired": (statistics.mean(values[s] - raw[s] for s in raw)
                                    if raw else float("nan"))})
-  notes = (f"{args.dataset} Glow, static split, {sizes}; recipes "
+  for row in rows:
+    paired = paired_to_default(per_recipe, row["recipe"])
+    if paired:
+      row["vs default, paired"] = paired
+  notes = (f"{args.dataset} Glow, static split, {sizes} unless a recipe says otherwise; recipes "
            + "; ".join(f"`{r}`: {RECIPES[r] or 'the library defaults'}" for r in recipes)
            + f". Seeds {seeds}; twins of seeds {twins} trained with the global batch of "
            f"{sizes['batch_size']} split over 2 replicas (MirroredStrategy, 2 logical CPU "
@@ -199,8 +241,12 @@ def main():
            f"{ablation.EVAL_SEED}), with the weights the library evaluates by default (the "
            "weight averages when the recipe keeps them; the trained weights' numbers beside "
            "them). 95% CI: Student t interval of the "
-           f"mean over seeds. Runs trained on {', '.join(sorted(dates))}.")
-  columns = ["recipe", "seeds", "test bpd mean", "95% CI of mean", "seed std", "per seed",
+           "mean over seeds; of the seed std: chi-square interval; `vs default, paired`: mean "
+           "over seeds of (recipe - default), same seed, with its t interval. Runs trained "
+           f"on {', '.join(sorted(dates))}.")
+  columns = ["recipe", "seeds", "test bpd mean", "95% CI of mean", "seed std",
+             "seed std 95% CI", "per seed",
+             *["vs default, paired"] * any("vs default, paired" in r for r in rows),
              "perturbation |diff| mean", "perturbation |diff| max", "per twin (2 replicas)",
              "non-finite steps", "raw weights per seed", "averages - raw, paired"]
   table = args.table or name

@@ -842,6 +842,24 @@ def test_training_trace_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_noise_floor_budget_recipes_keep_their_size_but_not_under_smoke():
+  cfg = noise_floor.recipe_config("steps_6000", "fashion_mnist", 0, False)
+  assert (cfg["train_steps"], cfg["checkpoint_every"], cfg["log_every"]) == (6000, 6000, 1500)
+  assert noise_floor.recipe_config("warmup_1000", "fashion_mnist", 0, False)["warmup_steps"] == 1000
+  smoke = noise_floor.recipe_config("steps_6000", "digits", 0, False, smoke=True)
+  assert smoke["train_steps"] == ablation.SMOKE["train_steps"]
+  assert noise_floor.std_interval([1.0]) == ""
+  low, high = map(float, noise_floor.std_interval([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]).split(" - "))
+  assert low < np.std([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) < high
+  assert (round(low, 3), round(high, 3)) == (0.117, 0.459)  # s = 0.187, 5 degrees of freedom
+  per_recipe = {"default": [4.6, 4.5, 4.7], "steps_6000": [4.4, 4.4, 4.5], "main": [5.0]}
+  # differences -0.2, -0.1, -0.2: mean -0.1667, sd 0.0577, t(2) = 4.303 -> half-width 0.1434
+  assert (noise_floor.paired_to_default(per_recipe, "steps_6000")
+          == "-0.1667 +- 0.1434 (lower on 3/3)")
+  assert [noise_floor.paired_to_default(per_recipe, r) for r in ("default", "main")] == ["", ""]
+  assert noise_floor.paired_to_default({"steps_6000": [1.0, 2.0]}, "steps_6000") == ""
+
+
 def test_noise_floor_smoke_and_raw_weights(tmp_path):
   # One seed and no twin (a twin is the same worker on cpu_replicas=2, which the training
   # tests cover): each worker is a TensorFlow process.
