@@ -841,7 +841,6 @@ def test_training_trace_smoke(tmp_path):
   assert len(details["bits_per_dim"]) == len(details["grad_norms"]) == 4
 
 
-@pytest.mark.slow
 def test_noise_floor_budget_recipes_keep_their_size_but_not_under_smoke():
   cfg = noise_floor.recipe_config("steps_6000", "fashion_mnist", 0, False)
   assert (cfg["train_steps"], cfg["checkpoint_every"], cfg["log_every"]) == (6000, 6000, 1500)
@@ -860,6 +859,7 @@ def test_noise_floor_budget_recipes_keep_their_size_but_not_under_smoke():
   assert noise_floor.paired_to_default({"steps_6000": [1.0, 2.0]}, "steps_6000") == ""
 
 
+@pytest.mark.slow
 def test_noise_floor_smoke_and_raw_weights(tmp_path):
   # One seed and no twin (a twin is the same worker on cpu_replicas=2, which the training
   # tests cover): each worker is a TensorFlow process.
