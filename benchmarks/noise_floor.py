@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import ablation  # pylint: disable=g-import-not-at-top
+from benchmarks import split_study  # pylint: disable=g-import-not-at-top
 
 UNBOUNDED = dict(max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
 RECIPES = {
@@ -93,9 +94,9 @@ def paired_to_default(per_recipe, recipe):
   95% t half-width, on how many seeds lower; "" without `default`, for itself, or one seed."""
   if recipe == "default" or "default" not in per_recipe or len(per_recipe[recipe]) < 2:
     return ""
-  d = [a - b for a, b in zip(per_recipe[recipe], per_recipe["default"])]
-  return (f"{statistics.mean(d):+.4f} +- {confidence_halfwidth(d):.4f} "
-          f"(lower on {sum(x < 0 for x in d)}/{len(d)})")
+  p = split_study.paired_summary(per_recipe[recipe], per_recipe["default"])
+  return (f"{p['mean']:+.4f} +- {(p['high'] - p['low']) / 2:.4f} "
+          f"(lower on {p['lower']}/{p['n']})")
 
 
 def std_interval(values):

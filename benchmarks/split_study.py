@@ -157,11 +157,7 @@ def run_worker(spec_path):
   with open(spec_path) as f:
     spec = json.load(f)
   path = os.path.join(spec["model_dir"], "result.json")
-  try:
-    with open(path) as f:
-      result = json.load(f)
-  except (OSError, ValueError):
-    result = None
+  result = ablation.stored(path, spec_path, spec["config"])
   if result is None:
     ablation.run_worker(spec_path)
     with open(path) as f:
