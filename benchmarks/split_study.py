@@ -241,9 +241,9 @@ def main():
         cfg = run_config(sizes, setting["dataset"], arch, split, pilot, seed,
                          static_pilots=label in CONTROL_ROWS)
         figures = None
-        if seed == seeds[0] and split != "static":
-          figures = dict(figures_dir=os.path.join(results_dir, "figures"),
-                         figure_prefix=f"{name}_{arch}_{label.replace('@', '_at_')}")
+        if split != "static":
+          figures = ablation.figure_spec(
+              results_dir, f"{name}_{arch}_{label.replace('@', '_at_')}", seed)
         record = ablation.recorded_or_trained(
             cfg, os.path.join(workdir, run),
             os.path.join(results_dir, "split_study_runs", name, run + ".json"), figures,

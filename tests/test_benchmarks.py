@@ -378,6 +378,30 @@ def test_split_study_control_row_is_static_through_the_pilots():
   assert split_study.CONTROL_COLUMN not in rows["lc@static"]  # not trained like the control
 
 
+@pytest.mark.parametrize("module, rows, runs", [
+    (split_study, ("--rows", "static,lc@nosplit"), ["glow_lc_at_nosplit_seed0"]),
+    (ablation, ("--architectures", "glow", "--splits", "static,lc"),
+     ["glow_lc_seed0", "glow_lc_reinit_seed0"])])
+def test_only_the_seed0_runs_draw_figures(tmp_path, monkeypatch, module, rows, runs):
+  """A command for later seeds alone (`--seeds 7`) must not overwrite the seed-0 LC heatmaps
+  that the docs show: only seed 0's data-dependent runs get a figures spec, in any order."""
+  asked = []
+
+  def fake_record(cfg, model_dir, record_path, figures=None, script=None, extra=None):
+    del record_path, script, extra  # unused
+    asked.append((os.path.basename(model_dir), figures))
+    return {"config": cfg, "machine": {"date": "2026-12-05"},
+            "result": {"test_bits_per_dim": 4.0 + cfg["seed"], "train_seconds": 1.0,
+                       "kept_as_static": [0.5] * (cfg["levels"] - 1)}}
+  monkeypatch.setattr(ablation, "recorded_or_trained", fake_record)
+  run_main(module, tmp_path, "--smoke", *rows, "--seeds", "7,0", "--workdir", tmp_path / "runs")
+  drawn = [(run, figures) for run, figures in asked if figures]
+  assert len(asked) == 2 * (len(runs) + 1)  # static and the data-dependent rows, 2 seeds
+  assert [run for run, _ in drawn] == runs
+  assert all(f["figures_dir"] == os.path.join(str(tmp_path), "figures") for _, f in drawn)
+  assert ablation.figure_spec(str(tmp_path), "x", 7) is None
+
+
 def test_split_study_paired_summary():
   summary = split_study.paired_summary([1.0, 2.0, 3.5], [1.5, 2.0, 3.0])
   # diffs -0.5, 0, 0.5: mean 0, sd 0.5, t(0.975, 2) = 4.302653
