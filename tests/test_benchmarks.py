@@ -402,6 +402,19 @@ def test_only_the_seed0_runs_draw_figures(tmp_path, monkeypatch, module, rows, r
   assert ablation.figure_spec(str(tmp_path), "x", 7) is None
 
 
+def test_split_study_recipe_is_pinned_to_its_records():
+  """The study trains every setting with the recipe of its committed records (the defaults of
+  2026-11-30), whatever the library's defaults become."""
+  for setting, arch in (("fashion_l2", "glow"), ("digits_l3", "glow"), ("digits_l3", "realnvp")):
+    path = os.path.join(ROOT, "docs", "results", "split_study_runs", f"split_study_{setting}",
+                        f"{arch}_static_seed0.json")
+    with open(path) as f:
+      recorded = json.load(f)["config"]
+    spec = split_study.SETTINGS[setting]
+    cfg = split_study.run_config(spec["sizes"], spec["dataset"], arch, "static", "nosplit", 0)
+    assert cfg == recorded, path
+
+
 def test_split_study_paired_summary():
   summary = split_study.paired_summary([1.0, 2.0, 3.5], [1.5, 2.0, 3.0])
   # diffs -0.5, 0, 0.5: mean 0, sd 0.5, t(0.975, 2) = 4.302653
