@@ -2,11 +2,11 @@
 
 Pre-registered plan: docs/benchmarks.md, section "Split study (issue 14): pre-registered plan".
 For each setting, architecture, row and seed, trains one model with `lcflow_tf.training` (the
-library's default recipe of 2026-11-30, pinned as `RECIPE`, the same architecture and total step budget in every row; the pilots
-count against it) and records its test bits/dim on every held-out image (one dequantisation
-pass, seed `ablation.EVAL_SEED`) and, for the Fashion-MNIST settings, the sample-quality
-distance (`lcflow_tf.sample_quality`, Frechet distance on a classifier's features) of its
-samples at temperatures 0.7 and 1.0.
+library's default recipe of 2026-11-30, pinned as `RECIPE`, the same architecture and total
+step budget in every row; the pilots count against it) and records its test bits/dim on every
+held-out image (one dequantisation pass, seed `ablation.EVAL_SEED`) and, for the Fashion-MNIST
+settings, the sample-quality distance (`lcflow_tf.sample_quality`, Frechet distance on a
+classifier's features) of its samples at temperatures 0.7 and 1.0.
 
 Rows (`ROWS`): `static`; `lc@nosplit`, `logdet@nosplit`, `lc_reverse@nosplit`,
 `logdet_reverse@nosplit` (the confound-free pilot, `lcflow_tf.lc`); `lc@static` (the old
