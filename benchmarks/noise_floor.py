@@ -26,7 +26,6 @@ later invocations, so the study can be extended one recipe or seed at a time.
 """
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import ablation  # pylint: disable=g-import-not-at-top
-from benchmarks import split_study  # pylint: disable=g-import-not-at-top
+from benchmarks import intervals  # pylint: disable=g-import-not-at-top
 
 UNBOUNDED = dict(max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
 RECIPES = {
@@ -65,19 +64,6 @@ RECIPES = {
     "lr_5e-4": dict(learning_rate=5e-4),
 }
 # A recipe's size fields (train_steps, warmup_steps, ...) give way to --smoke's sizes.
-# Two-sided 97.5% quantiles of Student's t for n - 1 degrees of freedom (n = 2..12).
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 11: 2.201}
-
-
-def confidence_halfwidth(values):
-  """Half-width of the 95% t interval of the mean of `values` (nan for fewer than 2)."""
-  n = len(values)
-  if n < 2:
-    return float("nan")
-  return T975.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n)
-
-
 def recipe_config(recipe, dataset, seed, perturbed, smoke=False):
   """The run's TrainConfig fields: the ablation's (its smoke size with `smoke`), the default
   recipe, then `recipe`'s."""
@@ -94,22 +80,9 @@ def paired_to_default(per_recipe, recipe):
   95% t half-width, on how many seeds lower; "" without `default`, for itself, or one seed."""
   if recipe == "default" or "default" not in per_recipe or len(per_recipe[recipe]) < 2:
     return ""
-  p = split_study.paired_summary(per_recipe[recipe], per_recipe["default"])
+  p = intervals.paired_summary(per_recipe[recipe], per_recipe["default"])
   return (f"{p['mean']:+.4f} +- {(p['high'] - p['low']) / 2:.4f} "
           f"(lower on {p['lower']}/{p['n']})")
-
-
-def std_interval(values):
-  """The 95% interval of the standard deviation from `values` (chi-square, normal data), as
-  text; "" for fewer than 2 values."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  n = len(values)
-  if n < 2:
-    return ""
-  s = statistics.stdev(values)
-  low = s * math.sqrt((n - 1) / stats.chi2.ppf(0.975, n - 1))
-  high = s * math.sqrt((n - 1) / stats.chi2.ppf(0.025, n - 1))
-  return f"{low:.3f} - {high:.3f}"
 
 
 def with_train_steps(cfg, train_steps):
@@ -218,9 +191,9 @@ def main():
     diffs = [abs(perturbed[s] - values[s]) for s in twins]
     rows.append({
         "recipe": recipe, "seeds": len(v), "test bpd mean": statistics.mean(v),
-        "95% CI of mean": f"+- {confidence_halfwidth(v):.3f}",
+        "95% CI of mean": f"+- {intervals.mean_halfwidth(v):.3f}",
         "seed std": statistics.stdev(v) if len(v) > 1 else float("nan"),
-        "seed std 95% CI": std_interval(v),
+        "seed std 95% CI": intervals.std_interval(v),
         "per seed": ", ".join(f"{x:.4f}" for x in v),
         "perturbation |diff| mean": statistics.mean(diffs) if diffs else float("nan"),
         "perturbation |diff| max": max(diffs) if diffs else float("nan"),

@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import noise_floor  # pylint: disable=g-import-not-at-top
+from benchmarks import intervals  # pylint: disable=g-import-not-at-top
 from benchmarks import results  # pylint: disable=g-import-not-at-top
 
 COLUMNS = ["records", "architecture", "row", "seeds", "mean diff to reference", "95% CI",
@@ -45,7 +45,7 @@ def paired_rows(runs, reference="static"):
     diffs = [a - b for a, b in zip(row, base)]
     rows.append({"architecture": arch, "row": split, "seeds": len(seeds),
                  "mean diff to reference": statistics.mean(diffs),
-                 "95% CI": f"+- {noise_floor.confidence_halfwidth(diffs):.3f}",
+                 "95% CI": f"+- {intervals.mean_halfwidth(diffs):.3f}",
                  "sd(d)": statistics.stdev(diffs),
                  "corr over seeds": _correlation(row, base),
                  "row seed std": statistics.stdev(row),

@@ -43,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import ablation  # pylint: disable=g-import-not-at-top
+from benchmarks import intervals  # pylint: disable=g-import-not-at-top
 
 # label: (split rule, pilot protocol); `static@nosplit` runs the pilots with `static_pilots`
 ROWS = {
@@ -104,30 +105,11 @@ def add_paired(table, per_row, arch):
   for row in table:
     if row["architecture"] != arch or row["row"] == "static":
       continue
-    row["paired"] = paired_summary(per_row[row["row"]], per_row["static"])
+    row["paired"] = intervals.paired_summary(per_row[row["row"]], per_row["static"])
     row["vs static (95% CI)"] = format_paired(row["paired"])
     if control in per_row and row["row"] != control and row["row"].endswith("@nosplit"):
-      row["paired_control"] = paired_summary(per_row[row["row"]], per_row[control])
+      row["paired_control"] = intervals.paired_summary(per_row[row["row"]], per_row[control])
       row[CONTROL_COLUMN] = format_paired(row["paired_control"])
-
-
-def paired_summary(values, reference):
-  """Paired by seed: mean of `values - reference`, its 95% Student-t interval, lower count.
-
-  Returns:
-    dict with `n`, `mean`, `low`, `high` (None with fewer than 2 pairs) and `lower` (how many
-    differences are < 0).
-  """
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  diffs = [v - r for v, r in zip(values, reference)]
-  n = len(diffs)
-  mean = statistics.mean(diffs)
-  if n < 2:
-    low = high = None
-  else:
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / n ** 0.5
-    low, high = mean - half, mean + half
-  return {"n": n, "mean": mean, "low": low, "high": high, "lower": sum(d < 0 for d in diffs)}
 
 
 def format_paired(summary):
