@@ -429,15 +429,465 @@ def test_intervals_paired_summary():
 def test_intervals_use_exact_t_quantiles_at_every_sample_size():
   # The old table stopped at 11 degrees of freedom and fell back to the normal 1.96 beyond.
   assert np.isnan(intervals.mean_halfwidth([1.0]))
-  values = [0.0, 1.0] * 10  # n = 20, sd 0.5130, t(0.975, 19) = 2.093024
+  values = [0.0, 1.0] * 10  # n = 20, t(0.975, 19) = 2.093024
   assert intervals.mean_halfwidth(values) == pytest.approx(
       2.093024 * np.std(values, ddof=1) / 20 ** 0.5, rel=1e-6)
   assert intervals.mean_halfwidth([0.0, 1.0]) == pytest.approx(12.706205 * 0.5 ** 0.5 / 2 ** 0.5,
                                                                rel=1e-6)
-  assert intervals.std_interval([1.0]) == ""
-  low, high = map(float, intervals.std_interval([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]).split(" - "))
-  assert low < np.std([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) < high
-  assert (round(low, 3), round(high, 3)) == (0.117, 0.459)  # s = 0.187, 5 degrees of freedom
+
+
+def test_split_study_cropped_sampler():
+  from lcflow_tf import sample_quality  # pylint: disable=g-import-not-at-top
+  flow = lf_flows.build_flow((12, 12, 1), levels=2, steps_per_level=1, hidden_channels=4)
+  full = sample_quality.flow_sampler(flow)(3, 0.7, 5)
+  cropped = split_study.cropped_sampler(flow, (8, 8))(3, 0.7, 5)
+  assert cropped.shape == (3, 8, 8, 1)
+  np.testing.assert_array_equal(cropped, full[:, 2:10, 2:10])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["lc_overhead.py", "export_latency.py"])
+def test_quick_benchmarks_write_results(tmp_path, script):
+  """The timing scripts end to end at their smoke size (the code of --quick and of the full
+  run, on a tiny model); in their own process, as they time it."""
+  run_smoke(script, tmp_path, "--smoke")
+  record = load(tmp_path, script.replace(".py", "_smoke"))
+  assert record["command"] == f"python benchmarks/{script} --smoke"
+  assert record["machine"]["cores"] >= 1 and record["rows"]
+
+
+def test_analytic_conv_flops_by_hand():
+  # 8x8x3, L=2, K=1, width 8, batch 2. Level 0: 4x4 maps, c=12: coupling 6->8 (3x3),
+  # 8->8 (1x1), 8->12 (3x3); prior 6->12 (3x3). Level 1: 2x2 maps, c=24: 12->8, 8->8, 8->24.
+  level0 = (9 * 6 * 8 + 8 * 8 + 9 * 8 * 12 + 9 * 6 * 12) * 16
+  level1 = (9 * 12 * 8 + 8 * 8 + 9 * 8 * 24) * 4
+  assert scaling.analytic_conv_flops(8, 3, 2, 1, 8, 2) == 2 * 2 * (level0 + level1)
+
+
+def test_stream_export_is_the_training_pipeline(tmp_path, digits):
+  meta = peer_protocol.export_stream(str(tmp_path), "digits", batch_size=8, steps=3, seed=5,
+                                     eval_seed=7, eval_images=40, eval_batch=16)
+  assert (meta["image_shape"], meta["num_bins"], meta["test_images"]) == ([8, 8, 1], 17, 40)
+  reader = peer_protocol.StreamReader(str(tmp_path))
+  pipeline = lf_data.make_train_pipeline(digits.train(), 8, 17, seed=5)
+  for i, expected in enumerate(pipeline.take(3)):
+    batch = reader.batch(i)
+    np.testing.assert_array_equal(batch, expected.numpy())
+    assert meta["checksums"][i] == peer_protocol.checksum(batch)
+  assert meta["checksums"][0] != meta["checksums"][1]
+  with pytest.raises(IndexError, match="batch 3 of a stream of 3"):
+    reader.batch(3)
+  reader.close()
+  # the test images with the evaluation's noise, independent of the batch size
+  test = peer_protocol.load_test(str(tmp_path))
+  expected = np.concatenate([x.numpy() for x in lf_data.make_eval_pipeline(
+      digits.test().take(40), 256, 17, seed=7)])
+  np.testing.assert_array_equal(test, expected)
+  assert meta["test_checksum"] == peer_protocol.checksum(test)
+  assert peer_protocol.read_meta(str(tmp_path)) == meta
+
+
+def test_paired_spread_known_answer_and_usage_errors(tmp_path):
+  """Two rows over three seeds with hand-computed statistics; a row that follows the reference
+  exactly has sd(d) 0 and correlation 1; unusable files are usage errors, no traceback."""
+  runs = [dict(architecture="glow", split=split, seed=seed, test_bits_per_dim=value)
+          for split, values in (("static", [4.0, 4.2, 4.1]), ("lc", [4.1, 4.3, 4.2]),
+                                ("random", [4.3, 4.0, 4.2]))
+          for seed, value in enumerate(values)]
+  rows = {r["row"]: r for r in paired_spread.paired_rows(runs)}
+  assert set(rows) == {"lc", "random"}
+  assert rows["lc"]["mean diff to reference"] == pytest.approx(0.1)
+  assert rows["lc"]["sd(d)"] == pytest.approx(0.0, abs=1e-12)
+  assert rows["lc"]["corr over seeds"] == pytest.approx(1.0)
+  diffs = [0.3, -0.2, 0.1]
+  assert rows["random"]["sd(d)"] == pytest.approx(np.std(diffs, ddof=1))
+  assert rows["random"]["95% CI"] == f"+- {4.303 * np.std(diffs, ddof=1) / math.sqrt(3):.3f}"
+  assert rows["random"]["corr over seeds"] == pytest.approx(np.corrcoef([4.3, 4.0, 4.2],
+                                                                        [4.0, 4.2, 4.1])[0, 1])
+  path = tmp_path / "x_runs.json"
+  path.write_text(json.dumps(runs))
+  out = run_main(paired_spread, tmp_path, path, "--name", "ps")
+  assert "| x_runs.json | glow | lc | 3 |" in out
+  assert load(tmp_path, "ps")["rows"][0]["row"] == "lc"
+  for bad, message in ((tmp_path / "missing.json", "cannot read run records"),
+                       (tmp_path / "ps.json", "is not a list of run records")):
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
+      run_main(paired_spread, tmp_path, bad)
+    assert exit_info.value.code == 2 and message in err.getvalue()
+
+
+def test_peer_protocol_recipe_formulas():
+  warmup = schedules.WarmupDecay(1e-3, 200)
+  for step in (0, 99, 199, 200, 1999):
+    assert peer_protocol.learning_rate(step, 1e-3, 200) == pytest.approx(float(warmup(step)))
+  for kind in ("cosine", "linear"):  # the library's schedule, step by step
+    rates = [peer_protocol.learning_rate(s, 1e-3, 200, kind, 2000, 0.01) for s in range(2001)]
+    ours = schedules.WarmupDecay(1e-3, 200, kind, 2000, 0.01)
+    assert rates == pytest.approx([float(ours(s)) for s in range(2001)], rel=1e-5)
+    assert rates[1100] == pytest.approx(0.5 * (1e-3 + 1e-5))  # half way after the warm-up
+    assert rates[-1] == pytest.approx(1e-5)  # the floor after the last update
+    assert all(a >= b for a, b in zip(rates[199:], rates[200:]))
+  # a run shorter than its warm-up: warm-up only, as WarmupDecay
+  short = schedules.WarmupDecay(1e-3, 200, "cosine", 4, 0.01)
+  assert [peer_protocol.learning_rate(s, 1e-3, 200, "cosine", 4, 0.01) for s in range(4)] == (
+      pytest.approx([float(short(s)) for s in range(4)], rel=1e-6))
+  with pytest.raises(ValueError, match="schedule"):
+    peer_protocol.learning_rate(0, 1e-3, 200, "step")
+  with pytest.raises(ValueError, match="total_steps"):
+    peer_protocol.learning_rate(300, 1e-3, 200, "cosine")
+  assert peer_protocol.ema_decay(0.999, 0) == pytest.approx(0.1)
+  assert peer_protocol.ema_decay(0.999, 90) == pytest.approx(0.91)
+  assert peer_protocol.ema_decay(0.999, 10 ** 6) == 0.999
+  log_prob = np.array([-1500.0, 200.0])
+  assert peer_protocol.bits_per_dim(log_prob, 784, 256) == pytest.approx(
+      lf_flows.log_prob_to_bits_per_dim(log_prob, (28, 28, 1), 256))
+  assert peer_protocol.checksum(np.float32([0.1] * 10 + [1e8, -1e8])) == pytest.approx(
+      10 * float(np.float32(0.1)), rel=1e-15)
+  assert peer_protocol.chunk_plan(95, 20, 30) == [20, 30, 30, 15]
+  assert peer_protocol.chunk_bounds([2, 1, 3]) == [(0, 1), (2, 2), (3, 5)]
+  recipe = peer_protocol.Recipe(lr_schedule="linear", ema_decay=0.99, grad_clip_norm=5.0)
+  assert peer_protocol.Recipe(**json.loads(json.dumps(dataclasses.asdict(recipe)))) == recipe
+  assert recipe.describe(100) == (
+      "Adam (epsilon 1e-7) 0.001, 200-step linear warm-up, linear decay to 0.01x at step 100, "
+      "gradients clipped to global norm 5, weight average (decay 0.99) evaluated")
+  for bad, message in ((dict(lr_schedule="step"), "lr_schedule must be one of"),
+                       (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
+                       (dict(grad_clip_norm=0.0), "grad_clip_norm must be None or a number > 0"),
+                       (dict(lr_warmup=2.5), "lr_warmup must be an int >= 0"),
+                       (dict(optimizer="sgd"), "optimizer must be one of")):
+    with pytest.raises(ValueError, match=message):
+      peer_protocol.Recipe(**bad)
+
+
+def test_peer_glow_arguments_rows_and_recipes(capsys):
+  _, config = peer_glow.parse_args([])
+  assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch,
+          config.chunk_steps, config.warmup_steps, config.quality_samples) == (
+              2000, 2, 8, 128, 64, 100, 20, 10000)
+  assert config.rows == ("best", "identical", "noclip") and config.models == peer_glow.MODELS
+  assert config.partners == ()
+  assert peer_glow.result_name(config) == "peer_glow"
+  # the identical recipe is the library's default recipe (lcflow_tf.config.TrainConfig)
+  defaults = config_lib.TrainConfig()
+  assert (config.recipe.lr_schedule, config.recipe.lr_min_ratio, config.recipe.ema_decay,
+          config.recipe.grad_clip_norm, config.recipe.lr_warmup) == (
+              defaults.lr_schedule, defaults.lr_min_ratio, defaults.ema_decay,
+              defaults.grad_clip_norm, defaults.warmup_steps)
+  best, identical, noclip = (config.recipes(r) for r in ("best", "identical", "noclip"))
+  assert best["ours"] == identical["tfp"] == identical["normflows"] == config.recipe
+  assert best["tfp"] == peer_glow.TFP_EXAMPLE and best["normflows"] == peer_glow.NORMFLOWS_EXAMPLE
+  assert (best["normflows"].optimizer, best["normflows"].weight_decay,
+          best["normflows"].skip_nonfinite) == ("adamax", 1e-5, True)
+  assert (noclip["tfp"].grad_clip_norm, noclip["tfp"].lr_schedule, noclip["tfp"].ema_decay,
+          noclip["tfp"].lr_warmup) == (None, "constant", 0.0, 200)
+  assert config.recipes("clip1000")["ours"].grad_clip_norm == 1000.0
+  worker = config.worker_config("normflows", "best")
+  assert worker["recipe"]["optimizer"] == "adamax" and worker["threads"] == 0
+  _, other = peer_glow.parse_args(["--quick", "--rows", "noclip,best", "--models", "tfp,ours",
+                                   "--lr_schedule", "constant", "--ema_decay", "0",
+                                   "--grad_clip_norm", "none", "--tfp_recipe", "identical"])
+  assert other.rows == ("best", "noclip") and other.models == ("ours", "tfp")
+  assert other.recipe.grad_clip_norm is None and other.recipes("best")["tfp"] == other.recipe
+  assert peer_glow.result_name(other) == (
+      "peer_glow_quick_constant_ema0_clipnone_tfpidentical")
+  assert peer_glow.record_key(other, "ours", "best") != peer_glow.record_key(config, "ours",
+                                                                            "best")
+  for bad in (["--rows", "best,worst"], ["--models", ""], ["--ema_decay", "1"],
+              ["--lr_min_ratio", "2"], ["--torch_threads", "-1"], ["--grad_clip_norm", "-3"],
+              ["--steps", "10", "--warmup_steps", "10"], ["--temperatures", "0.5,-1"],
+              ["--lr_schedule", "step"], ["--quality_samples", "1"],
+              ["--models", "ours,normflows", "--partners", "ours"], ["--partners", "torch"]):
+    with pytest.raises(SystemExit):
+      peer_glow.parse_args(bad)
+  err = capsys.readouterr().err
+  assert ("--partners must not repeat --models, got 'ours' and 'ours,normflows'") in err
+  assert "--partners must be a comma-separated subset of ours, tfp, normflows" in err
+  assert "--rows must be a comma-separated subset of best, identical, noclip, clip1000" in err
+  assert "--ema_decay must be in [0, 1) (0: no averaging), got 1.0" in err
+  args, config = peer_glow.parse_args(["--smoke", "--torch_python", "/no/such/python"])
+  with pytest.raises(SystemExit) as exit_info:
+    peer_glow.Run(args, config).prepare([("best", ["ours", "normflows"])])
+  assert exit_info.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: no PyTorch Python at /no/such/python;") and err.count("\n") == 1
+
+
+def test_profile_attributes_every_op_by_name_scope():
+  """The profiler's attribution on a traced training step of our Glow (no timing involved):
+  every op in a bijector's scope goes to that bijector's row, every convolution (and its
+  gradients) to a network row, and the step's own scopes to theirs."""
+  model = peer_models.build("ours", (8, 8, 1), levels=2, steps_per_level=1, width=8, seed=0)
+  trainer = peer_models.Trainer(model, peer_protocol.Recipe(ema_decay=0.9, grad_clip_norm=5.0),
+                                steps=10)
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=(1, 2))
+  trainer.start(x)
+  graph = trainer.step.get_concrete_function(x).graph
+  attribution = profile_step.Attribution(model.bijector)
+  labels = {}
+  for op in graph.get_operations():
+    label, backward = attribution(op.name)
+    labels.setdefault(label, set()).add(op.type)
+    assert backward == op.name.startswith("gradient_tape/")
+    if op.type.startswith("Conv2D"):
+      assert "network" in label, (op.name, label)
+    if "_conv1x1/apply/MatMul" in op.name:
+      assert label.startswith("1x1 conv: applying W"), (op.name, label)
+    if "_split_perm" in op.name and "carried_map" not in op.name:
+      assert label == "split: channel permutation", (op.name, label)
+    if "/level1_step0_actnorm/" in op.name and "carried_map" not in op.name:
+      assert label == "ActNorm", (op.name, label)
+  assert set(labels) >= {
+      "coupling networks (Keras conv3x3-conv1x1-conv3x3, ReLU)",
+      "coupling: affine map and log-det (sigmoid scale, slicing)",
+      "1x1 conv: applying W (matmul over channels)",
+      "1x1 conv: W from its LU factors, log|det W| (LU)", "ActNorm",
+      "split: learned prior network (Keras conv)", "split: factor-out, prior log-density",
+      "split: channel permutation", "squeeze / unsqueeze", "per-element log-det map bookkeeping",
+      "base log-density and loss", "gradient norm and clipping", "optimizer (Adam update)",
+      "weight average update"}
+  union_length = profile_step.union_length
+  assert union_length([]) == 0
+  assert union_length([(0, 4), (2, 6), (8, 9), (8, 9)]) == 7
+
+
+def _fake_result(steps_per_second, bpd):
+  """The parts of a peer record's result that the main table reads."""
+  turns = [{"losses": [0.0] * 5, "seconds": 99.0}]  # the warm-up turn: not timed
+  turns += [{"losses": [0.0] * 10, "seconds": 10.0 / steps_per_second}] * 2
+  timing = [{"seconds": [0.5, 0.25, 1.0]}]
+  return {"train": turns, "evaluation": {"bpd_all": bpd},
+          "timings": {"log_prob": timing, "sample": timing, "sample_and_log_prob": timing},
+          "ready": {"parameters": 10}, "peak_rss_mb": 100.0}
+
+
+def test_peer_table_columns_against_tfp():
+  _, config = peer_glow.parse_args(["--smoke"])
+  tfp = _fake_result(steps_per_second=2.0, bpd=4.1)
+  ours = peer_report.table_row(config, "best", "ours", _fake_result(5.0, 3.95), tfp,
+                               {"tfp": 2.5, "ours": None})
+  assert ours["training images/s"] == pytest.approx(5.0 * config.batch)
+  assert ours["training images/s / TFP's"] == pytest.approx(2.5)
+  assert ours["training images/s / ours'"] == ""
+  assert ours["test bits/dim - TFP's"] == pytest.approx(-0.15)
+  assert ours["log_prob images/s"] == pytest.approx(config.log_prob_batch / 0.5)  # the median
+  assert set(ours) == set(peer_report.COLUMNS)
+  alone = peer_report.table_row(config, "noclip", "ours", _fake_result(5.0, 3.95))
+  assert alone["training images/s / TFP's"] == alone["test bits/dim - TFP's"] == ""
+
+
+def test_peer_speed_ratios_only_between_models_that_trained_together(tmp_path):
+  """From a record's rates_alongside; for older records, from the other model's record of the
+  same sitting (its own or a partner's); never across sittings."""
+  _, config = peer_glow.parse_args(["--smoke"])
+  run = dataclasses.make_dataclass("Run", ["records_dir", "config"])(str(tmp_path), config)
+
+  def record(model, rate, alongside, date="2026-12-01", command="peer_glow.py A", **extra):
+    result = dict(_fake_result(rate, 4.0), alongside=list(alongside), **extra)
+    return {"config": peer_glow.record_key(config, model, "identical"), "command": command,
+            "machine": {"date": date}, "result": result}
+
+  new = record("normflows", 3.0, ["ours", "normflows"],
+               rates_alongside={"ours": 6.0 * config.batch, "normflows": 3.0 * config.batch})
+  assert peer_report.speed_ratio(run, "identical", "normflows", new, "ours") == 0.5
+  assert peer_report.speed_ratio(run, "identical", "normflows", new, "tfp") is None
+  assert peer_report.speed_ratio(run, "identical", "normflows", new, "normflows") is None
+  old = record("normflows", 3.0, ["ours", "normflows"])  # no rates_alongside
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
+  # ours' own record is from another sitting (beside TFP): not comparable
+  slot = peer_glow.record_path(run.records_dir, "ours", "identical")
+  lf_write_json(slot, record("ours", 5.0, ["ours", "tfp"], date="2026-11-30"))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
+  # ours as the partner of the same sitting, under partners/
+  partner = peer_glow.record_path(run.records_dir, "ours", "identical", ["ours", "normflows"])
+  assert partner.endswith(os.path.join("partners", "identical_ours_with_normflows.json"))
+  lf_write_json(partner, record("ours", 6.0, ["ours", "normflows"], command="other"))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
+  lf_write_json(partner, record("ours", 6.0, ["ours", "normflows"]))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") == 0.5
+  # the other model's own record of the same sitting pairs too (how the 2026-11-30 rows pair)
+  os.remove(partner)
+  lf_write_json(slot, record("ours", 4.0, ["ours", "normflows"]))
+  assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") == 0.75
+
+
+def lf_write_json(path, value):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(value, f)
+
+
+def test_peer_targets_line_when_tfp_diverged(tmp_path):
+  """A row whose TFP run diverged gets no bits/dim verdict, but says why; a finite row does."""
+  refs = tmp_path / "refs.json"
+  refs.write_text(json.dumps({"targets": {"bpd_below_tfp": 0.1, "train_speedup_vs_tfp": 1.8}}))
+  ours = dict(_fake_result(5.0, 3.8), train=[{"losses": [1.0] * 10, "grad_norms": [1.0] * 10,
+                                              "seconds": 2.0}] * 3)
+  tfp = dict(_fake_result(2.0, float("nan")),
+             train=[{"losses": [1.0] * 10, "grad_norms": [2.0] * 10, "seconds": 5.0},
+                    {"losses": [1.0, float("nan")] + [float("nan")] * 8,
+                     "grad_norms": [3e7] + [float("nan")] * 9, "seconds": 5.0},
+                    {"losses": [float("nan")] * 10, "grad_norms": [float("nan")] * 10,
+                     "seconds": 5.0}])
+  speeds = {("best", "ours", "tfp"): 2.5}
+  (line,) = peer_report.references([("best", "ours", {"result": ours}),
+                                    ("best", "tfp", {"result": tfp})], path=str(refs),
+                                   speeds=speeds)
+  assert line.startswith("best: no bits/dim comparison (not finite: TFP nan, ours 3.8000; first "
+                         "non-finite loss at step 12, largest gradient norm 3e+07 at step 11 "
+                         "in TFP's training), training 2.50x")
+  tfp["evaluation"] = {"bpd_all": 4.0}
+  (line,) = peer_report.references([("best", "ours", {"result": ours}),
+                                    ("best", "tfp", {"result": tfp})], path=str(refs))
+  assert line == ("best: ours 0.200 bits/dim below TFP (target >= 0.1 below: met), no "
+                  "training-speed comparison (the records did not train together)")
+  tfp["evaluation"] = {"bpd_all": 3.7}
+  (line,) = peer_report.references([("best", "ours", {"result": ours}),
+                                    ("best", "tfp", {"result": tfp})], path=str(refs))
+  assert line.startswith("best: ours 0.100 bits/dim above TFP (target >= 0.1 below: missed)")
+
+
+def test_round_trip_summary_counts_images_over_the_tolerance():
+  test = np.array([1e-6, 2e-3, np.nan, 1e-3], np.float32)
+  drawn = np.zeros((3, 2, 2, 1), np.float32)
+  drawn[1, 0, 0, 0] = np.inf
+  summary = peer_protocol.round_trip_summary(test, drawn, lambda x: np.array([0.5, 1e-4]))
+  assert summary["test_over_tolerance"] == 1 and summary["test_nonfinite"] == 1
+  assert summary["test_max"] == pytest.approx(2e-3)
+  assert summary["samples_over_tolerance"] == 1 and summary["samples_nonfinite"] == 1
+  found = [("best", "ours", {"result": {"reconstruction": summary}})]
+  assert "| best | ours | 0.002 | 1 | 1 of 4 | 0.5 | 1 | 1 of 3 |" in (
+      peer_report.reconstruction_table(found))
+  del summary["test_over_tolerance"]  # a record written before the counts existed
+  assert "| 0.002 | n/a (not recorded) |" in peer_report.reconstruction_table(found)
+
+
+def test_log_det_cost_counts_network_runs():
+  """The benchmark's count of network runs per call, on a tiny flow of this checkout: the
+  library's paths run every network once, TFP's composite paths (no tensor cache) three times."""
+  flow = lf_flows.build_flow((8, 8, 1), architecture="glow", levels=2, steps_per_level=1,
+                             hidden_channels=8, seed=0)
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=(1, 2))
+  flow.initialize(x)
+  compiled = log_det_cost.paths(flow, x, 3)
+  assert set(compiled) == set(log_det_cost.PATHS)
+  runs = log_det_cost.network_runs(flow, compiled)
+  assert runs == {"flow_log_prob": 1.0, "flow_sample": 1.0, "flow_sample_and_log_prob": 1.0,
+                  "tfp_log_prob": 3.0, "tfp_sample_and_log_prob": 3.0}
+  np.testing.assert_allclose(compiled["flow_log_prob"]().numpy(),
+                             compiled["tfp_log_prob"]().numpy(), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
+  """The three peers (normflows only with its venv) through the identical row, then a rerun
+  that reuses those records and trains the best row: records, tables, grids, profile."""
+  python, why_not = torch_python()
+  models = "ours,tfp,normflows" if python else "ours,tfp"
+  common = ("--smoke", "--classifier_dir", str(tmp_path / "classifier"), "--classifier_steps",
+            "40") + (("--torch_python", python) if python else ())
+  # peer_glow's mains run in this process (`run_main`); each model trains in its worker process
+  run_main(peer_glow, tmp_path, *common, "--rows", "identical", "--models", models)
+  records = tmp_path / "peer_runs" / "peer_glow_smoke"
+  first = {m: json.loads((records / f"identical_{m}.json").read_text())
+           for m in models.split(",")}
+  without_tfp = ",".join(m for m in models.split(",") if m != "tfp")
+  out = run_main(peer_glow, tmp_path, *common, "--rows", "identical,best", "--models",
+                 without_tfp, "--partners", "tfp")
+  assert "[identical] reusing the records of ours" in out
+  assert "[best/ours] recorded" in out and "[identical/ours] recorded" not in out
+  # TFP trained beside the best row only as its throughput reference: a partner record
+  assert "[best/tfp] recorded (partner)" in out and "[identical/tfp] recorded" not in out
+  assert not (records / "best_tfp.json").exists()
+  partner = json.loads((records / "partners" / f"best_tfp_with_{without_tfp.replace(',', '+')}"
+                        ".json").read_text())
+  assert partner["result"]["sample_quality"] is None
+  assert sorted(partner["result"]["rates_alongside"]) == sorted(models.split(","))
+  again = json.loads((records / "identical_ours.json").read_text())
+  assert again == first["ours"]  # untouched
+
+  record = load(tmp_path, "peer_glow_smoke")
+  rows = {(r["row"], r["model"]): r for r in record["rows"]}
+  expected = {("identical", peer_report.LABELS[m]) for m in models.split(",")}
+  expected |= {("best", peer_report.LABELS[m]) for m in models.split(",") if m != "tfp"}
+  assert set(rows) == expected
+  for row in rows.values():
+    for column in ("training images/s", "log_prob images/s", "sampling images/s",
+                   "sampling with log-prob images/s", "peak RSS MB"):
+      assert row[column] > 0 and math.isfinite(row[column]), (row, column)
+    assert 0 < row["test bits/dim"] < 40
+  ours = rows[("identical", "ours")]
+  # the library's default recipe averages the weights: close to the raw ones after 4 steps
+  assert ours["test bits/dim, raw weights"] != ours["test bits/dim"]
+  assert ours["test bits/dim"] == pytest.approx(ours["test bits/dim, raw weights"], abs=0.1)
+  # matched architecture: parameter counts within 10% of ours
+  for row in rows.values():
+    assert row["parameters"] == pytest.approx(ours["parameters"], rel=0.1)
+  # throughput ratios: within a sitting only (both rows' records trained beside TFP)
+  for (row_name, label), row in rows.items():
+    if label != peer_report.LABELS["tfp"]:
+      assert row["training images/s / TFP's"] > 0, (row_name, label)
+    if label != peer_report.LABELS["ours"]:
+      assert row["training images/s / ours'"] > 0, (row_name, label)
+
+  library = schedules.WarmupDecay(1e-3, 200, "cosine", 4, 0.01)
+  for name in (f.name for f in records.iterdir() if f.is_file()):
+    result = json.loads((records / name).read_text())["result"]
+    assert result["same_data"], name
+    assert result["evaluation"]["n_all"] == 297 and result["evaluation"]["finite"] == 1.0
+    rates = [r for t in result["train"] for r in t["learning_rates"]]
+    if name.startswith("identical") or name == "best_ours.json":  # the library's recipe
+      assert rates == pytest.approx([float(library(s)) for s in range(4)], rel=1e-6), name
+    else:  # normflows' example: Adamax at a constant 1e-3 from the first step
+      assert rates == [1e-3] * 4, name
+    recon = result["reconstruction"]
+    assert recon["test_max"] < 1e-3 and recon["test_nonfinite"] == 0, name
+    assert recon["samples_nonfinite"] + recon["samples_roundtrip_nonfinite"] == 0, name
+    quality = result["sample_quality"]
+    assert set(quality["temperatures"]) == {"0.5", "0.7", "0.85", "1"}
+    for t, r in quality["temperatures"].items():
+      assert r["num_used"] == 32 and r["frechet_distance"] > 0, (name, t)
+      assert (tmp_path / quality["grids"][t]).is_file()
+  assert "](figures/peer_glow_smoke/identical_ours_t0.70.png)" in (
+      tmp_path / "peer_glow_smoke.md").read_text()
+
+  profile = load(tmp_path, "profile_train_step_smoke")
+  parts = [r for r in profile["rows"] if not r["part"].startswith(("=", "wall", "no op",
+                                                                   "reading"))]
+  assert sum(r["% of op time"] for r in parts) == pytest.approx(100.0, abs=1e-6)
+  for r in parts:
+    assert r["total ms/step"] == pytest.approx(r["forward ms/step"] + r["backward ms/step"])
+  assert any(r["part"].startswith("coupling networks") for r in parts)
+
+
+def test_training_trace_variants_and_spikes():
+  assert training_trace.parse_variants("a:;b:grad_clip_norm=1e9,lr_schedule=constant") == {
+      "a": {}, "b": {"grad_clip_norm": 1e9, "lr_schedule": "constant"}}
+  for bad in ("", "a:x", "a:;a:", ":x=1"):
+    with pytest.raises(ValueError):
+      training_trace.parse_variants(bad)
+  flat = [5.0] * 60
+  assert training_trace.spikes(flat) == []
+  assert training_trace.spikes(flat[:55] + [5.6] + flat[:4]) == [56]
+
+
+@pytest.mark.slow
+def test_training_trace_smoke(tmp_path):
+  small = "steps_per_level=1,hidden_channels=8"
+  # in this process (`run_main`): the script trains its variants in its main, so here
+  run_main(training_trace, tmp_path, "--dataset", "digits", "--steps", "4",
+            "--eval_every", "4", "--eval_images", "20", "--ema_decays", "0.9",
+            "--variants", f"base:{small};noclip:{small},grad_clip_norm=1e9,ema_decay=0")
+  record = load(tmp_path, "training_trace")
+  rows = {r["variant"]: r for r in record["rows"]}
+  assert set(rows) == {"base", "noclip"} and rows["noclip"]["clipped steps"] == 0
+  assert "held-out bpd @4 (ema 0.999)" in rows["base"]  # the run's own averages
+  assert "held-out bpd @4 (ema 0.999)" not in rows["noclip"]
+  for row in rows.values():
+    assert row["steps"] == 4 and 0 < row["held-out bpd @4 (raw)"] < 40
+    assert "held-out bpd @4 (ema 0.9)" in row
+  details = record["details"]["noclip"]
+  assert len(details["bits_per_dim"]) == len(details["grad_norms"]) == 4
 
 
 def test_noise_floor_budget_recipes_keep_their_size_but_not_under_smoke():
@@ -446,6 +896,10 @@ def test_noise_floor_budget_recipes_keep_their_size_but_not_under_smoke():
   assert noise_floor.recipe_config("warmup_1000", "fashion_mnist", 0, False)["warmup_steps"] == 1000
   smoke = noise_floor.recipe_config("steps_6000", "digits", 0, False, smoke=True)
   assert smoke["train_steps"] == ablation.SMOKE["train_steps"]
+  assert intervals.std_interval([1.0]) == ""
+  low, high = map(float, intervals.std_interval([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]).split(" - "))
+  assert low < np.std([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) < high
+  assert (round(low, 3), round(high, 3)) == (0.117, 0.459)  # s = 0.187, 5 degrees of freedom
   per_recipe = {"default": [4.6, 4.5, 4.7], "steps_6000": [4.4, 4.4, 4.5], "main": [5.0]}
   # differences -0.2, -0.1, -0.2: mean -0.1667, sd 0.0577, t(2) = 4.303 -> half-width 0.1434
   assert (noise_floor.paired_to_default(per_recipe, "steps_6000")
