@@ -1,93 +1,12 @@
-"""Evaluates a training run: test bits/dim, sample grids, reconstructions, LC heatmaps.
+"""`lcflow-eval` run from a checkout: `python eval.py [--flags]`, from any directory.
 
-  python eval.py --model_dir=runs/digits_glow
-  python eval.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --dequant_samples=16
-  python eval.py --model_dir=runs/fmnist --sample_quality   # + Frechet distance per temperature
-
-Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), evaluates its
-averaged weights (--weights=ema, the default; the raw ones with --weights=raw or when the run
-kept no averages) on the whole held-out split and writes OUTPUT_DIR (default MODEL_DIR/eval):
-results.json (all numbers, and which weights), samples_t{T}.png per temperature,
-lc_level{l}.png and lc_overview.png. With --sample_quality, results.json also gets the Frechet
-distance of --sample_quality_samples generated images per temperature to the test images, on
-the features of a classifier trained once on the dataset's labelled training split and cached
-in --classifier_dir (see lcflow_tf/sample_quality.py).
+The program (its flags, usage and `main`) is `lcflow_tf.cli.evaluate`; `--helpshort` lists the
+flags. Running this file puts the checkout first on `sys.path`, so it runs the checkout's
+lcflow_tf even when another copy is installed.
 """
 
-from absl import app
-from absl import flags
-
-from lcflow_tf import averaging
-from lcflow_tf import cli
-from lcflow_tf import config as config_lib
-from lcflow_tf import evaluation
-from lcflow_tf import sample_quality
-
-_D = config_lib.EvalConfig()
-
-flags.DEFINE_string("model_dir", "runs/digits_glow", "Run directory written by train.py.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
-                    "default: the latest in --model_dir.")
-flags.DEFINE_string("weights", "ema",
-                    f"{' or '.join(averaging.WEIGHTS)}. ema: the weight averages (the raw "
-                    "weights when the checkpoint has none, with a note); raw: the trained "
-                    "weights.")
-flags.DEFINE_string("output_dir", None, "Where the results go (default MODEL_DIR/eval).")
-flags.DEFINE_integer("dequant_samples", _D.dequant_samples,
-                     "K dequantisation noise samples per test image.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Evaluation batch size.")
-flags.DEFINE_list("temperatures", [f"{t:g}" for t in _D.temperatures],
-                  "Sampling temperatures of the sample grids (comma-separated, >= 0).")
-flags.DEFINE_integer("num_samples", _D.num_samples, "Images per sample grid.")
-flags.DEFINE_integer("reconstruction_images", _D.reconstruction_images,
-                     "Test images for the encode/decode reconstruction error (0: skip).")
-flags.DEFINE_integer("seed", _D.seed, "Seed of the dequantisation noise and the samples.")
-flags.DEFINE_bool("sample_quality", _D.sample_quality,
-                  "Also compute the Frechet distance of generated to test images per "
-                  "temperature (trains and caches a feature classifier on first use).")
-flags.DEFINE_integer("sample_quality_samples", _D.sample_quality_samples,
-                     "Generated images per temperature for --sample_quality (the test side "
-                     "uses min(this, test set size) images).")
-flags.DEFINE_string("classifier_dir", _D.classifier_dir,
-                    "Cache directory of the feature classifier (default: "
-                    "$LCFLOW_TF_CACHE or ~/.cache/lcflow_tf, then "
-                    "classifiers/<dataset>_<bins>bins).")
-flags.DEFINE_integer("classifier_steps", _D.classifier.steps,
-                     "Training steps of the feature classifier (part of its cache key).")
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  cli.reject_positional_arguments(argv)
-  try:
-    temperatures = tuple(float(t) for t in FLAGS.temperatures)
-  except ValueError:
-    cli.fail("temperatures must be comma-separated numbers, got "
-             f"{','.join(FLAGS.temperatures)!r}.")
-  try:
-    config = config_lib.EvalConfig(
-        dequant_samples=FLAGS.dequant_samples, batch_size=FLAGS.batch_size,
-        temperatures=temperatures, num_samples=FLAGS.num_samples,
-        reconstruction_images=FLAGS.reconstruction_images, seed=FLAGS.seed,
-        sample_quality=FLAGS.sample_quality,
-        sample_quality_samples=FLAGS.sample_quality_samples,
-        classifier_dir=FLAGS.classifier_dir,
-        classifier=config_lib.ClassifierConfig(steps=FLAGS.classifier_steps))
-    results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, config, FLAGS.output_dir,
-                                                  FLAGS.checkpoint, weights=FLAGS.weights)
-  except ValueError as e:
-    cli.fail(e)
-  print(f"step {results['step']} ({results['weights']} weights): test bits/dim "
-        f"{results['test_bits_per_dim']:.4f} "
-        f"+- {results['test_bits_per_dim_stderr']:.4f} (K={results['dequant_samples']}, "
-        f"{results['num_images']} images); importance-weighted "
-        f"{results['test_bits_per_dim_iw']:.4f}; reconstruction max abs error "
-        f"{results.get('reconstruction_max_abs_error', float('nan')):.2e}")
-  if "sample_quality" in results:
-    print(sample_quality.summary(results["sample_quality"]))
-  print(f"results: {path}")
-
+from lcflow_tf.cli.evaluate import main  # pylint: disable=unused-import (tests/cli_runner.py)
+from lcflow_tf.cli.evaluate import run
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -1,89 +1,12 @@
-"""Exports a training run as a SavedModel with serving signatures (lcflow_tf/export.py).
+"""`lcflow-export` run from a checkout: `python export.py [--flags]`, from any directory.
 
-  python export.py --model_dir=runs/digits_glow --export_dir=exports/digits
-  python export.py --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --export_dir=OUT --overwrite
-  python export.py --model_dir=runs/x --export_dir=models/lcflow --version=1   # TF Serving
-  python export.py --upgrade=OLD_EXPORT --export_dir=NEW       # re-save a pre-2026-11-30 export
-  python export.py --model_dir=runs/x --export_dir=OUT --precision=float64  # float64 inside
-
-Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), takes its averaged
-weights (--weights=ema, the default; --weights=raw for the trained ones) and writes, atomically,
-a SavedModel whose signatures (`log_prob`/`serving_default`, `sample`, `encode`, `decode`)
-load with `tf.saved_model.load`, `saved_model_cli run` and TensorFlow Serving. With
---version=N the SavedModel goes to EXPORT_DIR/N (TensorFlow Serving's model base path layout;
-other versions there are kept). --upgrade re-saves an export written before 2026-11-30, which
-only `tf.saved_model.load` can run, into one that every loader runs (same outputs). An
-existing destination is refused unless --overwrite. Errors end with a one-line `error: ...`
-and exit status 1.
+The program (its flags, usage and `main`) is `lcflow_tf.cli.export`; `--helpshort` lists the
+flags. Running this file puts the checkout first on `sys.path`, so it runs the checkout's
+lcflow_tf even when another copy is installed.
 """
 
-from absl import app
-from absl import flags
-
-from lcflow_tf import averaging
-from lcflow_tf import cli
-from lcflow_tf import evaluation
-from lcflow_tf import export
-
-flags.DEFINE_string("model_dir", None, "Run directory written by train.py.")
-flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (a new directory); with "
-                    "--version, the model base path that holds the version folders.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
-                    "default: the latest in --model_dir.")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir (with --version: "
-                     "an existing version folder).")
-flags.DEFINE_integer("version", None, "Write TensorFlow Serving's layout EXPORT_DIR/VERSION/ "
-                     "(an int >= 1); other version folders in EXPORT_DIR are kept.")
-flags.DEFINE_string("upgrade", None, "Instead of --model_dir: an export written before "
-                    "2026-11-30 to re-save, unchanged, so that saved_model_cli run and "
-                    "TensorFlow Serving can run it.")
-flags.DEFINE_string("weights", "ema",
-                    f"{' or '.join(averaging.WEIGHTS)}. ema: the weight averages (the raw "
-                    "weights when the checkpoint has none, with a note); raw: the trained "
-                    "weights. Not for --upgrade.")
-flags.DEFINE_enum("precision", "float32", ["float32", "float64"],
-                  "What the exported model computes in. float64 exports a float64 copy of the "
-                  "model (lcflow_tf.Flow.astype): the signatures' inputs and outputs keep "
-                  "their dtypes, so an encode -> decode round trip through the export loses "
-                  "only the float32 rounding of the latent (where float32 throughout can move "
-                  "a pixel), at float64's cost in speed; seeded samples differ from the "
-                  "float32 export's. Not for --upgrade.")
-flags.mark_flags_as_required(["export_dir"])
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  cli.reject_positional_arguments(argv)
-  if (FLAGS.model_dir is None) == (FLAGS.upgrade is None):
-    cli.fail("give exactly one of --model_dir (export a training run) and --upgrade "
-             "(re-save an older export).")
-  if FLAGS.upgrade is not None and FLAGS.checkpoint is not None:
-    cli.fail("--checkpoint belongs to --model_dir; --upgrade re-saves an export as it is.")
-  if FLAGS.upgrade is not None and FLAGS["weights"].present:
-    cli.fail("--weights belongs to --model_dir; --upgrade re-saves an export's weights as "
-             "they are.")
-  if FLAGS.upgrade is not None and FLAGS["precision"].present:
-    cli.fail("--precision belongs to --model_dir; --upgrade re-saves an export as it is.")
-  try:
-    if FLAGS.upgrade is not None:
-      path = export.upgrade_saved_model(FLAGS.upgrade, FLAGS.export_dir,
-                                        overwrite=FLAGS.overwrite, version=FLAGS.version)
-      print(f"upgraded {FLAGS.upgrade} to {path}; signatures: {', '.join(export.SIGNATURES)}")
-      return
-    export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite,  # before loading anything
-                            protect=[FLAGS.model_dir], version=FLAGS.version)
-    run = evaluation.load_run(FLAGS.model_dir, FLAGS.checkpoint, weights=FLAGS.weights)
-    flow = run.flow if run.flow.dtype.name == FLAGS.precision else run.flow.astype(
-        FLAGS.precision)
-    path = export.export_saved_model(flow, FLAGS.export_dir, num_bins=run.dataset.num_bins,
-                                     overwrite=FLAGS.overwrite, version=FLAGS.version)
-  except ValueError as e:
-    cli.fail(e)
-  print(f"exported step {run.step} ({run.checkpoint}, computing in {flow.dtype.name}) to "
-        f"{path}; signatures: "
-        f"{', '.join(export.SIGNATURES)}")
-
+from lcflow_tf.cli.export import main  # pylint: disable=unused-import (tests/cli_runner.py)
+from lcflow_tf.cli.export import run
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -12,9 +12,11 @@ child, so one command line's devices or state never reach another's.
 `Launcher` starts command lines one at a time in forks of such a process and hands each back
 like a `subprocess.Popen` (pid, poll, wait, kill): for tests that kill a run at chosen moments
 (tests/test_crash_safety.py) and restart it many times. `Launcher()` without a script serves
-all of `SCRIPTS`: its process imports what they import (TensorFlow, absl, lcflow_tf), and each
-child imports the script of its command line, so one test can run train.py, then eval.py,
-with one start-up (the scripts' flags cannot be defined in one process together).
+all of `SCRIPTS`: its process imports what their programs import (TensorFlow, absl,
+lcflow_tf), and each child imports the script of its command line, so one test can run
+train.py, then eval.py, with one start-up. A script only imports its program, the module of
+`lcflow_tf.cli` that defines its flags and `main`; the programs' flags cannot be defined in
+one process together.
 
 Run as a script by `run_many` and `Launcher` only: `python tests/cli_runner.py REQUEST.json
 RESULTS.json`, `python tests/cli_runner.py --serve SCRIPT|-`.
@@ -229,10 +231,22 @@ def _serve(request_path, results_path):
     json.dump(results, f)
 
 
+def _program(script):
+  """The module that `script` (in `SCRIPTS`) takes its `main` from, e.g. lcflow_tf.cli.train."""
+  with open(os.path.join(REPO, script)) as f:
+    tree = ast.parse(f.read())
+  for node in tree.body:
+    if isinstance(node, ast.ImportFrom) and any(a.name == "main" for a in node.names):
+      return node.module
+  raise ValueError(f"{script} imports no `main` (from lcflow_tf.cli.<program> import main)")
+
+
 def _import_what_scripts_import():
-  """Imports every module that `SCRIPTS` import (not the scripts: their flags would clash)."""
-  for script in SCRIPTS:
-    with open(os.path.join(REPO, script)) as f:
+  """Imports every module that the programs of `SCRIPTS` import, but not the programs (nor the
+  scripts): their flags would clash."""
+  programs = {_program(script) for script in SCRIPTS}
+  for program in sorted(programs):
+    with open(importlib.util.find_spec(program).origin) as f:  # imports its package only
       tree = ast.parse(f.read())
     for node in tree.body:
       if isinstance(node, ast.Import):
@@ -241,8 +255,12 @@ def _import_what_scripts_import():
       elif isinstance(node, ast.ImportFrom):
         module = importlib.import_module(node.module)
         for alias in node.names:  # `from package import module`
-          if not hasattr(module, alias.name):
-            importlib.import_module(f"{node.module}.{alias.name}")
+          name = f"{node.module}.{alias.name}"
+          if name not in programs and not hasattr(module, alias.name):
+            importlib.import_module(name)
+  imported = sorted(programs & set(sys.modules))
+  if imported:  # one program's imports import another program: the children's flags clash
+    raise RuntimeError(f"importing what {SCRIPTS} import imported the programs {imported}")
 
 
 def _serve_one_at_a_time(script):

@@ -14,6 +14,7 @@ Compatibility: tests/data/main_8c09397 holds a checkpoint and an export written 
 before issue 16 (see its README.md).
 """
 
+import inspect
 import json
 import os
 import re
@@ -138,12 +139,49 @@ def assert_outputs_match(got, expected, what, rtol=1e-6):
                                  err_msg=f"{what}: {key}")
 
 
+def keep_lcflow_tf_out(repo):
+  """Makes the calling process unable to import lcflow_tf, and changes nothing else it imports.
+
+  Drops the checkout from `sys.path` (exactly `repo`, '' and '.') and puts a finder first on
+  `sys.meta_path` that refuses `lcflow_tf` and its submodules, so that neither the checkout
+  nor an installed copy (a site-packages holding lcflow_tf, an editable install's finder or
+  .pth entry) is imported. Every other entry stays, even one whose path names lcflow_tf: a
+  checkout cloned as `lcflow_tf` keeps its venv's site-packages, with TensorFlow, under that
+  name. The driver's first lines are this function's source, so it imports what it needs.
+
+  Args:
+    repo: the checkout's root directory.
+  """
+  import importlib.abc  # pylint: disable=g-import-not-at-top,redefined-outer-name,reimported
+  import os  # pylint: disable=g-import-not-at-top,redefined-outer-name,reimported
+  import sys  # pylint: disable=g-import-not-at-top,redefined-outer-name,reimported
+
+  class RefuseLcflowTf(importlib.abc.MetaPathFinder):
+
+    def find_spec(self, fullname, path=None, target=None):
+      del path, target  # unused
+      if fullname.partition(".")[0] == "lcflow_tf":
+        raise ModuleNotFoundError(f"No module named {fullname!r} (refused: this process runs "
+                                  "without lcflow_tf)", name=fullname)
+      return None
+
+  root = os.path.realpath(repo)
+  sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.realpath(p) != root]
+  sys.meta_path.insert(0, RefuseLcflowTf())
+
+
+def driver_source():
+  """The driver's code for `python -c`: `keep_lcflow_tf_out`, then `_DRIVER`."""
+  return inspect.getsource(keep_lcflow_tf_out) + _DRIVER.format(repo=REPO)
+
+
 # One process without lcflow_tf: tf.saved_model.load of every export in spec["tf2"], then
 # saved_model_cli's entry point once per spec["cli"] call (results: "ok" or the exception).
+# An import of lcflow_tf by either fails (`keep_lcflow_tf_out`), and with it the driver.
 _DRIVER = """
 import json, sys
 spec_path = sys.argv[1]
-sys.path = [p for p in sys.path if 'lcflow' not in p and p not in ('', '.', {repo!r})]
+keep_lcflow_tf_out({repo!r})
 try:
   import lcflow_tf
   raise SystemExit('lcflow_tf must not be importable here')
@@ -231,7 +269,7 @@ def processes(flow_and_export, old_export, tmp_path_factory):
   (base / "7" / "keep.txt").write_text("another version")
   env = {**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
   driver = subprocess.Popen(
-      [sys.executable, "-c", _DRIVER.format(repo=REPO), str(d / "spec.json")], cwd=str(d),
+      [sys.executable, "-c", driver_source(), str(d / "spec.json")], cwd=str(d),
       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   upgrade = subprocess.Popen(
       [sys.executable, os.path.join(REPO, "export.py"), f"--upgrade={old_path}",
@@ -245,6 +283,46 @@ def processes(flow_and_export, old_export, tmp_path_factory):
   return dict(dir=d, latents=latents, cli=cli_results,
               tf2={k: np.load(v[1]) for k, v in spec["tf2"].items()},
               upgrade=(upgrade.returncode, *upgrade_out), served=base)
+
+
+def test_driver_keeps_lcflow_tf_out_wherever_the_checkout_lives(tmp_path):
+  """`keep_lcflow_tf_out` in a process whose checkout is cloned as `lcflow_tf` with its venv
+  inside, that also sees an installed lcflow_tf and an editable install's finder: the two
+  site-packages stay importable, lcflow_tf does not import from any of the three."""
+  checkout = tmp_path / "lcflow_tf"
+  venv_site = checkout / ".venv" / "lib" / "python3.11" / "site-packages"
+  installed = tmp_path / "dist-packages"
+  for package in (checkout / "lcflow_tf", installed / "lcflow_tf"):
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+  venv_site.mkdir(parents=True)
+  (venv_site / "stand_in_numpy.py").write_text("")
+  (installed / "stand_in_tensorflow.py").write_text("")
+  fake_path = ["", str(checkout), str(venv_site), str(installed)]
+  editable = str(checkout / "lcflow_tf" / "__init__.py")
+  code = inspect.getsource(keep_lcflow_tf_out) + f"""
+import importlib.util, json, sys
+stdlib = list(sys.path)
+sys.path[:0] = {fake_path!r}
+class EditableFinder:  # what an editable install's .pth adds to sys.meta_path (here: first)
+  @staticmethod
+  def find_spec(name, path=None, target=None):
+    return importlib.util.spec_from_file_location(name, {editable!r}) if name == "lcflow_tf" \\
+        else None
+sys.meta_path.insert(0, EditableFinder())
+keep_lcflow_tf_out({str(checkout)!r})
+import stand_in_numpy, stand_in_tensorflow
+try:
+  import lcflow_tf
+  print(json.dumps(["lcflow_tf imported from", lcflow_tf.__file__]))
+except ModuleNotFoundError:
+  print(json.dumps([p for p in sys.path if p not in stdlib]))
+"""
+  # -I -S: no site-packages, .pth files or environment of this venv; the stdlib and the fakes.
+  proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=str(tmp_path),
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads(proc.stdout) == [str(venv_site), str(installed)]
 
 
 def split_outputs(flat):
