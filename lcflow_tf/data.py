@@ -273,10 +273,8 @@ def read_idx_labels(path: str) -> np.ndarray:
 def dequantize(images, num_bins: int, seed) -> tf.Tensor:
     """Uniformly dequantizes integer images: `x = (k + u) / num_bins`.
 
-    `u ~ U[0, 1)` is drawn with `tf.random.stateless_uniform(shape, seed)`. The
-    result is computed in float64 and rounded to float32 so that, as real
-    numbers, `k / num_bins <= x < (k + 1) / num_bins` holds exactly (a plain
-    float32 computation can round `x` up to the next bin, e.g. to 1.0).
+    `u ~ U[0, 1)` is drawn with `tf.random.stateless_uniform(shape, seed)` in
+    float64, then combined by `dequantize_with_noise`.
 
     Args:
       images: Integer tensor (any shape) with values in `[0, num_bins)`.
@@ -290,9 +288,31 @@ def dequantize(images, num_bins: int, seed) -> tf.Tensor:
       ValueError: `num_bins` is not an integer >= 2.
     """
     _check_num_bins(num_bins)
+    u = tf.random.stateless_uniform(tf.shape(images), seed, dtype=tf.float64)
+    return dequantize_with_noise(images, u, num_bins)
+
+
+def dequantize_with_noise(images, noise, num_bins: int) -> tf.Tensor:
+    """`x = (k + u) / num_bins` for integer images `k` and given noise `u` in [0, 1).
+
+    The result is computed in float64 and rounded to float32 so that, as real
+    numbers, `k / num_bins <= x < (k + 1) / num_bins` holds exactly (a plain
+    float32 computation can round `x` up to the next bin, e.g. to 1.0).
+
+    Args:
+      images: Integer tensor with values in `[0, num_bins)`.
+      noise: Tensor of the same shape with values in [0, 1) (any float dtype).
+      num_bins: Number of integer levels, >= 2.
+
+    Returns:
+      float32 tensor of the same shape, in `[0, 1)`.
+
+    Raises:
+      ValueError: `num_bins` is not an integer >= 2.
+    """
+    _check_num_bins(num_bins)
     k = tf.cast(images, tf.float64)
-    u = tf.random.stateless_uniform(tf.shape(k), seed, dtype=tf.float64)
-    x = tf.cast((k + u) / num_bins, tf.float32)
+    x = tf.cast((k + tf.cast(noise, tf.float64)) / num_bins, tf.float32)
     # Step back into the bin where float32 rounding crossed an edge.
     scaled = tf.cast(x, tf.float64) * num_bins
     x = tf.where(scaled >= k + 1, tf.math.nextafter(x, tf.zeros_like(x)), x)

@@ -31,6 +31,7 @@ DEFAULT_SCHEDULE = "cosine"
 DEFAULT_MIN_RATIO = 0.01
 
 
+@keras.saving.register_keras_serializable(package="lcflow_tf")
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
   """Linear warm-up, then constant, cosine or linear decay to `min_ratio * peak` (see module).
 
@@ -44,6 +45,10 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     scale: optional scalar variable multiplying the rate.
     progress: optional scalar (integer) variable that drives the decay instead of the step
       passed by the optimizer.
+
+  Serialisable for Keras (`get_config`; registered as `lcflow_tf>WarmupDecay`), so an
+  optimizer using it saves with a `.keras` model; `scale` and `progress` are variables of the
+  training loop that uses them and are not part of the configuration.
 
   Raises:
     ValueError: naming the argument, for a value outside the ranges above.

@@ -14,13 +14,12 @@ averages) is created inside `strategy.scope()`.
   step s consumes exactly the images (and dequantisation noise) of global batch s of the
   single-device stream, so 1 and N replicas, on one worker or on several, train on the same
   data (see `distribute.dataset_fn`).
-* Step: per replica, `loss = sum(-log p(x)) / global_batch_size`; the gradients are summed
-  over replicas (`all_reduce`), so they equal the gradient of the global-batch mean; they
-  are clipped by their global norm; when the loss or the norm is not finite the update is
-  skipped (`tf.cond`) and counted. The Adam update (Keras 3 `keras.optimizers.Adam`) is
-  applied in cross-replica context, variable by variable through `strategy.extended.update`
-  with the optimizer's own `update_step`, because Keras's `apply` sums gradients over
-  replicas again and cannot sit inside `tf.cond` in replica context.
+* Step (`lcflow_tf.steps.StepEngine`, shared with `FlowModel`): per replica,
+  `loss = sum(-log p(x)) / global_batch_size`; loss and gradients are summed over replicas
+  (`all_reduce`), so they equal the global-batch mean and its gradient; the gradients are
+  clipped by their global norm; when the loss or the norm is not finite the update is
+  skipped (`tf.cond`) and counted. The Adam update (Keras 3 `keras.optimizers.Adam`,
+  its `apply`) runs in cross-replica context on the reduced gradients.
 * Learning rate (`schedules.WarmupDecay`): linear warm-up over `warmup_steps` optimizer
   steps, then `lr_schedule` (`constant`, or a `cosine`/`linear` decay driven by the global
   step that reaches `lr_min_ratio * learning_rate` at `train_steps`), times the learning-rate
@@ -78,6 +77,7 @@ from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import schedules
+from lcflow_tf import steps
 from lcflow_tf import summaries
 
 MIXED_PRECISION_POLICY = "mixed_bfloat16"
@@ -216,8 +216,6 @@ class Trainer:
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
                             if self.is_chief else tf.summary.create_noop_writer())
     self._step_fns = {}
-    self._compute_fn = (tf.function(self._loss_and_grads, jit_compile=True, autograph=False)
-                        if config.jit else self._loss_and_grads)
 
   # --- set-up --------------------------------------------------------------------------------
   def _check_hardware(self):
@@ -254,6 +252,10 @@ class Trainer:
     self.optimizer.build(self._variables)
     self.averages = (averaging.WeightAverage(self._variables, c.ema_decay)
                      if c.ema_decay > 0 else None)
+    self._engine = steps.StepEngine(self.flow, self.optimizer, self._variables,
+                                    grad_clip_norm=c.grad_clip_norm,
+                                    global_batch_size=c.batch_size, averages=self.averages,
+                                    jit=c.jit)
     self.checkpoints = checkpoints.TrainingCheckpoints(
         self.model_dir, dict(flow=self.flow, optimizer=self.optimizer, step=self._step,
                              lr_scale=self._lr_scale),
@@ -319,64 +321,22 @@ class Trainer:
     return iter(self.strategy.distribute_datasets_from_function(
         distribute.dataset_fn(self._stream, self.config.batch_size, start)))
 
-  # --- the step ------------------------------------------------------------------------------
-  def _loss_and_grads(self, x, collect):
-    with tf.GradientTape() as tape:
-      if collect:
-        log_prob, sums = self.flow.log_prob_and_lc_batch(x)
-      else:
-        log_prob, sums = self.flow.log_prob(x), None
-      loss = tf.reduce_sum(-log_prob) / float(self.config.batch_size)
-    grads = tape.gradient(loss, self._variables)
-    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self._variables)]
-    return loss, grads, sums
-
-  def _replica_step(self, x, collect):
-    loss, grads, sums = self._compute_fn(x, collect)
-    reduced = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
-                                                              [loss] + list(grads))
-    loss, grads = reduced[0], reduced[1:]
-    norm = tf.linalg.global_norm(grads)
-    finite = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
-    grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip_norm, use_norm=norm)
-    return loss, grads, norm, finite, sums
-
+  # --- the step (lcflow_tf.steps) ------------------------------------------------------------
   def _step_fn(self, collect):
     if collect in self._step_fns:
       return self._step_fns[collect]
-    strategy = self.strategy
-    optimizer = self.optimizer
-
-    def first(value):
-      return strategy.experimental_local_results(value)[0]
-
-    def update(var, grad, lr):
-      return optimizer.update_step(grad, var, lr)
+    strategy, engine = self.strategy, self._engine
 
     # Traced without AutoGraph (like every graph function of the library): the step and the
     # flow have no tensor-dependent Python control flow (the skip is an explicit tf.cond), and
     # AutoGraph's conversion of the whole flow's source is skipped at every trace.
     @tf.function(autograph=False)
     def step_fn(dist_x):
-      loss, grads, norm, finite, sums = strategy.run(self._replica_step, args=(dist_x, collect))
-      loss, norm, finite = first(loss), first(norm), first(finite)
-      if collect:
-        sums = tf.nest.map_structure(
-            lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), sums)
-      lr = optimizer.learning_rate
-
-      def apply():
-        for grad, var in zip(grads, self._variables):
-          var = var.value if isinstance(var, keras.Variable) else var
-          strategy.extended.update(var, update, args=(grad, lr), group=False)
-        optimizer.iterations.assign_add(1)
-        if self.averages is not None:  # after the weights moved; never on a skipped step
-          self.averages.update()
-        if collect:
-          self.flow.lc_statistics.update(sums)
-        return tf.constant(True)
-
-      tf.cond(finite, apply, lambda: tf.constant(False))
+      loss, grads, norm, finite, sums = strategy.run(engine.replica_step,
+                                                     args=(dist_x, collect))
+      loss, norm, finite, sums = steps.first_replica((loss, norm, finite, sums))
+      lr = self.optimizer.learning_rate  # the rate of this step, before the update
+      engine.apply(grads, finite, sums, collect)
       self._step.assign_add(1)
       return loss, norm, finite, lr
 

@@ -1,8 +1,8 @@
 """MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1 train like one worker.
 
-Each worker is `tests/multiworker_worker.py` (a `Trainer` on digits) with its own TF_CONFIG;
-the reference is the same `Trainer` with the default strategy and the same global batch, run
-in this process.
+Each worker is `tests/multiworker_worker.py` (a `Trainer` on digits) or
+`tests/keras_multiworker_worker.py` (`FlowModel.fit`) with its own TF_CONFIG; the reference
+is the same run with the default strategy and the same global batch.
 """
 
 import json
@@ -21,6 +21,7 @@ from lcflow_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "multiworker_worker.py")
+KERAS_WORKER = os.path.join(REPO, "tests", "keras_multiworker_worker.py")
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
             lc_pilot_steps=3, warmup_steps=2, log_every=2, checkpoint_every=3, images_every=100,
             shuffle_buffer=256, split="lc", lc_pilot="static")
@@ -39,7 +40,9 @@ def free_ports(n):
       s.close()
 
 
-def start_workers(tmp_path, model_dir, config):
+def start_workers(tmp_path, *args, worker=WORKER):
+  """Starts `worker` twice as the two workers of one cluster; `args` go to both, with
+  `tmp_path/worker<i>.npz` after the first one."""
   workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
   procs = []
   for index in range(2):
@@ -50,8 +53,8 @@ def start_workers(tmp_path, model_dir, config):
            "TF_CONFIG": json.dumps(tf_config)}
     log = open(tmp_path / f"worker{index}.log", "w")  # pylint: disable=consider-using-with
     procs.append((subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, WORKER, str(model_dir), str(tmp_path / f"worker{index}.npz"),
-         json.dumps(config.to_dict())], cwd=REPO, env=env, stdout=log,
+        [sys.executable, worker, str(args[0]), str(tmp_path / f"worker{index}.npz"),
+         *map(str, args[1:])], cwd=REPO, env=env, stdout=log,
         stderr=subprocess.STDOUT), log))
   return procs
 
@@ -88,7 +91,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
   """
   config = config_lib.TrainConfig.from_flags(**TINY, strategy="multi_worker")
   model_dir = tmp_path / "run"
-  procs = start_workers(tmp_path, model_dir, config)
+  procs = start_workers(tmp_path, model_dir, json.dumps(config.to_dict()))
   deadline = time.time() + TIMEOUT_S
 
   # Meanwhile, the single-worker reference in this process.
@@ -128,3 +131,30 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
       "ckpt-6.data-00000-of-00001", "ckpt-6.index", "config.json", "train"]
   assert len(os.listdir(model_dir / "train")) == 1
   assert os.listdir(tmp_path / "tmp1") == []
+
+
+@pytest.mark.slow
+def test_flow_model_fit_on_two_workers_matches_one_worker(tmp_path):
+  """`FlowModel.fit` on `keras_model.train_stream`: two workers x 1 replica (8 images each)
+  follow one worker with the global batch (16 images) for 6 steps.
+
+  Tolerances as for the Trainer: losses rtol 1e-4, final weights atol 1e-3; the two workers'
+  weights exactly equal.
+  """
+  procs = start_workers(tmp_path, 6, worker=KERAS_WORKER)
+  deadline = time.time() + TIMEOUT_S
+  reference = tmp_path / "reference.npz"
+  subprocess.run([sys.executable, KERAS_WORKER, "6", str(reference), "default"], cwd=REPO,
+                 env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                 check=True, capture_output=True, timeout=TIMEOUT_S)
+  wait_for(procs, tmp_path, deadline)
+  ref = np.load(reference)
+  chief, other = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
+  assert int(chief["num_replicas"]) == 2 and int(ref["num_replicas"]) == 1
+  np.testing.assert_array_equal(chief["losses"], other["losses"])
+  np.testing.assert_allclose(chief["losses"], ref["losses"], rtol=1e-4)
+  names = [k for k in ref.files if k.startswith("w")]
+  assert len(names) > 10
+  for name in names:
+    np.testing.assert_array_equal(chief[name], other[name])
+    np.testing.assert_allclose(chief[name], ref[name], rtol=0, atol=1e-3, err_msg=name)
