@@ -18,6 +18,10 @@ def test_readme_python_blocks_run():
   assert namespace["bpd"].shape == (64,)
   np.testing.assert_allclose(namespace["r"].log_prob, namespace["log_p"], rtol=1e-5)
   assert namespace["dist"].sample(2).shape == (2, 8, 8, 1)
+  assert 1.0 < namespace["scores"]["bits_per_dim"] < 4.5  # "Training with Keras": it learned
+  assert namespace["log_densities"].shape == (297,)
+  assert namespace["images"].shape == (16, 8, 8, 1)
+  assert bool(namespace["model"].flow.split_fixed.numpy())  # the nosplit pilots' model
 
 
 def test_ci_runs_the_readme_test_commands():
