@@ -58,8 +58,12 @@ class LoadedRun:
   weights: str = "raw"
 
 
-def load_run(model_dir, checkpoint=None, dataset=None, weights="ema"):
+def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_args=True):
   """Rebuilds the flow of `model_dir` and restores `checkpoint` (default: the latest).
+
+  The flow checks its input values (`flows.Flow`'s `validate_args`) unless told otherwise:
+  a loaded model is evaluated, exported and explored, not trained, and the checks cost
+  nothing measurable there.
 
   Args:
     model_dir: a directory written by `lcflow_tf.training`.
@@ -69,6 +73,9 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema"):
       `lcflow_tf.averaging`); when the checkpoint has none (trained with `ema_decay=0`, or
       before averaging existed), the raw weights, with a logged note. "raw": the trained
       weights. `LoadedRun.weights` says which the flow holds.
+    validate_args: passed to `flows.Flow`: NaN, infinite or out-of-[0, 1) images and
+      non-finite latents raise instead of giving NaN or meaningless values. False for code
+      that measures how a model behaves on such values (e.g. `benchmarks/robustness.py`).
 
   Raises:
     ValueError: for a bad `weights`; when `model_dir` has no `config.json`, no checkpoint,
@@ -83,7 +90,8 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema"):
   checkpoint = checkpoints.resolve(model_dir, checkpoint)
   dataset = dataset or data.load_dataset(train_config.dataset, train_config.data_dir,
                                          train_config.n_bits, train_config.pad_to)
-  flow = flows.Flow(train_config.flow_config(dataset.image_shape))
+  flow = flows.Flow(train_config.flow_config(dataset.image_shape),
+                    validate_args=validate_args)
   step, weights = checkpoints.restore_flow(
       checkpoint, flow, weights, train_config.ema_decay,
       model=f"the model of {model_dir}/{config_lib.CONFIG_FILE}")
@@ -132,9 +140,16 @@ def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=
 
 
 def reconstruction_error(flow, images, num_bins, num_images=256, seed=0):
-  """max |decode(encode(x)) - x| over the first `num_images` dequantised images."""
+  """max |decode(encode(x)) - x| over the first `num_images` dequantised images.
+
+  NaN when a round trip is not finite, also when an image's latent overflows (which a flow
+  with `validate_args` would refuse to decode).
+  """
   x = next(iter(data.make_eval_pipeline(images.take(num_images), num_images, num_bins, seed)))
-  x_rec = flow.decode(flow.encode(x))
+  z = flow.encode(x)
+  if not bool(tf.reduce_all(tf.math.is_finite(z))):
+    return math.nan
+  x_rec = flow.decode(z)
   return float(tf.reduce_max(tf.abs(tf.cast(x_rec, tf.float64) - tf.cast(x, tf.float64))))
 
 

@@ -160,7 +160,8 @@ def _validate(cfg):
 
 
 def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
-               hidden_channels=512, coupling="affine", split="static", **kwargs):
+               hidden_channels=512, coupling="affine", split="static", validate_args=False,
+               **kwargs):
   """Builds a multi-scale RealNVP or Glow flow over images of `image_shape`.
 
   Args:
@@ -173,6 +174,10 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
     split: how each junction chooses the channels that stay, one of `lcflow_tf.lc.SPLITS`
       (`"static"`, `"random"`, `"lc"`, `"lc_reverse"`, `"logdet"`, `"logdet_reverse"`,
       `"variance"`).
+    validate_args: check the values entering the flow at run time (TFP's name and default):
+      images finite and in [0, 1), latents finite; a bad value raises instead of giving NaN
+      or a meaningless density. A runtime setting of the returned `Flow`, not a field of
+      `FlowConfig` (see `Flow`).
     **kwargs: the other fields of `FlowConfig` (conv1x1, split_prior, scale_fn,
       resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma, network_init,
       pilot_junction).
@@ -183,18 +188,45 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
   Raises:
     ValueError: for any argument outside its allowed values (the message names it), or H/W
       not divisible by 2**(number of squeezes).
+    TypeError: if `validate_args` is not a bool.
   """
   return Flow(FlowConfig(image_shape=tuple(image_shape), architecture=architecture,
                          levels=levels, steps_per_level=steps_per_level,
                          hidden_channels=hidden_channels, coupling=coupling, split=split,
-                         **kwargs))
+                         **kwargs), validate_args=validate_args)
 
 
 class Flow(tf.Module):
   """A multi-scale flow over images in [0, 1) (dequantised intensities `(k + u) / bins`).
 
+  Input checks follow TFP's `validate_args` convention. Always, and at no run-time cost: the
+  inputs' dtype (float) and trailing shape (`image_shape`). With `validate_args=True` also
+  their values, in every method that takes model-space images (`log_prob`, `encode`,
+  `encode_with_log_det_map`, `log_prob_and_lc_batch`, `likelihood_contributions`,
+  `initialize`, and `bits_per_dim` through `log_prob`): finite and in [0, 1); and in
+  `decode`: finite latents. Eagerly a bad value raises `ValueError`; inside a `tf.function`
+  an assertion fails at run time with `tf.errors.InvalidArgumentError`; both messages name
+  the method, the rule, the count of non-finite values and the range of the others. The
+  check costs a few element-wise ops and one reduction per call.
+
+  With `validate_args=False` (the default, and what training uses) no check op is added:
+  a NaN or infinite pixel gives a NaN log-density for its image, a value outside [0, 1) a
+  finite but meaningless one, silently. Keep it False inside a `tf.function` compiled with
+  XLA (`jit_compile=True`, the training step's option): XLA cannot compile the assertions.
+
+  Args:
+    config: a `FlowConfig` with `image_shape` set.
+    validate_args: whether to check the input values (above). A runtime setting, not part of
+      `config` (which is saved beside checkpoints); `astype` carries it to the copy.
+
+  Raises:
+    ValueError: if `config.image_shape` is None.
+    TypeError: if `validate_args` is not a bool.
+
   Attributes:
     config: the `FlowConfig` it was built from.
+    validate_args: whether input values are checked (read-only; fixed at construction, so
+      functions traced earlier never disagree with it).
     bijector: the whole model, a `tfb.Chain` (forward: latent -> image).
     distribution: `tfd.TransformedDistribution` of a standard Normal of the image's shape.
     junctions: the `FactorOut` bijectors, outermost level first (in a `nosplit` pilot flow,
@@ -202,10 +234,13 @@ class Flow(tf.Module):
     lc_statistics: running statistics at every junction (`lcflow_tf.lc.LCStatistics`).
   """
 
-  def __init__(self, config):
+  def __init__(self, config, validate_args=False):
     if config.image_shape is None:
       raise ValueError("Flow: config.image_shape must be set (H, W, C), got None.")
+    if not isinstance(validate_args, bool):
+      raise TypeError(f"Flow: validate_args must be True or False, got {validate_args!r}.")
     super().__init__(name=f"{config.architecture}_flow")
+    self._validate_args = validate_args
     self.config = config
     self.image_shape = tuple(config.image_shape)
     self.dtype = tf.as_dtype(config.dtype)
@@ -309,6 +344,11 @@ class Flow(tf.Module):
 
   # --- variables and state -----------------------------------------------------------------
   @property
+  def validate_args(self):
+    """Whether input values are checked (see the class docstring)."""
+    return self._validate_args
+
+  @property
   def trainable_variables(self):
     """Every trainable variable: the bijectors' own and their Keras networks'."""
     return lcb.collect_trainable_variables(self.bijector)
@@ -334,14 +374,16 @@ class Flow(tf.Module):
       dtype: "float32" or "float64" (or a `tf.DType` / NumPy dtype).
 
     Returns:
-      A new `Flow` whose `config.dtype` is `dtype` (a copy even when it equals this one's).
+      A new `Flow` whose `config.dtype` is `dtype` (a copy even when it equals this one's),
+      with this flow's `validate_args`.
 
     Raises:
       ValueError: for any other dtype.
     """
     name = dtype if isinstance(dtype, str) else tf.as_dtype(dtype).name
     checks.check_choice("dtype", name, ("float32", "float64"), caller="Flow.astype")
-    copy = Flow(dataclasses.replace(self.config, dtype=name))
+    copy = Flow(dataclasses.replace(self.config, dtype=name),
+                validate_args=self.validate_args)
     def state(flow):
       return ([*lcb.collect_variables(flow.bijector), *flow.lc_statistics.variables,
                flow.split_fixed])
@@ -358,50 +400,90 @@ class Flow(tf.Module):
     Each ActNorm is initialised on the activations that reach it, in order, so the whole
     batch leaves every ActNorm with zero mean and unit variance per channel. Without
     `force`, already initialised layers are kept (a restored model is never re-initialised).
+
+    Raises:
+      ValueError: as `log_prob`.
     """
-    x = self._check_input(images)
+    x = self._check_input(images, "Flow.initialize")
     if force:
       for a in self.actnorms:
         a.initialized.assign(False)
     lcb.inverse_with_log_det_map(self.bijector, x)
 
   # --- densities ---------------------------------------------------------------------------
-  def _check_input(self, x):
+  def _check_input(self, x, caller, what="images"):
+    """`x` as a tensor of this flow's dtype, after the checks of the class docstring.
+
+    Args:
+      x: model-space images (or, with `what="latents"`, latents) [..., H, W, C].
+      caller: the public method, named first in every message.
+      what: "images" (with `validate_args`: finite, in [0, 1)) or "latents" (finite).
+
+    Returns:
+      The float tensor of `self.dtype` (with `validate_args` in a graph, one that depends on
+      the assertion).
+
+    Raises:
+      ValueError: a dtype that is not floating, a trailing shape other than `image_shape`;
+        with `validate_args`, eagerly, a value that breaks the rule.
+    """
     x = tf.convert_to_tensor(x)
     dims = ", ".join(map(str, self.image_shape))
     if not x.dtype.is_floating:
-      raise ValueError(
-          f"Flow: expected float images in [0, 1) of shape [N, {dims}], got dtype "
-          f"{x.dtype.name}; use bits_per_dim() for integer images or "
-          "lcflow_tf.data.dequantize to convert them.")
+      hint = ("; use bits_per_dim() for integer images or lcflow_tf.data.dequantize to "
+              "convert them" if what == "images" else "")
+      raise ValueError(f"{caller}: expected float {what} of shape [N, {dims}], got dtype "
+                       f"{x.dtype.name}{hint}.")
     if x.shape.rank is not None and (x.shape.rank < 3 or
                                      tuple(x.shape[-3:]) != self.image_shape):
-      raise ValueError(f"Flow: expected images of shape [..., {dims}], got shape "
+      raise ValueError(f"{caller}: expected {what} of shape [..., {dims}], got shape "
                        f"{x.shape.as_list()}.")
-    return tf.cast(x, self.dtype)
+    x = tf.cast(x, self.dtype)
+    if self.validate_args:
+      x = checked_values(x, caller, what)
+    return x
 
   def _maybe_initialize(self, x):
     if tf.executing_eagerly() and not self.is_initialized():
-      self.initialize(x)
+      lcb.inverse_with_log_det_map(self.bijector, x)  # `x` passed `_check_input` already
 
-  def encode_with_log_det_map(self, x, recorder=None):
-    """(latent z, per-element inverse log-det map A), both shaped like `x`."""
-    x = self._check_input(x)
+  def _encode(self, x, caller, recorder=None):
+    x = self._check_input(x, caller)
     self._maybe_initialize(x)
     return lcb.inverse_with_log_det_map(self.bijector, x, recorder=recorder)
 
+  def encode_with_log_det_map(self, x, recorder=None):
+    """(latent z, per-element inverse log-det map A), both shaped like `x`.
+
+    Raises:
+      ValueError: as `log_prob`.
+    """
+    return self._encode(x, "Flow.encode_with_log_det_map", recorder=recorder)
+
   def log_prob(self, x):
-    """log p(x) in nats per image, for float images in [0, 1) (one pass through the flow)."""
-    z, a = self.encode_with_log_det_map(x)
+    """log p(x) in nats per image, for float images in [0, 1) (one pass through the flow).
+
+    Raises:
+      ValueError: integer dtype or wrong trailing shape; with `validate_args` (eagerly), a
+        NaN, infinite or out-of-range value (in a `tf.function`: `InvalidArgumentError` at
+        run time).
+    """
+    return self._log_prob(x, "Flow.log_prob")
+
+  def _log_prob(self, x, caller):
+    z, a = self._encode(x, caller)
     return tf.reduce_sum(lc.standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
 
   def log_prob_and_lc_batch(self, x):
     """log p(x) and the batch sums of the LC statistics, from the same single pass.
 
     Used by the training step: `lc_statistics.update` takes the second value.
+
+    Raises:
+      ValueError: as `log_prob`.
     """
     recorder = lc.SplitRecorder()
-    z, a = self.encode_with_log_det_map(x, recorder=recorder)
+    z, a = self._encode(x, "Flow.log_prob_and_lc_batch", recorder=recorder)
     log_prob = tf.reduce_sum(lc.standard_normal_log_prob(z) + a, axis=[-3, -2, -1])
     return log_prob, recorder.batch_sums()
 
@@ -439,8 +521,10 @@ class Flow(tf.Module):
     shape = tf.shape(k)
     u = (tf.random.stateless_uniform(shape, seed=[seed, 0], dtype=self.dtype)
          if seed is not None else tf.random.uniform(shape, dtype=self.dtype))
-    x = (k + u) / bins
-    return log_prob_to_bits_per_dim(self.log_prob(x), self.image_shape, bins)
+    # k = bins - 1 with u near 1 can round to 1.0; keep x in [0, 1) as the model expects.
+    x = tf.minimum((k + u) / bins, np.nextafter(1.0, 0.0, dtype=self.dtype.as_numpy_dtype))
+    return log_prob_to_bits_per_dim(self._log_prob(x, "Flow.bits_per_dim"), self.image_shape,
+                                    bins)
 
   # --- sampling and coding -----------------------------------------------------------------
   def sample(self, n, temperature=1.0, seed=None):
@@ -482,13 +566,21 @@ class Flow(tf.Module):
     return z * tf.cast(temperature, self.dtype)
 
   def encode(self, x):
-    """Image -> latent (shaped like the image)."""
-    return self.encode_with_log_det_map(x)[0]
+    """Image -> latent (shaped like the image).
+
+    Raises:
+      ValueError: as `log_prob`.
+    """
+    return self._encode(x, "Flow.encode")[0]
 
   def decode(self, z):
-    """Latent -> image."""
-    z = tf.convert_to_tensor(z)
-    return self.bijector.forward(self._check_input(z))
+    """Latent -> image.
+
+    Raises:
+      ValueError: integer dtype or wrong trailing shape; with `validate_args` (eagerly), a
+        NaN or infinite latent (in a `tf.function`: `InvalidArgumentError` at run time).
+    """
+    return self.bijector.forward(self._check_input(z, "Flow.decode", what="latents"))
 
   # --- likelihood contributions (lcflow_tf.lc) ---------------------------------------------
   def likelihood_contributions(self, x):
@@ -496,9 +588,12 @@ class Flow(tf.Module):
 
     Returns:
       `lcflow_tf.lc.LikelihoodContributions` (one pass through the flow).
+
+    Raises:
+      ValueError: as `log_prob`.
     """
     recorder = lc.SplitRecorder()
-    z, a = self.encode_with_log_det_map(x, recorder=recorder)
+    z, a = self._encode(x, "Flow.likelihood_contributions", recorder=recorder)
     return lc.likelihood_contributions(recorder, z, a)
 
   def fix_split(self, rule=None):
@@ -513,6 +608,65 @@ class Flow(tf.Module):
     return lc.fix_split(self.junctions, self.lc_statistics,
                         self.config.split if rule is None else rule, seed=self.config.seed,
                         split_fixed=self.split_fixed)
+
+
+_RULES = {"images": "images must be finite values in [0, 1) (dequantised intensities)",
+          "latents": "latents must be finite values"}
+
+
+def checked_values(x, caller, what):
+  """`x` after the value check of `Flow(validate_args=True)` (see `Flow`; also `FlowModel`'s).
+
+  Eagerly the check runs at once; in a graph it is one `tf.debugging.Assert`, guarded by a
+  `tf.cond` so that the counts and range of its message are computed only when it fails.
+
+  Args:
+    x: a float tensor.
+    caller: the public method, named first in the message.
+    what: "images" (finite, in [0, 1)) or "latents" (finite).
+
+  Returns:
+    `x`; in a graph, an identity of it that runs after the assertion.
+
+  Raises:
+    ValueError: eagerly, if a value breaks the rule: e.g. `Flow.log_prob: images must be
+      finite values in [0, 1) (dequantised intensities); got 3 non-finite values (2 NaN,
+      1 inf) of 128.` or `...; got values in [-0.2, 5.0].`
+  """
+  rule = f"{caller}: {_RULES[what]}"
+  finite = tf.math.is_finite(x)
+  valid = finite & (x >= 0) & (x < 1) if what == "images" else finite
+  if tf.executing_eagerly():
+    if not bool(tf.reduce_all(valid)):
+      raise ValueError(f"{rule}; {_describe_values(x.numpy(), what)}.")
+    return x
+
+  def fail():
+    count = tf.size(x, out_type=tf.int64)
+    nonfinite = count - tf.math.count_nonzero(finite, dtype=tf.int64)
+    low = tf.reduce_min(tf.where(finite, x, tf.constant(np.inf, x.dtype)))
+    high = tf.reduce_max(tf.where(finite, x, tf.constant(-np.inf, x.dtype)))
+    message = tf.strings.format(
+        rule + "; got {} non-finite values (NaN or inf) of {}; the finite values are in "
+        "[{}, {}].", (nonfinite, count, low, high))
+    return tf.debugging.Assert(False, [message])
+
+  check = tf.cond(tf.reduce_all(valid), tf.no_op, fail)
+  with tf.control_dependencies([check]):
+    return tf.identity(x)
+
+
+def _describe_values(values, what):
+  """What is wrong with the NumPy array `values` (see `checked_values`), for a message."""
+  nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+  finite = values[np.isfinite(values)]
+  parts = []
+  if nan or inf:
+    parts.append(f"got {nan + inf} non-finite values ({nan} NaN, {inf} inf) of {values.size}")
+  if what == "images" and finite.size and not 0 <= finite.min() <= finite.max() < 1:
+    span = f"[{finite.min()!s}, {finite.max()!s}]"  # str: the shortest digits of the dtype
+    parts.append(f"got values in {span}" if not parts else f"finite values in {span}")
+  return ", and ".join(parts)
 
 
 def _resolve_bins(n_bits, num_bins):

@@ -20,8 +20,9 @@ if any, are ignored):
     (as the SavedModel's `log_prob` signature).
   * float images: already dequantised model inputs in [0, 1), used as they are (e.g. the
     batches of `data.make_train_pipeline`, which the `Trainer` trains on).
-With `validate_args` (default True) integer values outside [0, num_bins) stop the step with
-an error naming the range.
+With `validate_args` (default True) integer values outside [0, num_bins), and float values
+that are not finite or outside [0, 1), stop the step with an error naming the problem (the
+checks run outside the XLA-compiled part of `jit=True`).
 
 Metrics: `loss` (mean -log p(x), nats per image) and `bits_per_dim`
 (`-(log p(x) - D log num_bins) / (D log 2)`); `evaluate` returns both (`return_dict=True`:
@@ -59,7 +60,8 @@ class FlowModel(keras.Model):
       (e.g. from `nosplit` pilots, see `pilot`); giving one per junction fixes the split.
     seed: seed of the dequantisation noise.
     grad_clip_norm: clip the gradient of the mean loss to this global norm (None: no clip).
-    validate_args: check integer inputs against [0, num_bins) inside the steps.
+    validate_args: check the input values inside the steps (integers in [0, num_bins),
+      floats finite and in [0, 1)).
     jit: XLA-compile the loss-and-gradient part of the training step.
     **kwargs: `keras.Model` arguments (e.g. `name`).
 
@@ -161,7 +163,8 @@ class FlowModel(keras.Model):
     """
     images = tf.convert_to_tensor(images)
     if images.dtype.is_floating:
-      return tf.cast(images, self.flow.dtype)
+      x = tf.cast(images, self.flow.dtype)
+      return flows.checked_values(x, "FlowModel", "images") if self.validate_args else x
     if not images.dtype.is_integer:
       raise ValueError(f"FlowModel: images must be integers in [0, {self.num_bins}) or "
                        f"floats in [0, 1), got dtype {images.dtype.name}.")

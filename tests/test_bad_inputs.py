@@ -11,10 +11,12 @@ The CLI cases are run together by a module fixture, two at a time, through
 per case, which runs the script's main with the case's flags as `python script.py` would; the
 parametrised test then checks each one's result.
 
-Not an error, by design: NaN or infinite float images. `Flow.log_prob` returns NaN for them
-(a check would cost a reduction per call and would turn the training step's skip of a
-non-finite update, see test_training.py, into an exception); see
-`test_nan_images_give_nan_not_an_error`.
+NaN, infinite or out-of-[0, 1) float images are an error only for a flow built with
+`validate_args=True` (TFP's convention), as `evaluation.load_run` builds it: the cases
+`log-prob-*-image`. Without it (the default, what training uses: a check would turn the
+training step's skip of a non-finite update, see test_training.py, into an exception)
+`Flow.log_prob` returns NaN for them; see `test_nan_images_give_nan_without_validate_args`
+and tests/test_validate_args.py.
 """
 
 import collections
@@ -88,6 +90,13 @@ def copy_run(runs, name, sb, spoil=None):
   elif spoil == "index":
     (target / "ckpt-2.index").write_bytes(b"not an sstable" * 20)
   return str(target)
+
+
+def image_with(value):
+  """Two float32 8x8x1 images at 0.5, with `value` at one pixel of the first."""
+  x = np.full((2, 8, 8, 1), 0.5, np.float32)
+  x[0, 3, 3, 0] = value
+  return x
 
 
 def fake_saved_model(path):
@@ -310,6 +319,20 @@ CASES = [
     Case("log-prob-wrong-image-size", LIB, lib(
         lambda c: c.flow.log_prob(np.zeros((2, 4, 4, 1), np.float32))),
          r"expected images of shape \[\.\.\., 8, 8, 1\], got shape \[2, 4, 4, 1\]"),
+    Case("log-prob-nan-image", LIB, lib(lambda c: c.flow.log_prob(image_with(np.nan))),
+         r"^Flow\.log_prob: images must be finite values in \[0, 1\) \(dequantised "
+         r"intensities\); got 1 non-finite values \(1 NaN, 0 inf\) of 128\.$"),
+    Case("log-prob-out-of-range-image", LIB, lib(lambda c: c.flow.log_prob(image_with(5.0))),
+         r"^Flow\.log_prob: images must be finite values in \[0, 1\) .*; got values in "
+         r"\[0\.5, 5\.0\]\.$"),
+    Case("log-prob-inf-image-in-tf-function", LIB, lib(
+        lambda c: tf.function(c.flow.log_prob)(tf.constant(image_with(np.inf)))),
+         r"Flow\.log_prob: images must be finite values in \[0, 1\) \(dequantised "
+         r"intensities\); got 1 non-finite values \(NaN or inf\) of 128",
+         tf.errors.InvalidArgumentError),
+    Case("decode-nan-latent", LIB, lib(lambda c: c.flow.decode(image_with(np.nan))),
+         r"^Flow\.decode: latents must be finite values; got 1 non-finite values \(1 NaN, "
+         r"0 inf\) of 128\.$"),
     Case("bits-per-dim-value-equal-to-num-bins", LIB, lib(
         lambda c: c.flow.bits_per_dim(np.full((2, 8, 8, 1), 17), num_bins=NUM_BINS)),
          r"image values must be integers in \[0, 17\) \(bins=17\); got values in \[17, 17\]"),
@@ -470,6 +493,10 @@ CASES = [
     Case("signature-negative-sample-count", SIG, lib(lambda c: c.serving.signatures["sample"](
         num=tf.constant(-1), temperature=tf.constant(1.0), seed=tf.constant(0, tf.int64))),
          r"num must be >= 0", tf.errors.InvalidArgumentError),
+    Case("signature-decode-nan-latent", SIG, lib(lambda c: c.serving.signatures["decode"](
+        latent=tf.constant(image_with(np.nan)))),
+         r"Flow\.decode: latents must be finite values; got 1 non-finite values",
+         tf.errors.InvalidArgumentError),
     Case("signature-decode-wrong-shape", SIG, lib(lambda c: c.serving.signatures["decode"](
         latent=tf.zeros([1, 8, 8, 2]))),
          r"latent must have shape \[N, 8, 8, 1\]|shape",
@@ -578,10 +605,9 @@ def test_bad_input(case, request, runs, shared_snapshot, tmp_path, monkeypatch):
   assert {name: snapshot(path) for name, path in runs.items()} == shared_snapshot
 
 
-def test_nan_images_give_nan_not_an_error(runs, digits):
-  """NaN images are not rejected (see the module docstring): log_prob is NaN."""
-  flow = evaluation.load_run(str(runs["glow"]), dataset=digits).flow
-  x = np.full((2, 8, 8, 1), 0.5, np.float32)
-  x[0, 3, 3, 0] = np.nan
-  log_prob = flow.log_prob(x).numpy()
+def test_nan_images_give_nan_without_validate_args(runs, digits):
+  """Without validate_args NaN images are not rejected (see the module docstring): log_prob is
+  NaN for them."""
+  flow = evaluation.load_run(str(runs["glow"]), dataset=digits, validate_args=False).flow
+  log_prob = flow.log_prob(image_with(np.nan)).numpy()
   assert np.isnan(log_prob[0]) and np.isfinite(log_prob[1])

@@ -16,6 +16,7 @@ from lcflow_tf import keras_model
 from lcflow_tf import lc
 from lcflow_tf import schedules
 from lcflow_tf import training
+from tests import test_export
 
 TINY = lf.FlowConfig(image_shape=(8, 8, 1), levels=2, steps_per_level=1, hidden_channels=8)
 BINS = 17
@@ -129,7 +130,7 @@ def test_mirrored_two_replicas_follow_one_device(digits, two_cpus):
 
 
 def test_nonfinite_steps_are_skipped(digits):
-  model = make_model()
+  model = make_model(validate_args=False)
   x = images(digits, 32).astype(np.float32) / BINS
   model.initialize(x)
   before = values(model.weights)
@@ -282,12 +283,16 @@ def test_nosplit_pilots_then_the_final_model(digits):
   assert float(model.flow.lc_statistics.count.numpy()) == 0  # fixed: nothing collected
 
 
-def test_export_gives_the_serving_signatures(trained, digits, tmp_path):
+def test_export_gives_the_serving_signatures_to_both_loaders(trained, digits, tmp_path):
   x = images(digits, 8, start=200)
-  path = trained.export(str(tmp_path / "export"))
+  path = trained.export(str(tmp_path / "export"), version=1)
+  assert path == str(tmp_path / "export" / "1")
+  expected = trained.predict(x, verbose=0)
   loaded = tf.saved_model.load(path)
   served = loaded.signatures["log_prob"](images=tf.constant(x))["log_prob"].numpy()
-  np.testing.assert_allclose(served, trained.predict(x, verbose=0), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-4)
+  (session,) = test_export.session_run(path, [("log_prob", x)])  # TensorFlow Serving's loader
+  np.testing.assert_allclose(session["log_prob"], expected, rtol=1e-5, atol=1e-4)
   with pytest.raises(ValueError, match="tf_saved_model"):
     trained.export(str(tmp_path / "other"), format="onnx")
 
@@ -310,5 +315,25 @@ def test_bad_use_gets_clear_errors(digits):
     model.fit(x + np.uint8(BINS), batch_size=32, epochs=1, verbose=0)
   with pytest.raises(ValueError, match="initialize"):
     model.fit(iter([x]), epochs=1, verbose=0)
+  floats = x.astype(np.float32) / BINS
+  model.initialize(floats)
+  for bad in (np.nan, np.inf, 5.0, -0.1, 1.0):
+    corrupted = floats.copy()
+    corrupted[3, 2, 1, 0] = bad
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"finite values in \[0, 1\)"):
+      model.fit(corrupted, batch_size=32, epochs=1, verbose=0)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"finite values in \[0, 1\)"):
+    model.predict(corrupted, verbose=0)
   with pytest.raises(ValueError, match="pilot_steps must be an integer >= 1"):
     lf.SplitPilot(0)
+
+
+def test_jit_follows_graph_mode(digits):
+  """`jit=True` (XLA on the loss and gradients) trains along the same losses (rtol 1e-4)."""
+  x = images(digits, 64)
+  losses = []
+  for jit in (False, True):
+    keras.utils.set_random_seed(0)
+    model = make_model(jit=jit)
+    losses.append(model.fit(x, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"])
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
