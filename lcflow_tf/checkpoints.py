@@ -16,8 +16,9 @@ remembers the step of its newest one (`saved_step`) for that rule. Non-chief wor
 (`multi_worker`) write their checkpoints into a temporary directory that `close` removes,
 never into `model_dir`.
 
-Older checkpoints: one without averages (written with `ema_decay=0`, or before averaging
-existed) restores everything else, and the averages restart from its weights.
+A checkpoint without averages (written with `ema_decay=0`) restores into a run that keeps them
+(`ema_decay` may change on resume): everything else is restored, and the averages restart from
+its weights.
 
 Errors: an unreadable checkpoint (corrupted, truncated) or one that does not match the model
 raises `ValueError` with one line (`describe_restore_error`), never TensorFlow's dump of
@@ -128,8 +129,8 @@ def restore_flow(path, flow, weights="ema", ema_decay=0.0, model="the model"):
   if average is not None:
     average.copy_to_variables()
   elif weights == "ema":
-    logging.info("%s holds no weight averages (trained with ema_decay=0 or before averaging "
-                 "existed); using its raw weights.", path)
+    logging.info("%s holds no weight averages (trained with ema_decay=0); using its raw "
+                 "weights.", path)
   return int(step.numpy()), "raw" if average is None else "ema"
 
 
@@ -186,9 +187,8 @@ class TrainingCheckpoints:
     else:
       restore(self._without_averages, path)
       self.averages.reset()
-      logging.info("%s holds no weight averages (written with ema_decay=0 or before averaging "
-                   "existed); averaging starts from its weights at step %d.", path,
-                   int(self._step.numpy()))
+      logging.info("%s holds no weight averages (written with ema_decay=0); averaging starts "
+                   "from its weights at step %d.", path, int(self._step.numpy()))
     self.saved_step = int(self._step.numpy())
     return path
 

@@ -4,23 +4,24 @@
 (`TrainConfig.model`: the one list of model fields, validated there). `FlowConfig` keeps the
 papers' defaults (`build_flow`); a `TrainConfig`'s default model, and so train.py's defaults,
 is `CPU_FLOW_DEFAULTS`: a small Glow that trains on scikit-learn's 8x8 digits in a few minutes
-on two CPU cores, with the static split (the split study of docs/benchmarks.md found no
-data-dependent rule lower than it; `split="lc"` is the paper's rule). The model's `image_shape` is
-left None (the dataset sets it, `TrainConfig.flow_config`) and its `seed` is the run's.
+on two CPU cores, with the static split (the split study found no data-dependent rule lower
+than it, docs/questions/does-the-lc-split-help.md; `split="lc"` is the paper's rule). The
+model's `image_shape` is left None (the dataset sets it, `TrainConfig.flow_config`) and its
+`seed` is the run's.
 
 Flat names: train.py's flags are flat (`--levels`, `--split`, `--batch_size`, ...), one per
 field of `TrainConfig` and of its model (`FLAG_FIELDS`); `TrainConfig.from_flags` and
 `to_flags` convert, and `differences` and the errors of `check_resumable` name fields so.
 
 `config.json`: a run's `TrainConfig` is saved in its model directory as
-`{"train": TrainConfig.to_dict()}`, the model nested under `"model"`. The flat format written
-before 2026-12 (the model's fields beside the others, some fields missing in older files:
-`ADDED_FIELDS`) still loads, as the run it was. A later run in the same directory must agree
-on every field except the `RESUMABLE_FIELDS` (run length, logging, hardware), so that a
-resumed run continues the same experiment. `EvalConfig` holds the settings of an evaluation.
+`{"train": TrainConfig.to_dict()}`, the model nested under `"model"`; files of older versions
+are read through `lcflow_tf.compat`. A later run in the same directory must agree on every
+field except the `RESUMABLE_FIELDS` (run length, logging, hardware), so that a resumed run
+continues the same experiment. `EvalConfig` holds the settings of an evaluation.
 
 All validate their fields on construction and raise `ValueError` naming the field, the bad
-value and what is allowed.
+value and what is allowed. The rules that tie the pilot settings together (the budget, which
+protocol takes which option) are the pilot protocol's: `lcflow_tf.pilots.check`.
 """
 
 import dataclasses
@@ -28,6 +29,7 @@ import json
 import os
 
 from lcflow_tf import checks
+from lcflow_tf import compat
 from lcflow_tf import data
 from lcflow_tf import distribute
 from lcflow_tf import files
@@ -37,14 +39,17 @@ from lcflow_tf import schedules
 
 CONFIG_FILE = "config.json"
 # The model of train.py's defaults (and of a TrainConfig without `model`). The split follows
-# the split study's evidence (docs/benchmarks.md, 2026-12-04): static, until a rule is lower.
+# the split study's evidence: static, until a rule is lower.
 CPU_FLOW_DEFAULTS = flows.FlowConfig(levels=2, steps_per_level=4, hidden_channels=64,
                                      split="static")
 # The model's fields that are settings of a run (flags): not image_shape (the data's), not the
 # seed (the run's), not the dtype (training is float32).
-# `pilot_junction` is set only by the `nosplit` protocol for its pilots' sub-runs.
 MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(flows.FlowConfig)
-                    if f.name not in ("image_shape", "seed", "dtype", "pilot_junction"))
+                    if f.name not in ("image_shape", "seed", "dtype"))
+# The pilot protocols of the data-dependent splits (`lc_pilot`; `lcflow_tf.pilots`).
+PILOT_PROTOCOLS = ("static", "nosplit")
+# Fields that are no flag of train.py: a `nosplit` pilot's sub-run sets it (`pilots`).
+SUB_RUN_FIELDS = ("open_junctions_from",)
 
 # Fields that may change when a run is resumed: they do not change what is being trained
 # (`ema_decay` only changes the averages kept beside the weights, never the weights).
@@ -53,17 +58,6 @@ RESUMABLE_FIELDS = frozenset({
     "keep_checkpoints", "strategy", "cpu_replicas", "jit", "mixed_precision",
     "max_nonfinite_steps", "max_nonfinite_restores", "nonfinite_lr_factor", "ema_decay",
 })
-# Fields added after runs were first saved (flat names), with the values that reproduce how a
-# run whose config.json lacks them was trained (a constant learning rate after the warm-up, no
-# weight averages; the floor does not matter then). `TrainConfig.from_dict` fills them in, and
-# `inherit_unset` lets train.py keep a resumed run's values of them.
-# The model's added fields (soft bounds, conditioner initialisation) come from
-# `flows.legacy_values` (unbounded, He normal; the scale bound depends on the scale function).
-# `lc_pilot` (the pilot protocol of the data-dependent splits) came later: such runs had the
-# `static` pilot. `static_pilots` (the budget-matched control) came last: such runs had none.
-ADDED_FIELDS = {"lr_schedule": "constant", "lr_min_ratio": schedules.DEFAULT_MIN_RATIO,
-                "ema_decay": 0.0, **flows.legacy_values(), "lc_pilot": "static",
-                "static_pilots": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,26 +78,29 @@ class TrainConfig:
   pad_to: int | None = None   # zero-pad the images to pad_to x pad_to (data.load_dataset)
   # model (`flows.FlowConfig`; the flags `--architecture`, `--levels`, ...)
   model: flows.FlowConfig = CPU_FLOW_DEFAULTS
-  # likelihood-contribution protocol
+  # the pilot protocol of the data-dependent splits (`lcflow_tf.pilots`)
   lc_pilot: str = "nosplit"
   lc_pilot_steps: int = 300
   lc_reinit: bool = False
-  static_pilots: bool = False  # the static split through the pilots: the budget-matched control
+  budget_matched_control: bool = False  # the static split, trained through the same pilots
+  # None: a run. j: the sub-run of the `nosplit` pilot of junction j, whose flow factors
+  # nothing out from junction j on (`flows.Flow`'s `open_junctions_from`); set by `pilots`.
+  open_junctions_from: int | None = None
   # optimisation
   train_steps: int = 2000
   batch_size: int = 64
   learning_rate: float = 1e-3
   warmup_steps: int = 200
-  # A guard against rare gradient explosions, not a per-step normaliser: at 1000 (the default
-  # before 2026-11-30) every step of a 28x28 Glow was clipped and training was much slower
-  # (docs/benchmarks.md, noise floor).
+  # A guard against rare gradient explosions, not a per-step normaliser: a 28x28 Glow's norms
+  # grow to ~4e4 while it trains, so a bound of 1000 clips every step and training is much
+  # slower (docs/guide/numerics.md).
   grad_clip_norm: float = 1e5
   lr_schedule: str = schedules.DEFAULT_SCHEDULE
   lr_min_ratio: float = schedules.DEFAULT_MIN_RATIO
   ema_decay: float = 0.999
   seed: int = 0
   # The data order and dequantisation noise alone (None: `seed`), so that the two sources of
-  # seed-to-seed spread can be varied one at a time (docs/benchmarks.md, noise floor).
+  # seed-to-seed spread can be varied one at a time (docs/questions/robustness.md).
   data_seed: int | None = None
   shuffle_buffer: int = 10000
   # runtime (may change on resume)
@@ -124,10 +121,12 @@ class TrainConfig:
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise ValueError(f"data_dir must be a path or None, got {self.data_dir!r}.")
     self._check_model()
-    checks.check_choice("lc_pilot", self.lc_pilot, lc.PILOTS)
+    checks.check_choice("lc_pilot", self.lc_pilot, PILOT_PROTOCOLS)
     checks.check_int("lc_pilot_steps", self.lc_pilot_steps, 0)
     checks.check_bool("lc_reinit", self.lc_reinit)
-    checks.check_bool("static_pilots", self.static_pilots)
+    checks.check_bool("budget_matched_control", self.budget_matched_control)
+    if self.open_junctions_from is not None:
+      flows.check_open_junctions_from(self.open_junctions_from, self.model.levels)
     checks.check_int("train_steps", self.train_steps, 1)
     checks.check_int("batch_size", self.batch_size, 1)
     checks.check_number("learning_rate", self.learning_rate, 0.0)
@@ -153,7 +152,6 @@ class TrainConfig:
     checks.check_int("max_nonfinite_restores", self.max_nonfinite_restores, 0)
     checks.check_number("nonfinite_lr_factor", self.nonfinite_lr_factor, 0.0, 1.0,
                         high_open=True)
-    self._check_pilot()
 
   def _check_model(self):
     if not isinstance(self.model, flows.FlowConfig):
@@ -165,57 +163,12 @@ class TrainConfig:
       raise ValueError(f"model.dtype must be 'float32' (training runs in float32), got "
                        f"{self.model.dtype!r}.")
 
-  def _check_pilot(self):
-    split = self.model.split
-    if self.static_pilots and split != "static":
-      raise ValueError(f"static_pilots applies to split='static' only (the budget-matched "
-                       f"control of the data-dependent splits, which have pilots anyway), got "
-                       f"static_pilots=True with split={split!r}.")
-    if not self.uses_pilot:
-      return
-    if self.lc_pilot_steps < 1:
-      raise ValueError(f"lc_pilot_steps must be >= 1 for split {split!r} (the split is fixed "
-                       f"from statistics collected during the pilot), got "
-                       f"{self.lc_pilot_steps!r}.")
-    if self.lc_pilot == "nosplit" and self.lc_reinit:
-      raise ValueError("lc_reinit applies to lc_pilot='static' only (the 'nosplit' protocol "
-                       "always trains the model from fresh weights after its pilots), got "
-                       "lc_reinit=True with lc_pilot='nosplit'.")
-    if self.pilot_steps_total >= self.train_steps:
-      pilots = self.model.levels - 1
-      per = (f" ({pilots} pilot{'s' * (pilots != 1)} of {self.lc_pilot_steps} steps)"
-             if self.lc_pilot == "nosplit" else "")
-      raise ValueError(f"lc_pilot_steps must be smaller than train_steps (the step budget "
-                       f"counts the pilot), got lc_pilot_steps={self.lc_pilot_steps}{per} and "
-                       f"train_steps={self.train_steps}.")
-
   @property
   def uses_pilot(self):
-    """Whether the run has a pilot phase (a data-dependent split or `static_pilots`)."""
-    return lc.uses_pilot(self.model.split, self.static_pilots)
-
-  @property
-  def pilot_steps_total(self):
-    """Steps of the budget spent in pilots: `lc_pilot_steps` per junction under `nosplit`."""
-    if not self.uses_pilot:
-      return 0
-    if self.lc_pilot == "nosplit":
-      return self.lc_pilot_steps * max(self.model.levels - 1, 0)
-    return self.lc_pilot_steps
-
-  def nosplit_pilot_config(self, junction):
-    """The `TrainConfig` of the sub-run of pilot `junction` of the `nosplit` protocol.
-
-    The same run (data, recipe, seed, `train_steps`, hence the same learning-rate schedule and
-    the same first batches) with the pilot flow `FlowConfig.pilot_junction = junction` under
-    the `static` rule (the decided junctions get their orders from the caller), no weight
-    averages; it is trained for `lc_pilot_steps` steps (`Trainer.train(until_step=...)`).
-    """
-    checks.check_int("junction", junction, 0, self.model.levels - 2,
-                     caller="nosplit_pilot_config")
-    model = dataclasses.replace(self.model, split="static", pilot_junction=junction)
-    return dataclasses.replace(self, model=model, ema_decay=0.0, lc_reinit=False,
-                               static_pilots=False)
+    """Whether pilots fix the run's split (`lcflow_tf.pilots`): a data-dependent split, or the
+    static split of the budget-matched control."""
+    return self.model.split in lc.DATA_DEPENDENT_SPLITS or (
+        self.budget_matched_control and self.model.split == "static")
 
   @property
   def stream_seed(self):
@@ -229,21 +182,23 @@ class TrainConfig:
   # --- flat names (train.py's flags) and config.json ------------------------------------------
   @classmethod
   def from_flags(cls, **values):
-    """A config from flat field names (`FLAG_FIELDS`); missing ones take their defaults.
+    """A config from flat field names (`FLAT_FIELDS`); missing ones take their defaults.
 
-    The model's fields (`MODEL_FLAGS`) change `CPU_FLOW_DEFAULTS`.
+    The model's fields (`MODEL_FLAGS`) change `CPU_FLOW_DEFAULTS`; the older names of renamed
+    fields are read as today's (`compat.renamed`).
 
     Raises:
       ValueError: for an unknown name or a bad value.
     """
-    unknown = sorted(set(values) - set(FLAG_FIELDS))
+    values = compat.renamed(values)
+    unknown = sorted(set(values) - set(FLAT_FIELDS))
     if unknown:
-      raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(FLAG_FIELDS)}.")
+      raise ValueError(f"unknown config fields {unknown}; allowed: {sorted(FLAT_FIELDS)}.")
     model = {name: values.pop(name) for name in MODEL_FLAGS if name in values}
     return cls(model=dataclasses.replace(CPU_FLOW_DEFAULTS, **model), **values)
 
   def to_flags(self):
-    """{flat name: value} of every field (`FLAG_FIELDS`, in that order)."""
+    """{flat name: value} of every field (`FLAT_FIELDS`, in that order)."""
     values = {}
     for f in dataclasses.fields(self):
       if f.name == "model":
@@ -258,21 +213,17 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, values):
-    """Builds a config from `to_dict()` output, or from the flat format before 2026-12.
+    """Builds a config from `to_dict()` output (config.json's "train") or a flat `to_flags()`.
 
-    Flat format: missing `ADDED_FIELDS` (a config.json written before they existed) take the
-    values that reproduce how that run was trained; other missing fields take their defaults.
+    A dict written by an older version is read as the run it was (`compat.train_config_dict`).
 
     Raises:
       ValueError: for unknown keys or bad values.
     """
+    values = compat.train_config_dict(values)
     if "model" not in values:
-      legacy = dict(ADDED_FIELDS, **flows.legacy_values(values.get("architecture", "glow"),
-                                                         values.get("scale_fn")))
-      return cls.from_flags(**{**legacy, **values})
+      return cls.from_flags(**values)
     _check_keys("config", values, {f.name for f in dataclasses.fields(cls)})
-    values = dict({name: value for name, value in ADDED_FIELDS.items()
-                   if name not in MODEL_FLAGS}, **values)  # e.g. lc_pilot of older runs
     model = values["model"]
     if not isinstance(model, dict):
       raise ValueError(f"config field model must be a dict of FlowConfig fields, got {model!r}.")
@@ -289,7 +240,9 @@ class TrainConfig:
 
 
 # Every flat name, in TrainConfig's order with the model's fields in place of `model`.
-FLAG_FIELDS = tuple(TrainConfig().to_flags())
+FLAT_FIELDS = tuple(TrainConfig().to_flags())
+# The flat names that are train.py's flags.
+FLAG_FIELDS = tuple(name for name in FLAT_FIELDS if name not in SUB_RUN_FIELDS)
 
 
 def _check_keys(what, values, known):
@@ -395,25 +348,6 @@ def read_train_config(model_dir):
 def write_train_config(model_dir, config):
   """Writes `config` as `model_dir/config.json` (atomically)."""
   files.write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
-
-
-def inherit_unset(config, saved, given):
-  """`config` with the `ADDED_FIELDS` that are not in `given` taken from `saved`.
-
-  train.py resumes a run with the learning-rate schedule, weight averaging, soft bounds and
-  conditioner initialisation it was started with (for a run saved before these fields existed:
-  constant, none, unbounded, he_normal) unless their flags are given.
-
-  Args:
-    config: the `TrainConfig` built from the flags.
-    saved: the `TrainConfig` of the run being resumed, or None (a new run: `config`).
-    given: flat names of the fields set explicitly (flags given on the command line).
-  """
-  if saved is None:
-    return config
-  kept = saved.to_flags()
-  return TrainConfig.from_flags(**dict(config.to_flags(), **{
-      name: kept[name] for name in ADDED_FIELDS if name not in given}))
 
 
 def check_resumable(model_dir, config):

@@ -70,12 +70,12 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_a
     checkpoint: a checkpoint prefix (e.g. `model_dir/ckpt-2000`), or None for the latest.
     dataset: an `ImageDataset` to evaluate on (default: the run's dataset).
     weights: "ema": the flow gets the checkpoint's weight averages (see
-      `lcflow_tf.averaging`); when the checkpoint has none (trained with `ema_decay=0`, or
-      before averaging existed), the raw weights, with a logged note. "raw": the trained
+      `lcflow_tf.averaging`); when the checkpoint has none (trained with `ema_decay=0`), the
+      raw weights, with a logged note. "raw": the trained
       weights. `LoadedRun.weights` says which the flow holds.
     validate_args: passed to `flows.Flow`: NaN, infinite or out-of-[0, 1) images and
       non-finite latents raise instead of giving NaN or meaningless values. False for code
-      that measures how a model behaves on such values (e.g. `benchmarks/robustness.py`).
+      that measures how a model behaves on such values (e.g. `benchmarks/numerics/robustness.py`).
 
   Raises:
     ValueError: for a bad `weights`; when `model_dir` has no `config.json`, no checkpoint,
@@ -90,8 +90,8 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_a
   checkpoint = checkpoints.resolve(model_dir, checkpoint)
   dataset = dataset or data.load_dataset(train_config.dataset, train_config.data_dir,
                                          train_config.n_bits, train_config.pad_to)
-  flow = flows.Flow(train_config.flow_config(dataset.image_shape),
-                    validate_args=validate_args)
+  flow = flows.Flow(train_config.flow_config(dataset.image_shape), validate_args=validate_args,
+                    open_junctions_from=train_config.open_junctions_from)
   step, weights = checkpoints.restore_flow(
       checkpoint, flow, weights, train_config.ema_decay,
       model=f"the model of {model_dir}/{config_lib.CONFIG_FILE}")

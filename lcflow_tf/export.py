@@ -16,8 +16,7 @@ needs only TensorFlow, with `tf.saved_model.load` or with the session-based load
 give the same outputs. Inputs of the wrong dtype or shape are rejected by the signatures'
 input specs; integer values >= B by a check that names the allowed range.
 
-`version=N` writes TensorFlow Serving's layout `export_dir/N/`. `upgrade_saved_model`
-re-saves an export written before 2026-11-30, which only `tf.saved_model.load` can run.
+`version=N` writes TensorFlow Serving's layout `export_dir/N/`.
 """
 
 import os
@@ -229,51 +228,4 @@ def export_saved_model(flow, export_dir, num_bins, overwrite=False, version=None
                 "sample": serving.sample, "encode": serving.encode, "decode": serving.decode}
   files.replace_dir_atomically(
       target, lambda path: tf.saved_model.save(serving, path, signatures=signatures))
-  return target
-
-
-def upgrade_saved_model(old_dir, export_dir, overwrite=False, version=None):
-  """Re-saves an export of an older lcflow_tf so that the session-based loaders can run it.
-
-  Exports written before issue 16 (2026-11-30) load with `tf.saved_model.load` but not with
-  `tf.compat.v1.saved_model.loader.load`, `saved_model_cli run` or TensorFlow Serving (their
-  Keras 3 network variables are never restored there). Loaded with `tf.saved_model.load`,
-  every variable is a plain `tf.Variable` that its signatures read, so saving the loaded
-  object again gives a SavedModel with the same signatures and outputs that every loader
-  runs. Needs neither the training run nor its checkpoint; written atomically like
-  `export_saved_model`.
-
-  Args:
-    old_dir: the export to upgrade (left as it is).
-    export_dir: destination directory; with `version`, TensorFlow Serving's model base path.
-    overwrite: replace an existing destination.
-    version: None, or an int >= 1 (see `export_saved_model`).
-
-  Returns:
-    The SavedModel directory written (absolute).
-
-  Raises:
-    ValueError: if `old_dir` is not a SavedModel, cannot be loaded, or lacks one of
-      `SIGNATURES`; or the destination fails `check_export_dir` (it must neither be nor
-      contain `old_dir`).
-  """
-  caller = "upgrade_saved_model"
-  if not old_dir or not tf.saved_model.contains_saved_model(old_dir):
-    raise ValueError(f"{caller}: {old_dir!r} is not a SavedModel directory (no saved_model.pb "
-                     "in it); give the directory of an lcflow_tf export.")
-  target = check_export_dir(export_dir, overwrite, protect=[old_dir], version=version,
-                            caller=caller, protected="the export being upgraded")
-  try:
-    loaded = tf.saved_model.load(old_dir)
-  except (tf.errors.OpError, ValueError, OSError) as e:
-    first = (str(e).strip().splitlines() or [""])[0]
-    raise ValueError(f"{caller}: cannot load {old_dir} with tf.saved_model.load "
-                     f"({type(e).__name__}: {first}).") from e
-  missing = [name for name in SIGNATURES if name not in loaded.signatures]
-  if missing:
-    raise ValueError(f"{caller}: {old_dir} is not an lcflow_tf export: it lacks the "
-                     f"signatures {missing} (it has {sorted(loaded.signatures)}).")
-  signatures = {name: loaded.signatures[name] for name in SIGNATURES}
-  files.replace_dir_atomically(
-      target, lambda path: tf.saved_model.save(loaded, path, signatures=signatures))
   return target

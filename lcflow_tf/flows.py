@@ -34,29 +34,6 @@ DEFAULT_BOUNDS = {"max_log_scale": {"sigmoid": 3.0, "tanh": 2.0}, "max_shift": 5
 BOUND_FIELDS = ("max_log_scale", "max_shift", "max_log_sigma")
 
 
-def unbounded_values(architecture="glow", scale_fn=None):
-  """The bound fields that rebuild a model of before the bounds existed (2026-11-30).
-
-  Glow's sigmoid scale, the shift and the split prior were unbounded; the tanh scale was
-  always bounded by 2.
-  """
-  scale_fn = scale_fn or ("sigmoid" if architecture == "glow" else "tanh")
-  return {"max_log_scale": 0.0 if scale_fn == "sigmoid" else 2.0, "max_shift": 0.0,
-          "max_log_sigma": 0.0}
-
-
-def legacy_values(architecture="glow", scale_fn=None):
-  """The model fields added after models were first saved, with the values of before.
-
-  A saved configuration that lacks them describes a model with unbounded couplings and split
-  prior (`unbounded_values`) and He-normal conditioners (`networks.LEGACY_INIT`).
-
-  Returns:
-    {field of `FlowConfig`: value}.
-  """
-  return dict(unbounded_values(architecture, scale_fn), network_init=networks.LEGACY_INIT)
-
-
 @dataclasses.dataclass(frozen=True)
 class FlowConfig:
   """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model.
@@ -83,9 +60,6 @@ class FlowConfig:
   max_shift: float | None = None       # couplings' |shift|
   max_log_sigma: float | None = None   # learned split prior's |log sigma|
   network_init: str = networks.DEFAULT_INIT  # conditioners' hidden layers (lcflow_tf.networks)
-  # None: the model. j: the pilot of junction j of the `nosplit` LC protocol (`lcflow_tf.lc`),
-  # where junction j and every deeper one factor nothing out (`bijectors.OpenJunction`).
-  pilot_junction: int | None = None
 
   def __post_init__(self):
     _validate(self)
@@ -141,11 +115,6 @@ def _validate(cfg):
   checks.check_int("steps_per_level", cfg.steps_per_level, 1)
   checks.check_int("hidden_channels", cfg.hidden_channels, 1)
   checks.check_int("resnet_blocks", cfg.resnet_blocks, 0)
-  if cfg.pilot_junction is not None:
-    if cfg.levels < 2:
-      raise ValueError(f"pilot_junction={cfg.pilot_junction!r} needs levels >= 2 (a junction), "
-                       f"got levels={cfg.levels}.")
-    checks.check_int("pilot_junction", cfg.pilot_junction, 0, cfg.levels - 2)
   for name in BOUND_FIELDS:  # None: the default; 0: unbounded
     if getattr(cfg, name) is not None:
       checks.check_number(name, getattr(cfg, name), 0.0, low_open=False)
@@ -159,15 +128,24 @@ def _validate(cfg):
         f"times, so H and W must be divisible by {factor}; got image_shape {shape}.")
 
 
+def check_open_junctions_from(junction, levels, caller=None):
+  """Raises ValueError unless `junction` is a junction of a flow of `levels` (0..levels-2)."""
+  if levels < 2:
+    prefix = f"{caller}: " if caller else ""
+    raise ValueError(f"{prefix}open_junctions_from={junction!r} needs levels >= 2 (a junction), "
+                     f"got levels={levels}.")
+  checks.check_int("open_junctions_from", junction, 0, levels - 2, caller=caller)
+
+
 def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
                hidden_channels=512, coupling="affine", split="static", validate_args=False,
-               **kwargs):
+               open_junctions_from=None, **kwargs):
   """Builds a multi-scale RealNVP or Glow flow over images of `image_shape`.
 
   Args:
     image_shape: (H, W, C) of the images.
     architecture: `"glow"` or `"realnvp"` (layout in this module's docstring).
-    levels: number of levels L (L - 1 factor-out junctions).
+    levels: number of levels L (L - 1 junctions).
     steps_per_level: K, flow steps per level (RealNVP: K checkerboard + K channel couplings).
     hidden_channels: width of the conditioner networks.
     coupling: `"affine"` or `"additive"`.
@@ -178,9 +156,10 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
       images finite and in [0, 1), latents finite; a bad value raises instead of giving NaN
       or a meaningless density. A runtime setting of the returned `Flow`, not a field of
       `FlowConfig` (see `Flow`).
+    open_junctions_from: None, or a junction j: build the pilot flow of the `nosplit`
+      protocol of junction j (see `Flow`).
     **kwargs: the other fields of `FlowConfig` (conv1x1, split_prior, scale_fn,
-      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma, network_init,
-      pilot_junction).
+      resnet_blocks, seed, dtype, max_log_scale, max_shift, max_log_sigma, network_init).
 
   Returns:
     A `Flow`.
@@ -193,7 +172,8 @@ def build_flow(image_shape, architecture="glow", levels=3, steps_per_level=32,
   return Flow(FlowConfig(image_shape=tuple(image_shape), architecture=architecture,
                          levels=levels, steps_per_level=steps_per_level,
                          hidden_channels=hidden_channels, coupling=coupling, split=split,
-                         **kwargs), validate_args=validate_args)
+                         **kwargs), validate_args=validate_args,
+              open_junctions_from=open_junctions_from)
 
 
 class Flow(tf.Module):
@@ -218,9 +198,15 @@ class Flow(tf.Module):
     config: a `FlowConfig` with `image_shape` set.
     validate_args: whether to check the input values (above). A runtime setting, not part of
       `config` (which is saved beside checkpoints); `astype` carries it to the copy.
+    open_junctions_from: None (the model), or a junction j in 0..levels-2: the pilot flow of
+      junction j of the `nosplit` protocol (`lcflow_tf.pilots`), in which junction j and every
+      deeper one factor nothing out (`bijectors.OpenJunction`: every element goes on, the
+      deeper levels see twice the channels), so that no split shapes the statistics collected
+      at junction j. `astype` carries it to the copy.
 
   Raises:
-    ValueError: if `config.image_shape` is None.
+    ValueError: if `config.image_shape` is None, or for an `open_junctions_from` that is not
+      None or a junction of the flow.
     TypeError: if `validate_args` is not a bool.
 
   Attributes:
@@ -229,18 +215,22 @@ class Flow(tf.Module):
       functions traced earlier never disagree with it).
     bijector: the whole model, a `tfb.Chain` (forward: latent -> image).
     distribution: `tfd.TransformedDistribution` of a standard Normal of the image's shape.
-    junctions: the `FactorOut` bijectors, outermost level first (in a `nosplit` pilot flow,
-      `config.pilot_junction` and the deeper ones are `OpenJunction`s).
+    junctions: the `FactorOut` bijectors, outermost level first (from `open_junctions_from`
+      on, `OpenJunction`s).
+    open_junctions_from: see Args.
     lc_statistics: running statistics at every junction (`lcflow_tf.lc.LCStatistics`).
   """
 
-  def __init__(self, config, validate_args=False):
+  def __init__(self, config, validate_args=False, open_junctions_from=None):
     if config.image_shape is None:
       raise ValueError("Flow: config.image_shape must be set (H, W, C), got None.")
     if not isinstance(validate_args, bool):
       raise TypeError(f"Flow: validate_args must be True or False, got {validate_args!r}.")
+    if open_junctions_from is not None:
+      check_open_junctions_from(open_junctions_from, config.levels, caller="Flow")
     super().__init__(name=f"{config.architecture}_flow")
     self._validate_args = validate_args
+    self.open_junctions_from = open_junctions_from
     self.config = config
     self.image_shape = tuple(config.image_shape)
     self.dtype = tf.as_dtype(config.dtype)
@@ -323,8 +313,8 @@ class Flow(tf.Module):
     return tfb.Chain(parts, name=f"level{level}")
 
   def _junction(self, level, shape, junctions):
-    pilot = self.config.pilot_junction
-    if pilot is not None and level >= pilot:  # the nosplit pilot: every element goes on
+    start = self.open_junctions_from
+    if start is not None and level >= start:  # a nosplit pilot: every element goes on
       junction = lcb.OpenJunction(self._build_level(level + 1, shape, junctions), shape,
                                   dtype=self.dtype, name=f"level{level}_open_junction")
       junctions.append(junction)
@@ -362,28 +352,27 @@ class Flow(tf.Module):
 
     Every variable is copied: weights, ActNorm state, split permutations, the LC statistics and
     whether the split is fixed; the copy shares nothing with this flow. The use is precision:
-    a float32 flow trained for a while can contract some elements strongly enough that
-    float32 rounding, amplified back through decode, moves a round trip by more than half a
-    uint8 bin (one of 10,000 Fashion-MNIST test images after the peer benchmark's 2000 steps,
-    docs/benchmarks.md); `flow.astype("float64")` encodes and decodes those exactly, at
-    float64's cost in speed. `export.py --precision=float64` exports such a copy. Densities
-    agree to the float32 flow's precision; seeded draws (`sample`, `bits_per_dim`'s noise) do
-    not, since the random values are drawn in the copy's dtype.
+    a trained flow can contract some elements so strongly that float32 rounding, amplified
+    back through decode, moves an encode -> decode round trip by more than half a uint8 bin;
+    `flow.astype("float64")` encodes and decodes such images exactly, at float64's cost in
+    speed (`export.py --precision=float64` exports such a copy). Densities agree to the
+    float32 flow's precision; seeded draws (`sample`, `bits_per_dim`'s noise) do not, since
+    the random values are drawn in the copy's dtype.
 
     Args:
       dtype: "float32" or "float64" (or a `tf.DType` / NumPy dtype).
 
     Returns:
       A new `Flow` whose `config.dtype` is `dtype` (a copy even when it equals this one's),
-      with this flow's `validate_args`.
+      with this flow's `validate_args` and `open_junctions_from`.
 
     Raises:
       ValueError: for any other dtype.
     """
     name = dtype if isinstance(dtype, str) else tf.as_dtype(dtype).name
     checks.check_choice("dtype", name, ("float32", "float64"), caller="Flow.astype")
-    copy = Flow(dataclasses.replace(self.config, dtype=name),
-                validate_args=self.validate_args)
+    copy = Flow(dataclasses.replace(self.config, dtype=name), validate_args=self.validate_args,
+                open_junctions_from=self.open_junctions_from)
     def state(flow):
       return ([*lcb.collect_variables(flow.bijector), *flow.lc_statistics.variables,
                flow.split_fixed])
@@ -584,7 +573,7 @@ class Flow(tf.Module):
 
   # --- likelihood contributions (lcflow_tf.lc) ---------------------------------------------
   def likelihood_contributions(self, x):
-    """Per-element decomposition of log p(x) and the LC maps at every split of this flow.
+    """Per-element decomposition of log p(x) and the LC maps at every junction of this flow.
 
     Returns:
       `lcflow_tf.lc.LikelihoodContributions` (one pass through the flow).

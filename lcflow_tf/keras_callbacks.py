@@ -4,6 +4,7 @@ import keras
 
 from lcflow_tf import checks
 from lcflow_tf import lc
+from lcflow_tf import pilots
 
 
 class SplitPilot(keras.callbacks.Callback):
@@ -12,7 +13,7 @@ class SplitPilot(keras.callbacks.Callback):
   The LC statistics are collected by every training step while the split is not fixed; once
   the optimizer has taken `pilot_steps` steps, `FlowModel.fix_split` sets every junction's
   order from them and training continues from the pilot's weights (the `static` protocol of
-  `lcflow_tf.lc`; its statistics are shaped by the static split it trains with, see the
+  `lcflow_tf.pilots`; its statistics are shaped by the static split it trains with, see the
   `nosplit` pilots of `FlowModel.pilot` for statistics that no split has shaped). Does nothing
   once the split is fixed (e.g. after a resume) or for the `static` and `random` splits.
 
@@ -36,10 +37,7 @@ class SplitPilot(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     del batch, logs
     model = self.model
-    flow = model.flow
-    if not lc.pilot_pending(flow.config.split, flow.split_fixed.numpy()):
-      return
     step = int(model.optimizer.iterations.numpy())
-    if step >= self.pilot_steps:
+    if pilots.static_pilot_ends(model.flow, step, self.pilot_steps):
       model.fix_split(self.rule)
       self.fixed_at = step

@@ -39,11 +39,13 @@ import numpy as np
 import tensorflow as tf
 
 from lcflow_tf import checks
+from lcflow_tf import compat
 from lcflow_tf import data
 from lcflow_tf import distribute
 from lcflow_tf import export
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import pilots
 from lcflow_tf import steps
 from lcflow_tf.bijectors import base
 
@@ -58,6 +60,8 @@ class FlowModel(keras.Model):
     num_bins: integer levels of the images (256 for 8-bit images, 17 for digits).
     split_orders: channel orders [H_l, W_l, C_l] for the first junctions, outermost first
       (e.g. from `nosplit` pilots, see `pilot`); giving one per junction fixes the split.
+    open_junctions_from: with a `FlowConfig`: None, or the junction from which the flow factors
+      nothing out (a `nosplit` pilot's model, see `pilot` and `flows.Flow`).
     seed: seed of the dequantisation noise.
     grad_clip_norm: clip the gradient of the mean loss to this global norm (None: no clip).
     validate_args: check the input values inside the steps (integers in [0, num_bins),
@@ -70,7 +74,7 @@ class FlowModel(keras.Model):
   """
 
   def __init__(self, flow, num_bins, split_orders=(), seed=0, grad_clip_norm=None,
-               validate_args=True, jit=False, **kwargs):
+               validate_args=True, jit=False, open_junctions_from=None, **kwargs):
     super().__init__(**kwargs)
     checks.check_int("num_bins", num_bins, 2, caller="FlowModel", numpy_ok=True)
     checks.check_int("seed", seed, 0, caller="FlowModel")
@@ -79,10 +83,14 @@ class FlowModel(keras.Model):
     if grad_clip_norm is not None:
       checks.check_number("grad_clip_norm", grad_clip_norm, 0.0, caller="FlowModel")
     if isinstance(flow, flows.FlowConfig):
-      flow = flows.Flow(flow)
+      flow = flows.Flow(flow, open_junctions_from=open_junctions_from)
     elif not isinstance(flow, flows.Flow):
       raise TypeError(f"FlowModel: flow must be a FlowConfig or a Flow, got "
                       f"{type(flow).__name__}.")
+    elif open_junctions_from not in (None, flow.open_junctions_from):
+      raise ValueError(f"FlowModel: open_junctions_from={open_junctions_from!r} differs from the "
+                       f"given Flow's own ({flow.open_junctions_from!r}); give it with a "
+                       "FlowConfig.")
     self.flow = flow
     self.num_bins = int(num_bins)
     self.seed = seed
@@ -140,16 +148,18 @@ class FlowModel(keras.Model):
   def get_config(self):
     config = dataclasses.asdict(self.flow.config)
     config["image_shape"] = list(config["image_shape"])
-    fixed = bool(self.flow.split_fixed.numpy()) and lc.uses_pilot(self.flow.config.split)
+    fixed = (bool(self.flow.split_fixed.numpy())
+             and self.flow.config.split in lc.DATA_DEPENDENT_SPLITS)
     return {"name": self.name, "trainable": self.trainable, "flow": config,
             "num_bins": self.num_bins, "seed": self.seed, "grad_clip_norm": self.grad_clip_norm,
             "validate_args": self.validate_args, "jit": self.jit,
+            "open_junctions_from": self.flow.open_junctions_from,
             "split_orders": ([j.permutation.indices.numpy().tolist() for j in self.flow.junctions]
                              if fixed else [])}
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
+    config = dict(compat.flow_model_config(config))
     values = dict(config.pop("flow"))
     values["image_shape"] = tuple(values["image_shape"])
     return cls(flows.FlowConfig(**values), **config)
@@ -255,8 +265,8 @@ class FlowModel(keras.Model):
                             grad_clip_norm=self.grad_clip_norm, jit=self.jit)
 
   def _collects_statistics(self):
-    rule = self.flow.config.split
-    if not lc.uses_pilot(rule):
+    """While a data-dependent split is open; always for a split fixed from the start."""
+    if self.flow.config.split not in lc.DATA_DEPENDENT_SPLITS:
       return True
     return tf.logical_not(tf.convert_to_tensor(self.flow.split_fixed))
 
@@ -333,15 +343,16 @@ class FlowModel(keras.Model):
 
   @classmethod
   def pilot(cls, config, junction, num_bins, split_orders=(), **kwargs):
-    """The pilot model of `junction` of the `nosplit` protocol (`lcflow_tf.lc`).
+    """The pilot model of `junction` of the `nosplit` protocol (`lcflow_tf.pilots`).
 
-    Its flow is `config` with the static split, the orders of the decided junctions
-    (`split_orders`, outermost first) and no factor-out at `junction` and below, so no split
-    has shaped its statistics there; after training it, `split_order(junction, rule)` gives
-    that junction's order under the data-dependent `rule`.
+    Its flow is `pilots.pilot_model(config)` (the static split) with the orders of the
+    decided junctions (`split_orders`, outermost first) and no factor-out at `junction` and
+    below (`open_junctions_from=junction`), so no split has shaped its statistics there;
+    after training it, `split_order(junction, rule)` gives that junction's order under the
+    data-dependent `rule`.
     """
-    pilot_config = dataclasses.replace(config, split="static", pilot_junction=junction)
-    return cls(pilot_config, num_bins, split_orders=split_orders, **kwargs)
+    return cls(pilots.pilot_model(config), num_bins, split_orders=split_orders,
+               open_junctions_from=junction, **kwargs)
 
   def export(self, filepath, format="tf_saved_model",  # pylint: disable=redefined-builtin
              verbose=None, overwrite=False, version=None, **kwargs):

@@ -1,6 +1,16 @@
 """Likelihood contributions and the data-dependent split (LCMA, arXiv 1908.01686).
 
-This module is "the paper" in lcflow_tf. A flow maps an image x to a latent z with
+This module is "the paper" in lcflow_tf. Its words:
+  * junction: the place at the end of a level where half of the channels leave the flow (they
+    go to the latent) and the other half continue through the deeper levels; the bijector at a
+    junction is `lcflow_tf.bijectors.FactorOut` (`Flow.junctions`, outermost first; in a
+    `nosplit` pilot's flow, `OpenJunction`s, where nothing leaves);
+  * split rule, or split (`SPLITS`, `FlowConfig.split`): the rule that chooses, at every
+    junction, which half stays; fixing the split sets the channel order it chooses.
+The pilots that collect the statistics a data-dependent split is fixed from are a training
+protocol: `lcflow_tf.pilots`.
+
+A flow maps an image x to a latent z with
 log p(x) = sum_d [log N(z_d; 0, 1) + A_d], where A is the per-element log-det map that every
 bijector of `lcflow_tf.bijectors` reports and that is carried from the image to the latent
 (`lcflow_tf.bijectors.inverse_with_log_det_map`):
@@ -11,8 +21,8 @@ bijector of `lcflow_tf.bijectors` reports and that is carried from the image to 
     the location's C channels (each element gets log|det W| / C), keeping the location's total;
   * the learned split prior adds -log sigma on the factored elements.
 
-At a split (factor-out junction) l, for every element d of the tensor h_l [H_l, W_l, C_l]
-reaching it, the likelihood contribution (ranking score) is
+At junction l, for every element d of the tensor h_l [H_l, W_l, C_l] reaching it, the
+likelihood contribution (ranking score) is
     LC_l[d] = log N(h_l[d]; 0, 1) + A_l[d].
 `LCStatistics` keeps its running mean (and the mean and mean square of h_l, for the variance
 rule) in non-trainable variables, updated from the training step's own pass.
@@ -28,31 +38,14 @@ keeps the first C_l / 2 channels:
     is higher are propagated further");
   * `logdet_reverse`: the lowest mean A stay;
   * `variance`: the highest data variance (of h_l) stays.
-A at junction l is the log-det accumulated per element from the input image up to the junction
-(the map the bijectors above carry, in the coordinates of h_l), so at a deeper junction it
-includes every level above. Its mean is derived from the statistics that are kept anyway:
-mean A = mean LC + 0.5 * mean h^2 + 0.5 * log(2 pi) (`LCStatistics.mean_log_det`).
+The data-dependent rules (`DATA_DEPENDENT_SPLITS`) rank by statistics, so they are fixed
+after training has collected some (`fix_split`); `static` and `random` are fixed from the
+start. A at junction l is the log-det accumulated per element from the input image up to the
+junction (the map the bijectors above carry, in the coordinates of h_l), so at a deeper
+junction it includes every level above. Its mean is derived from the statistics that are kept
+anyway: mean A = mean LC + 0.5 * mean h^2 + 0.5 * log(2 pi) (`LCStatistics.mean_log_det`).
 Statistics are recorded before the junction's permutation, so they do not change meaning
 when the split is fixed, and fixing twice gives the same permutation.
-
-Pilot protocols (`PILOTS`) of the data-dependent rules (`DATA_DEPENDENT_SPLITS`):
-  * `static` (the original one): the first `lc_pilot_steps` steps train the model with the
-    static split at every junction while collecting statistics; then every junction is fixed
-    at once and training continues from the pilot weights (or from fresh ones, `lc_reinit`).
-    The statistics are shaped by the pilot's split: the half a junction factors out is pushed
-    towards the Normal prior during training, so it scores a higher log N(h).
-  * `nosplit` (confound-free): the junctions are decided one at a time, outermost first.
-    Pilot j trains, for `lc_pilot_steps` steps, a flow in which the junctions already decided
-    (< j) use their fixed split and junction j and every deeper one factor nothing out (every
-    element goes on, `lcflow_tf.bijectors.OpenJunction`; `FlowConfig.pilot_junction = j`), so
-    no split has shaped the statistics at junction j. Junction j's order is then fixed from
-    them (`split_order`). After the last pilot the real model is trained from fresh weights
-    with the fixed orders (`set_split`). The pilots' steps count in the run's budget.
-The budget-matched control (`static_pilots=True` below; `TrainConfig.static_pilots`): the
-`static` rule run through the same protocol: its pilots train and their statistics are kept
-for the heatmaps, but the order fixed is the identity, so the static model trains the same
-steps from the same point of the budget (fresh weights after the `nosplit` pilots) as a
-data-dependent split does, and only the ranking differs.
 """
 
 import dataclasses
@@ -66,7 +59,6 @@ from lcflow_tf import checks
 SPLITS = ("static", "random", "lc", "lc_reverse", "logdet", "logdet_reverse", "variance")
 DATA_DEPENDENT_SPLITS = ("lc", "lc_reverse", "logdet", "logdet_reverse", "variance")
 REVERSE_SPLITS = ("lc_reverse", "logdet_reverse")  # the lowest score stays
-PILOTS = ("static", "nosplit")
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -76,7 +68,11 @@ def standard_normal_log_prob(t):
 
 
 class SplitRecorder:
-  """Collects, during one pass, what the junctions report (see `inverse_with_log_det_map`)."""
+  """Collects, during one pass, what the junctions report (see `inverse_with_log_det_map`).
+
+  The recorder protocol of the junction bijectors: `at_junction` (the tensor reaching a
+  junction and its carried map), `leaving` (the elements that leave there) and `reached_top`.
+  """
 
   def __init__(self):
     self.scores = []          # LC score maps at each junction, outer first
@@ -84,7 +80,7 @@ class SplitRecorder:
     self.factored_terms = []  # log N(z_out) + A_out of the elements that leave
     self.kept = []            # log N(z) + A of each junction's kept part, innermost first
 
-  def at_split(self, junction, h, a):
+  def at_junction(self, junction, h, a):
     del junction
     self.inputs.append(h)
     self.scores.append(standard_normal_log_prob(h) + a)
@@ -169,6 +165,21 @@ class LCStatistics(tf.Module):
       var.assign(tf.zeros_like(var))
     self.count.assign(0.0)
 
+  def copy_junction(self, other, i):
+    """Takes junction `i`'s means, and the image count, from the `LCStatistics` `other`.
+
+    E.g. the statistics a junction's order was fixed from, collected by another flow of the
+    same shapes up to junction `i` (a `nosplit` pilot, `lcflow_tf.pilots`).
+    """
+    if tuple(other.event_shapes[i]) != self.event_shapes[i]:
+      raise ValueError(f"LCStatistics.copy_junction: junction {i} has shape "
+                       f"{list(self.event_shapes[i])}, the other statistics "
+                       f"{list(other.event_shapes[i])}.")
+    for mine, theirs in ((self.mean_lc, other.mean_lc), (self.mean_h, other.mean_h),
+                         (self.mean_h2, other.mean_h2)):
+      mine[i].assign(theirs[i])
+    self.count.assign(other.count)
+
   def variance(self, i):
     return self.mean_h2[i] - tf.square(self.mean_h[i])
 
@@ -200,7 +211,7 @@ class LikelihoodContributions:
 
 
 def likelihood_contributions(recorder, z, a):
-  """Per-element decomposition of log p(x) and the LC maps at every split (`Flow`'s pass).
+  """Per-element decomposition of log p(x) and the LC maps at every junction (`Flow`'s pass).
 
   Args:
     recorder: the `SplitRecorder` of the pass that encoded x.
@@ -226,29 +237,6 @@ def split_permutation(score, rule):
   return order[..., ::-1] if rule in REVERSE_SPLITS else order
 
 
-def uses_pilot(rule, static_pilots=False):
-  """Whether the split `rule` is fixed after a pilot.
-
-  The data-dependent rules (`DATA_DEPENDENT_SPLITS`) always are; `static` only as the
-  budget-matched control (`static_pilots`), whose pilots fix the identity order.
-  """
-  return rule in DATA_DEPENDENT_SPLITS or (bool(static_pilots) and rule == "static")
-
-
-def pilot_pending(rule, split_fixed, static_pilots=False):
-  """Whether a flow with the split `rule` still has to fix its split at the pilot's end."""
-  return uses_pilot(rule, static_pilots) and not bool(split_fixed)
-
-
-def collects_statistics(rule, split_fixed, static_pilots=False):
-  """Whether a training step folds its LC batch sums into the statistics.
-
-  During the pilot (the split is not fixed yet), to fix the split from them; always for the
-  `static` and `random` splits without a pilot, for the heatmaps.
-  """
-  return not uses_pilot(rule, static_pilots) or not bool(split_fixed)
-
-
 def fix_split(junctions, statistics, rule, seed=0, split_fixed=None):
   """Sets every junction's permutation from the statistics (eager).
 
@@ -267,7 +255,7 @@ def fix_split(junctions, statistics, rule, seed=0, split_fixed=None):
       collected, or statistics whose shapes do not match the junctions.
   """
   checks.check_choice("rule", rule, SPLITS, caller="fix_split")
-  if uses_pilot(rule) and not statistics.has_data():
+  if rule in DATA_DEPENDENT_SPLITS and not statistics.has_data():
     raise ValueError(f"fix_split: split rule {rule!r} needs likelihood-contribution statistics, "
                      "but none were collected yet; train with statistics collection first "
                      "(e.g. lc_pilot_steps > 0).")
@@ -319,7 +307,7 @@ def split_order(statistics, i, rule):
 def set_split(junctions, orders, split_fixed=None):
   """Sets the given channel orders on the first `len(orders)` junctions (eager).
 
-  The `nosplit` protocol fixes its orders one pilot at a time and sets them here.
+  E.g. orders fixed one junction at a time (the `nosplit` pilots of `lcflow_tf.pilots`).
 
   Args:
     junctions: the `FactorOut` bijectors, outermost first.
@@ -353,53 +341,6 @@ def random_split(junctions, seed):
     order = rng.permuted(np.broadcast_to(np.arange(shape[-1]), shape).copy(), axis=-1)
     junction.permutation.set_indices(order)
     chosen.append(order)
-  return chosen
-
-
-@dataclasses.dataclass(frozen=True)
-class FreshStart:
-  """How `finish_pilot` restarts from fresh weights (the `lc_reinit` protocol).
-
-  Attributes:
-    variables: the trainable variables.
-    values: their fresh initial values, in the same order (e.g. of a freshly built flow).
-    initialize: `initialize()` re-runs the data-dependent initialisation (ActNorm) with the
-      fixed split.
-    optimizer_variables: the optimizer's state (moments, iterations), set to zero.
-  """
-  variables: tuple
-  values: tuple
-  initialize: object
-  optimizer_variables: tuple = ()
-
-
-def finish_pilot(junctions, statistics, rule, split_fixed, fresh_start=None, averages=None):
-  """Ends the pilot of a data-dependent split (the protocol of this module's docstring).
-
-  Fixes every junction's permutation from the pilot's statistics (`fix_split`); then either
-  training continues from the pilot weights (`fresh_start=None`) or every variable takes its
-  fresh value, the data-dependent initialisation runs again with the fixed split and the
-  optimizer's state is zeroed (hence its warm-up restarts), keeping the permutations and the
-  statistics. Either way the weight averages restart from the weights training continues with
-  (the fixed split changes what the weights mean). Eager, in cross-replica context.
-
-  Args:
-    junctions, statistics, rule, split_fixed: see `fix_split`.
-    fresh_start: a `FreshStart`, or None to continue from the pilot weights.
-    averages: the run's `lcflow_tf.averaging.WeightAverage`, or None.
-
-  Returns:
-    The permutations that were set, outermost junction first.
-  """
-  chosen = fix_split(junctions, statistics, rule, split_fixed=split_fixed)
-  if fresh_start is not None:
-    for var, value in zip(fresh_start.variables, fresh_start.values):
-      var.assign(value)
-    fresh_start.initialize()
-    for var in fresh_start.optimizer_variables:
-      var.assign(tf.zeros(var.shape, var.dtype))
-  if averages is not None:
-    averages.reset()
   return chosen
 
 

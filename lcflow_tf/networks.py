@@ -8,9 +8,8 @@ The other convolutions are initialised by `init`:
     kernel height x width x input channels (PyTorch's default for `Conv2d`, which normflows'
     Glow uses); weights have standard deviation 1/sqrt(3 fan_in);
   * `"he_normal"`: He et al.'s truncated normal with standard deviation sqrt(2 / fan_in) and
-    zero biases (Keras's and TFP's `GlowDefaultNetwork`'s choice; the library's before
-    2026-11-30), ~2.4x larger weights.
-`benchmarks/noise_floor.py` compares the two (docs/benchmarks.md).
+    zero biases (Keras's and TFP's `GlowDefaultNetwork`'s choice), ~2.4x larger weights.
+`benchmarks/numerics/noise_floor.py` compares the two.
 """
 
 import math
@@ -22,8 +21,6 @@ from lcflow_tf import checks
 NETWORKS = ("glow", "resnet")
 INITS = ("uniform", "he_normal")
 DEFAULT_INIT = "uniform"
-# The initialisation of the library before `init` existed (a model saved then used it).
-LEGACY_INIT = "he_normal"
 
 
 def _conv(filters, kernel, dtype, in_channels, init, zero=False, activation=None, name=None):

@@ -1,7 +1,7 @@
 """Learning-rate schedules: a linear warm-up, then constant or a decay to a floor.
 
 `WarmupDecay` is the one schedule of the library (`lcflow_tf.training`) and of the benchmarks
-(`benchmarks/harness.py`-driven scripts). With `s` the optimizer's step (its `iterations`,
+(`benchmarks/common/harness.py`-driven scripts). With `s` the optimizer's step (its `iterations`,
 counting applied updates from 0) and `t` the progress step (by default `s`; the training loop
 passes its global step, so the decay ends at `train_steps` whatever the pilot re-initialisation
 or skipped non-finite steps did to `iterations`):

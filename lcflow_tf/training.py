@@ -1,12 +1,14 @@
-"""Distributed maximum-likelihood training of a flow: the `Trainer` and its loop.
+"""Distributed maximum-likelihood training of a flow: the `Trainer`.
 
-`train(config, model_dir)` (or `Trainer(...).train()`) runs one `TrainConfig`. What the loop
+`train(config, model_dir)` (or `Trainer(...).train()`) runs one `TrainConfig` whose split is
+fixed from the start; `lcflow_tf.pilots` runs those whose split its pilots fix. What the loop
 uses has its own module: the strategy and the per-replica input (`lcflow_tf.distribute`), the
 checkpoints and their crash-safe rules (`lcflow_tf.checkpoints`), the progress log and
 TensorBoard summaries (`lcflow_tf.summaries`), the learning-rate schedule
-(`lcflow_tf.schedules`), the weight averages (`lcflow_tf.averaging`) and the LC pilot protocol
-(`lcflow_tf.lc`). Every variable (flow, optimizer, step, learning-rate scale, weight
-averages) is created inside `strategy.scope()`.
+(`lcflow_tf.schedules`), the weight averages (`lcflow_tf.averaging`) and the loop that runs the
+steps (`lcflow_tf.loop`). Every variable
+(flow, optimizer, step, learning-rate scale, weight averages) is created inside
+`strategy.scope()`.
 
 * Input: `strategy.distribute_datasets_from_function` over `data.make_train_pipeline` with
   per-replica batches of `batch_size / num_replicas`; each input pipeline skips the batches
@@ -14,42 +16,26 @@ averages) is created inside `strategy.scope()`.
   step s consumes exactly the images (and dequantisation noise) of global batch s of the
   single-device stream, so 1 and N replicas, on one worker or on several, train on the same
   data (see `distribute.dataset_fn`).
-* Step (`lcflow_tf.steps.StepEngine`, shared with `FlowModel`): per replica,
-  `loss = sum(-log p(x)) / global_batch_size`; loss and gradients are summed over replicas
-  (`all_reduce`), so they equal the global-batch mean and its gradient; the gradients are
-  clipped by their global norm; when the loss or the norm is not finite the update is
-  skipped (`tf.cond`) and counted. The Adam update (Keras 3 `keras.optimizers.Adam`,
-  its `apply`) runs in cross-replica context on the reduced gradients.
-* Learning rate (`schedules.WarmupDecay`): linear warm-up over `warmup_steps` optimizer
-  steps, then `lr_schedule` (`constant`, or a `cosine`/`linear` decay driven by the global
-  step that reaches `lr_min_ratio * learning_rate` at `train_steps`), times the learning-rate
-  scale (lowered on non-finite recovery). Extending `train_steps` on resume stretches the
-  decay to the new end.
+* Step (`lcflow_tf.steps.StepEngine`, shared with `FlowModel`): loss and gradients of the
+  global batch's mean -log p(x), summed over the replicas, clipped by their global norm; a
+  step whose loss or norm is not finite is skipped (`tf.cond`) and counted.
+* Learning rate (`schedules.WarmupDecay`): warm-up over `warmup_steps`, then `lr_schedule`
+  driven by the global step (a decay reaches its floor at `train_steps`, stretched when a
+  resume extends it), times the learning-rate scale (lowered on non-finite recovery).
 * Weight averages (`ema_decay` > 0; `averaging.WeightAverage`) of every trainable variable,
-  mirrored like the weights and updated in the same `tf.cond` branch as the Adam update,
-  right after it, so a skipped step leaves them alone. They start from the initialised
-  weights and restart when the pilot ends. The sample grids of the summaries
-  (`write_images`, `averaged_weights`), `evaluation.load_run` and hence eval.py, export.py
-  and train.py's final evaluation and export use the averages by default.
-* Likelihood contributions: the same pass returns the LC batch sums
-  (`Flow.log_prob_and_lc_batch`); they are summed over replicas (`strategy.reduce`) and folded
-  into `flow.lc_statistics` in cross-replica context whenever `lc.collects_statistics`.
-* Pilots (data-dependent splits, `lc.DATA_DEPENDENT_SPLITS`; protocols in `lcflow_tf.lc`):
-  with `lc_pilot="static"` the first `lc_pilot_steps` steps train with the static split while
-  collecting statistics; then `finish_pilot` runs `lc.finish_pilot` (fix every junction's
-  permutation; continue from the pilot weights, or with `lc_reinit` restart from a freshly
-  built flow's weights with a fresh optimizer). With `lc_pilot="nosplit"`,
-  `run_nosplit_pilots` first trains one sub-run per junction (`pilot_trainer`, in
-  `model_dir/pilot_<j>`, resumable), fixes the junctions one at a time from them, and sets
-  this run's untrained flow up with the fixed orders at step `config.pilot_steps_total`.
-  `train_steps` counts the pilots.
+  updated right after each applied update and starting from the initialised weights; the
+  sample grids (`averaged_weights`) and `evaluation.load_run` (eval.py, export.py) use them.
+* Likelihood contributions: the same pass gives the LC batch sums, folded into
+  `flow.lc_statistics` whenever `collects_statistics`.
+* Splits fixed by pilots (`config.uses_pilot`: a data-dependent split, or the budget-matched
+  control): the run's split starts open (`flow.split_fixed` False) and `lcflow_tf.pilots`
+  trains the run (`pilots.train`), running the loop in segments (`loop.TrainingLoop`) and fixing
+  the split between them; `Trainer.train` refuses to train an open split.
 * ActNorm: initialised eagerly, in cross-replica context, from the global first batch before
   the first step, so any number of replicas starts from the same state as one device.
 * Checkpoints (`checkpoints.TrainingCheckpoints`): every `checkpoint_every` steps and at the
   end; a run resumes from the latest one ("Resuming from step N"). The newest checkpoint is
-  never saved over: when the pilot ends at a step that already has one (written before the
-  split was fixed), the fixed split is saved with the next checkpoint; a run resumed from that
-  checkpoint fixes the same split again from the same saved statistics.
+  never saved over (`checkpoints.saved_step`).
 * Non-finite steps: no periodic checkpoint is written during a streak of them; after
   `max_nonfinite_steps` consecutive ones, the latest checkpoint is restored (weights,
   optimizer and averages) and the learning rate is multiplied by `nonfinite_lr_factor`
@@ -60,9 +46,7 @@ averages) is created inside `strategy.scope()`.
 """
 
 import contextlib
-import dataclasses
 import os
-import time
 
 import keras
 import tensorflow as tf
@@ -76,15 +60,14 @@ from lcflow_tf import distribute
 from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import loop as loop_lib
 from lcflow_tf import schedules
 from lcflow_tf import steps
 from lcflow_tf import summaries
 
 MIXED_PRECISION_POLICY = "mixed_bfloat16"
-
-
-class TrainingError(RuntimeError):
-  """Training cannot continue (diverged, or nothing to restore)."""
+TrainingError = loop_lib.TrainingError  # the loop's, and `recover_from_nonfinite`'s
+TrainResult = loop_lib.TrainResult
 
 
 def seed_initializers(seed):
@@ -118,41 +101,6 @@ def apply_mixed_precision(flow, policy=MIXED_PRECISION_POLICY):
   return count
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-  """What a finished `Trainer.train` reports.
-
-  Attributes:
-    step: the global step reached.
-    losses: {step: mean training loss in nats per image} of every step run by this call.
-    bits_per_dim: {step: training bits/dim} of every step run by this call.
-    nonfinite_steps: steps whose update was skipped (this call).
-    restores: recoveries from non-finite steps (this call).
-    images_per_sec: training throughput of this call.
-    checkpoint: path of the last checkpoint written.
-    resumed_from: the step this call started at.
-  """
-  step: int
-  losses: dict
-  bits_per_dim: dict
-  nonfinite_steps: int
-  restores: int
-  images_per_sec: float
-  checkpoint: str | None
-  resumed_from: int
-
-
-@dataclasses.dataclass
-class _Tally:
-  """The counters of one `Trainer.train` call."""
-  losses: dict = dataclasses.field(default_factory=dict)
-  bits_per_dim: dict = dataclasses.field(default_factory=dict)
-  nonfinite: int = 0
-  consecutive: int = 0
-  restores: int = 0
-  images: int = 0
-
-
 class Trainer:
   """Trains one `TrainConfig` in `model_dir` (see the module docstring).
 
@@ -169,8 +117,8 @@ class Trainer:
     strategy: a `tf.distribute.Strategy` (default: `distribute.make_strategy` of the config).
     dataset: an `lcflow_tf.data.ImageDataset` (default: `data.load_dataset` of the config).
     split_orders: channel orders set on the first junctions before the flow is initialised
-      (used by the `nosplit` protocol: its pilot of junction j gets the orders of junctions
-      < j); a restored checkpoint holds the same ones.
+      (e.g. a `nosplit` pilot of junction j gets the orders of junctions < j); a restored
+      checkpoint holds the same ones.
 
   Attributes:
     flow, optimizer, strategy, dataset, model_dir, config.
@@ -178,6 +126,7 @@ class Trainer:
     checkpoints: the run's `checkpoints.TrainingCheckpoints`.
     averages: the `averaging.WeightAverage` of `flow.trainable_variables`, or None when
       `config.ema_decay` is 0.
+    summary_writer: the TensorBoard writer of `model_dir/train` (a no-op writer off the chief).
   """
 
   def __init__(self, config, model_dir, strategy=None, dataset=None, split_orders=()):
@@ -202,19 +151,20 @@ class Trainer:
     with self.strategy.scope():
       self._build()
       lc.set_split(self.flow.junctions, list(split_orders))
-      if config.static_pilots:  # the control's identity is fixed when its pilots end
+      if config.uses_pilot:  # open until the pilots fix it (also the control's static split)
         self.flow.split_fixed.assign(False)
       latest = self.checkpoints.restore_latest()
       if latest:
         logging.info("Resuming from step %d (%s)", self.step, latest)
-      elif not self.nosplit_pending:  # nosplit: initialised once its pilots fixed the split
+      else:
         self.flow.initialize(self.global_batch(0))
         if self.averages is not None:
           self.averages.reset()  # from the initialised weights
     if self.is_chief:  # after the restore: an unreadable checkpoint changes nothing here
       self._write_config(saved)
-    self._summary_writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
-                            if self.is_chief else tf.summary.create_noop_writer())
+    self.summary_writer = (
+        tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) if self.is_chief
+        else tf.summary.create_noop_writer())
     self._step_fns = {}
 
   # --- set-up --------------------------------------------------------------------------------
@@ -240,7 +190,7 @@ class Trainer:
     """The flow, step, learning-rate scale, optimizer, averages and checkpoints (in scope)."""
     c = self.config
     seed_initializers(c.seed)
-    self.flow = flows.Flow(self.flow_config)
+    self.flow = flows.Flow(self.flow_config, open_junctions_from=c.open_junctions_from)
     if c.mixed_precision:
       apply_mixed_precision(self.flow)
     self._variables = self.flow.trainable_variables
@@ -286,21 +236,28 @@ class Trainer:
     return float(self._lr_scale.numpy())
 
   @property
+  def split_fixed(self):
+    """Whether the flow's split is fixed (False while the pilots of `config.uses_pilot` run)."""
+    return bool(self.flow.split_fixed.numpy())
+
+  @property
   def collects_statistics(self):
-    """Whether the next step folds its LC batch sums into `flow.lc_statistics`."""
-    return lc.collects_statistics(self.flow_config.split, self.flow.split_fixed.numpy(),
-                                  self.config.static_pilots)
+    """Whether the next step folds its LC batch sums into `flow.lc_statistics`.
 
-  @property
-  def pilot_pending(self):
-    """Whether the split still has to be fixed at the end of the pilot."""
-    return lc.pilot_pending(self.flow_config.split, self.flow.split_fixed.numpy(),
-                            self.config.static_pilots)
+    While the split is open (its pilots collect the statistics it is fixed from), and always
+    for a split fixed from the start (`static`, `random`: for the heatmaps); a split fixed by
+    pilots keeps the statistics it was fixed from.
+    """
+    return not self.split_fixed or not self.config.uses_pilot
 
-  @property
-  def nosplit_pending(self):
-    """Whether the `nosplit` pilots still have to run (`run_nosplit_pilots`)."""
-    return self.config.lc_pilot == "nosplit" and self.pilot_pending
+  def skip_to(self, step):
+    """Moves the global step to `step` without training (eager, in `strategy.scope()`).
+
+    For steps of the budget spent elsewhere (the `nosplit` pilots' sub-runs): the data stream
+    and the learning-rate decay continue from `step`; the optimizer's own step count (hence
+    its warm-up) is left as it is.
+    """
+    self._step.assign(step)
 
   # --- data ----------------------------------------------------------------------------------
   def _stream(self, batch_size, start_step):
@@ -353,94 +310,6 @@ class Trainer:
       loss, norm, finite, lr = self._step_fn(self.collects_statistics)(dist_batch)
     return float(loss), float(norm), bool(finite), float(lr)
 
-  # --- pilot protocol ------------------------------------------------------------------------
-  def finish_pilot(self):
-    """Ends the pilot: `lc.finish_pilot` with this run's flow, optimizer and averages.
-
-    The split is fixed from the statistics. With `lc_reinit`, every trainable variable takes
-    the value it has in a flow freshly built from the same config and seed, the ActNorms are
-    re-initialised (with the fixed split) on the global batch of the current step, and the
-    optimizer's state (moments, iterations, hence the warm-up) is zeroed. Either way the
-    weight averages restart from the weights training continues with.
-
-    Returns:
-      The permutations that were set, outermost junction first.
-    """
-    c = self.config
-    with self.strategy.scope():
-      chosen = lc.finish_pilot(self.flow.junctions, self.flow.lc_statistics,
-                               self.flow_config.split, self.flow.split_fixed,
-                               fresh_start=self._fresh_start() if c.lc_reinit else None,
-                               averages=self.averages)
-    logging.info("Pilot finished at step %d: split %r fixed from %d images%s%s.", self.step,
-                 self.flow_config.split, int(self.flow.lc_statistics.count.numpy()),
-                 "; weights and optimizer re-initialised" if c.lc_reinit else
-                 "; continuing from the pilot weights",
-                 "; weight averages restarted from these weights" if self.averages is not None
-                 else "")
-    return chosen
-
-  def pilot_trainer(self, junction, orders):
-    """The `Trainer` of the sub-run of `nosplit` pilot `junction`, in `model_dir/pilot_<j>`.
-
-    Args:
-      junction: the junction it decides.
-      orders: the fixed orders of the junctions above it, outermost first.
-    """
-    return Trainer(self.config.nosplit_pilot_config(junction),
-                   os.path.join(self.model_dir, f"pilot_{junction}"), strategy=self.strategy,
-                   dataset=self.dataset, split_orders=orders)
-
-  def run_nosplit_pilots(self):
-    """Runs the `nosplit` pilots (`lcflow_tf.lc`) and sets up the model from fresh weights.
-
-    Pilot j trains `pilot_trainer(j, orders)` to `lc_pilot_steps` (resuming its own
-    checkpoint after a crash; a finished pilot is only restored) and fixes junction j's order
-    from its statistics at junction j. Then this run's flow, built from fresh weights and
-    never trained, gets the orders (`lc.set_split`) and the pilots' statistics of each
-    junction (for the heatmaps), the global step moves to `config.pilot_steps_total` (the
-    budget counts the pilots; the data stream and the learning-rate decay continue from
-    there, the warm-up restarts with the untouched optimizer), the ActNorms are initialised on
-    that step's global batch with the fixed split, the averages restart from there, and a
-    checkpoint holding the split is written before the model trains.
-
-    Returns:
-      The fixed orders, outermost junction first.
-    """
-    c = self.config
-    orders, stats = [], self.flow.lc_statistics
-    for j in range(len(self.flow.junctions)):
-      pilot = self.pilot_trainer(j, orders)
-      pilot.train(until_step=c.lc_pilot_steps)
-      pilot_stats = pilot.flow.lc_statistics
-      orders.append(lc.split_order(pilot_stats, j, self.flow_config.split))
-      with self.strategy.scope():
-        for mine, theirs in ((stats.mean_lc, pilot_stats.mean_lc),
-                             (stats.mean_h, pilot_stats.mean_h),
-                             (stats.mean_h2, pilot_stats.mean_h2)):
-          mine[j].assign(theirs[j])
-        stats.count.assign(pilot_stats.count)  # the same for every pilot: lc_pilot_steps batches
-      logging.info("nosplit pilot %d finished: junction %d's %r order fixed from %d images.",
-                   j, j, self.flow_config.split, int(pilot_stats.count.numpy()))
-    with self.strategy.scope():
-      lc.set_split(self.flow.junctions, orders, self.flow.split_fixed)
-      self._step.assign(c.pilot_steps_total)
-      self.flow.initialize(self.global_batch(self.step), force=True)
-      if self.averages is not None:
-        self.averages.reset()
-    self.save_checkpoint()
-    return orders
-
-  def _fresh_start(self):
-    """The `lc.FreshStart` of `lc_reinit`: a fresh flow's weights, data init, zero optimizer."""
-    seed_initializers(self.config.seed)
-    fresh = flows.Flow(self.flow_config)
-    return lc.FreshStart(
-        variables=tuple(self._variables),
-        values=tuple(v.numpy() for v in fresh.trainable_variables),
-        initialize=lambda: self.flow.initialize(self.global_batch(self.step), force=True),
-        optimizer_variables=tuple(self.optimizer.variables))
-
   # --- checkpoints and recovery --------------------------------------------------------------
   def save_checkpoint(self):
     """Writes a checkpoint of the current step; returns its path."""
@@ -483,97 +352,45 @@ class Trainer:
 
     The samples come from the averaged weights (`averaged_weights`); the heatmaps show the
     LC statistics, which were collected with the raw weights during training. Nothing for a
-    `nosplit` pilot's flow (its open junctions have no split to show).
+    flow with open junctions (a `nosplit` pilot's: it has no split to show).
     """
-    if not self.is_chief or self.flow_config.pilot_junction is not None:
+    if not self.is_chief or self.flow.open_junctions_from is not None:
       return
     with self.averaged_weights():
-      summaries.write_images(self._summary_writer, self.flow, self.num_bins, self.step)
+      summaries.write_images(self.summary_writer, self.flow, self.num_bins, self.step)
 
   def bits_per_dim(self, loss):
     """Training bits/dim of a loss in nats per image."""
     return float(flows.log_prob_to_bits_per_dim(-loss, self.flow.image_shape, self.num_bins))
 
   # --- the loop ------------------------------------------------------------------------------
+  def loop(self, until_step=None):
+    """A `loop.TrainingLoop` to `until_step` (default, and at most, `config.train_steps`)."""
+    c = self.config
+    return loop_lib.TrainingLoop(self, c.train_steps if until_step is None
+                                 else min(until_step, c.train_steps))
+
   def train(self, until_step=None):
     """Trains until `until_step` (default `config.train_steps`); returns a `TrainResult`.
 
     Raises:
+      ValueError: while the split is open (a run whose pilots fix its split trains with
+        `lcflow_tf.pilots.train`).
       TrainingError: when training diverges beyond recovery.
     """
-    c = self.config
-    target = c.train_steps if until_step is None else min(until_step, c.train_steps)
-    start = self.step
-    if start >= target:
-      logging.info("Step %d already reached (target %d); nothing to train.", start, target)
-    progress = summaries.ProgressLog(self._summary_writer, c.log_every, c.batch_size,
-                                     c.train_steps, self.flow.image_shape, self.num_bins)
-    if self.nosplit_pending and start < target:
-      self.run_nosplit_pilots()
-    tally = _Tally()
-    iterator = self.distributed_iterator()
-    t0 = time.time()
-    while self.step < target:
-      if self.pilot_pending and self.step >= c.lc_pilot_steps:
-        self.finish_pilot()
-        if self.checkpoints.saved_step != self.step:  # never rewrite the newest in place
-          self.save_checkpoint()
-      loss, norm, finite, lr = self.train_step(next(iterator))
-      step = self.step
-      tally.images += c.batch_size
-      if not self._count(tally, step, loss, norm, finite):  # restored a checkpoint
-        iterator = self.distributed_iterator()
-        continue
-      progress.step(step, target, loss, norm, lr, finite, tally.nonfinite)
-      if step % c.checkpoint_every == 0 and step != target and not tally.consecutive:
-        self.save_checkpoint()  # never in a non-finite streak: checkpoints stay "last good"
-      if step % c.images_every == 0 and step != target:
-        self.write_images()
-    return self._finish(start, tally, time.time() - t0)
-
-  def _count(self, tally, step, loss, norm, finite):
-    """Counts a step; after too many non-finite ones in a row, restores the last checkpoint.
-
-    Returns:
-      False when a checkpoint was restored (the data stream must restart), else True.
-
-    Raises:
-      TrainingError: when `max_nonfinite_restores` restores did not help.
-    """
-    c = self.config
-    if finite:
-      tally.consecutive = 0
-      tally.losses[step], tally.bits_per_dim[step] = loss, self.bits_per_dim(loss)
-      return True
-    tally.consecutive += 1
-    tally.nonfinite += 1
-    logging.warning("Step %d: non-finite loss (%g) or gradient norm (%g); update skipped "
-                    "(%d in a row).", step, loss, norm, tally.consecutive)
-    if tally.consecutive < c.max_nonfinite_steps:
-      return True
-    if tally.restores >= c.max_nonfinite_restores:
-      raise TrainingError(
-          f"training diverged: {tally.consecutive} consecutive non-finite steps at step "
-          f"{step} after {tally.restores} restore(s) with a lowered learning rate; lower "
-          "--learning_rate or --grad_clip_norm.")
-    self.recover_from_nonfinite()
-    tally.restores += 1
-    tally.consecutive = 0
-    return False
-
-  def _finish(self, start, tally, elapsed):
-    """The final checkpoint and images (when this call trained), and the `TrainResult`."""
-    if self.step != start or self.checkpoints.last_path is None:
-      self.save_checkpoint()
-      self.write_images()
-    self._summary_writer.flush()
-    self.checkpoints.close()
-    return TrainResult(step=self.step, losses=tally.losses, bits_per_dim=tally.bits_per_dim,
-                       nonfinite_steps=tally.nonfinite, restores=tally.restores,
-                       images_per_sec=tally.images / max(elapsed, 1e-9),
-                       checkpoint=self.checkpoints.last_path, resumed_from=start)
+    loop = self.loop(until_step)
+    while self.step < loop.target:
+      if not self.split_fixed:
+        raise ValueError(f"Trainer.train: the {self.flow_config.split!r} split of this run is "
+                         "not fixed yet; its pilots fix it: train the run with "
+                         "lcflow_tf.pilots.train(trainer).")
+      loop.run()
+    return loop.finish()
 
 
 def train(config, model_dir, strategy=None, dataset=None):
-  """Builds a `Trainer` and trains to `config.train_steps`; returns its `TrainResult`."""
+  """Builds a `Trainer` and trains to `config.train_steps`; returns its `TrainResult`.
+
+  For a run whose split is fixed from the start; `lcflow_tf.pilots.run` trains any run.
+  """
   return Trainer(config, model_dir, strategy=strategy, dataset=dataset).train()

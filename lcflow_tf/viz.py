@@ -4,7 +4,7 @@ Arrays are `uint8` [H, W, 3] (or [H, W, 1] for grey images), ready for `tf.summa
 (add a batch axis) or `save_png`.
 
 LC heatmaps (see `lcflow_tf.lc`): for every junction l, three panels in image coordinates
-(`lc.to_image_coordinates` undoes the squeezes and the upstream splits):
+(`lc.to_image_coordinates` undoes the squeezes and the junctions above):
   1. the running mean LC score of each element reaching junction l (viridis colours; the
      per-level colour range is printed in the title);
   2. the split chosen there: white = stays (goes through more levels), black = factored out;

@@ -31,6 +31,7 @@ import pytest
 import tensorflow as tf
 
 from lcflow_tf import averaging
+from lcflow_tf import compat
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import distribute
@@ -458,19 +459,19 @@ CASES = [
          r"export_dir .*/model is itself a SavedModel; with version=1 it must be a model base "
          r"path"),
     Case("upgrade-not-a-saved-model", LIB, lib(
-        lambda c: export.upgrade_saved_model(str(c.sb), str(c.sb / "new"))),
+        lambda c: compat.upgrade_saved_model(str(c.sb), str(c.sb / "new"))),
          r"upgrade_saved_model: '.*' is not a SavedModel directory"),
     Case("upgrade-into-itself", LIB, lib(
-        lambda c: export.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "old"),
+        lambda c: compat.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "old"),
                                              overwrite=True),
         setup=lambda c: fake_saved_model(c.sb / "old")),
          r"export_dir .*/old is or contains the export being upgraded .*/old; choose another"),
     Case("upgrade-unreadable-saved-model", LIB, lib(
-        lambda c: export.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "new")),
+        lambda c: compat.upgrade_saved_model(str(c.sb / "old"), str(c.sb / "new")),
         setup=lambda c: fake_saved_model(c.sb / "old")),
          r"cannot load .*/old with tf.saved_model.load \(OSError: Cannot parse file"),
     Case("upgrade-not-an-lcflow-export", LIB, lib(
-        lambda c: export.upgrade_saved_model(str(c.sb / "other"), str(c.sb / "new")),
+        lambda c: compat.upgrade_saved_model(str(c.sb / "other"), str(c.sb / "new")),
         setup=lambda c: tf.saved_model.save(tf.Module(), str(c.sb / "other"))),
          r"other is not an lcflow_tf export: it lacks the signatures \['serving_default', "
          r"'log_prob', 'sample', 'encode', 'decode'\] \(it has \[\]\)"),

@@ -1,12 +1,15 @@
 """The benchmark scripts run end to end (`--smoke`) and their results hold together."""
 
+import ast
 import contextlib
 import dataclasses
 import io
 import json
 import math
 import os
+import pathlib
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -14,23 +17,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import ablation
-from benchmarks import heldout_spread
-from benchmarks import intervals
-from benchmarks import lc_anatomy
-from benchmarks import log_det_cost
-from benchmarks import noise_floor
-from benchmarks import paired_spread
-from benchmarks import peer_glow
-from benchmarks import peer_models
-from benchmarks import peer_protocol
-from benchmarks import peer_report
-from benchmarks import profile_step
-from benchmarks import robustness
-from benchmarks import round_trip_anatomy
-from benchmarks import scaling
-from benchmarks import split_study
-from benchmarks import training_trace
+from benchmarks.common import intervals
+from benchmarks.numerics import noise_floor
+from benchmarks.numerics import robustness
+from benchmarks.numerics import round_trip_anatomy
+from benchmarks.numerics import training_trace
+from benchmarks.peers import peer_glow
+from benchmarks.peers import peer_models
+from benchmarks.peers import peer_protocol
+from benchmarks.peers import peer_report
+from benchmarks.peers import records as peer_records
+from benchmarks.speed import log_det_cost
+from benchmarks.speed import profile_step
+from benchmarks.speed import scaling
+from benchmarks.split import ablation
+from benchmarks.split import heldout_spread
+from benchmarks.split import lc_anatomy
+from benchmarks.split import paired_spread
+from benchmarks.split import split_study
 from lcflow_tf import config as config_lib
 from lcflow_tf import data as lf_data
 from lcflow_tf import flows as lf_flows
@@ -43,7 +47,7 @@ def torch_python():
   """(Python of the PyTorch peer venv, None) or (None, why it is not usable)."""
   python = os.environ.get(peer_glow.TORCH_PYTHON_ENV) or peer_glow.DEFAULT_TORCH_PYTHON
   if not os.path.isfile(python):
-    return None, (f"no PyTorch peer venv at {python} (install it as docs/benchmarks.md says, "
+    return None, (f"no PyTorch peer venv at {python} (install it as docs/questions/peers.md says, "
                   f"or set ${peer_glow.TORCH_PYTHON_ENV})")
   proc = subprocess.run([python, "-c", "import normflows, torch"], capture_output=True,
                         text=True, timeout=120)
@@ -53,6 +57,7 @@ def torch_python():
 
 
 def run_smoke(script, results_dir, *args):
+  """Runs benchmarks/`script` (e.g. "speed/lc_overhead.py") in its own process."""
   args = args or ("--smoke",)
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.run(
@@ -63,14 +68,15 @@ def run_smoke(script, results_dir, *args):
 
 
 def run_main(module, results_dir, *args):
-  """Runs benchmark `module`'s `main()` in this process as `python benchmarks/<module>.py ARGS
-  --results_dir RESULTS_DIR` would; returns what it printed.
+  """Runs benchmark `module`'s `main()` in this process as `python
+  benchmarks/<package>/<module>.py ARGS --results_dir RESULTS_DIR` would; returns what it
+  printed.
 
   This process has imported TensorFlow already: a TensorFlow start-up less per call (15-30 s
   on two busy cores). A script's workers (`--worker`) still run in their own processes, as
   in a real run; scripts that measure their own process (peak RSS, timings) use `run_smoke`.
   """
-  script = os.path.join(ROOT, "benchmarks", module.__name__.rsplit(".", 1)[1] + ".py")
+  script = module.__file__
   argv, sys.argv = sys.argv, [script, *map(str, args), "--results_dir", str(results_dir)]
   out = io.StringIO()
   try:
@@ -79,6 +85,91 @@ def run_main(module, results_dir, *args):
   finally:
     sys.argv = argv
   return out.getvalue()
+
+
+def benchmark_modules():
+  """{dotted name: path} of every module under benchmarks/ (a package by its __init__.py)."""
+  modules = {}
+  for path in sorted(pathlib.Path(ROOT, "benchmarks").rglob("*.py")):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+  return modules
+
+
+def import_graph(modules):
+  """{module: set of benchmark modules it imports}: every import statement of its file, at
+  module level or inside a function, to the deepest benchmark module it names; plus the
+  relative imports found, as "path:line" (scripts run as files cannot use them)."""
+  graph, relative = {}, []
+  for module, path in modules.items():
+    graph[module] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        if node.level:
+          relative.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+          continue
+        names = [f"{node.module}.{alias.name}" for alias in node.names]
+      else:
+        continue
+      for name in names:
+        parts = name.split(".")
+        found = next((".".join(parts[:n]) for n in range(len(parts), 0, -1)
+                      if ".".join(parts[:n]) in modules), None)
+        if found and found != module:
+          graph[module].add(found)
+  return graph, relative
+
+
+def find_cycle(graph):
+  """A cycle of `graph` as [a, b, ..., a], or None (depth-first search)."""
+  state, stack = {}, []
+
+  def visit(node):
+    state[node] = "open"
+    stack.append(node)
+    for nxt in sorted(graph.get(node, ())):
+      if state.get(nxt) == "open":
+        return stack[stack.index(nxt):] + [nxt]
+      if nxt not in state:
+        cycle = visit(nxt)
+        if cycle:
+          return cycle
+    state[node] = "done"
+    stack.pop()
+    return None
+
+  for node in sorted(graph):
+    if node not in state:
+      cycle = visit(node)
+      if cycle:
+        return cycle
+  return None
+
+
+def test_benchmark_imports_have_no_cycle():
+  """The benchmark modules import one another without a cycle (function-level imports
+  included), never relatively, and `common` imports no other benchmark package."""
+  modules = benchmark_modules()
+  graph, relative = import_graph(modules)
+  assert len(modules) > 30 and "benchmarks.peers.peer_glow" in graph  # the walk found them
+  assert not relative, f"relative imports (the scripts run as files): {relative}"
+  cycle = find_cycle(graph)
+  assert cycle is None, "import cycle: " + " -> ".join(cycle)
+  # what both peer_glow and peer_report read lives below both
+  assert {"benchmarks.peers.peer_report", "benchmarks.peers.records"} <= graph[
+      "benchmarks.peers.peer_glow"]
+  assert "benchmarks.peers.peer_glow" not in graph["benchmarks.peers.peer_report"]
+  for module, imports in graph.items():
+    if module.startswith("benchmarks.common"):
+      assert all(m.startswith("benchmarks.common") for m in imports), (module, imports)
+  # the search finds a cycle when there is one (the one peer_report had with peer_glow)
+  planted = dict(graph, **{"benchmarks.peers.peer_report": graph[
+      "benchmarks.peers.peer_report"] | {"benchmarks.peers.peer_glow"}})
+  assert find_cycle(planted) == ["benchmarks.peers.peer_glow", "benchmarks.peers.peer_report",
+                                 "benchmarks.peers.peer_glow"]
+  assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
 def load(results_dir, name):
@@ -115,7 +206,7 @@ def test_ablation_tiny(tmp_path):
           "--train_steps", "4", "--workdir", str(tmp_path / "runs"))
   run_main(ablation, tmp_path, *args)
   record = load(tmp_path, "ablation_digits_smoke_glow")  # a subset: named after it
-  assert record["command"] == ("python benchmarks/ablation.py --smoke --architectures glow "
+  assert record["command"] == ("python benchmarks/split/ablation.py --smoke --architectures glow "
                                "--splits static,lc --seeds 0 --train_steps 4 --workdir "
                                f"{tmp_path}/runs")
   rows = {r["split"]: r for r in record["rows"]}
@@ -354,19 +445,21 @@ def test_split_study_control_row_is_static_through_the_pilots():
   """`static@nosplit` is the budget-matched control: the static split with the nosplit pilots
   (same pilot steps as the data-dependent rows); `static` has no pilot."""
   from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import pilots  # pylint: disable=g-import-not-at-top
   sizes = split_study.SETTINGS["digits_l3"]["sizes"]
   configs = {}
   for label in ("static", "static@nosplit", "lc@nosplit"):
     split, pilot = split_study.ROWS[label]
     cfg = split_study.run_config(sizes, "digits", "glow", split, pilot, 0,
-                                 static_pilots=label in split_study.CONTROL_ROWS)
+                                 control=label in split_study.CONTROL_ROWS)
     configs[label] = config_lib.TrainConfig.from_flags(**cfg)
-  assert configs["static"].pilot_steps_total == 0 and not configs["static"].static_pilots
+  assert pilots.total_steps(configs["static"]) == 0
+  assert not configs["static"].budget_matched_control
   control, lc_row = configs["static@nosplit"], configs["lc@nosplit"]
-  assert control.static_pilots and control.model.split == "static"
-  assert control.pilot_steps_total == lc_row.pilot_steps_total == 600  # 2 pilots of 300
+  assert control.budget_matched_control and control.model.split == "static"
+  assert pilots.total_steps(control) == pilots.total_steps(lc_row) == 600  # 2 pilots of 300
   assert control.differences(lc_row, ignore=()) == [("split", "static", "lc"),
-                                                    ("static_pilots", True, False)]
+                                                    ("budget_matched_control", True, False)]
   table = [dict(architecture="glow", row=label) for label in
            ("static", "lc@nosplit", "static@nosplit", "lc@static")]
   per_row = {"static": [1.0, 2.0], "lc@nosplit": [1.5, 2.25], "static@nosplit": [1.25, 2.5],
@@ -446,12 +539,12 @@ def test_split_study_cropped_sampler():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["lc_overhead.py", "export_latency.py"])
+@pytest.mark.parametrize("script", ["speed/lc_overhead.py", "speed/export_latency.py"])
 def test_quick_benchmarks_write_results(tmp_path, script):
   """The timing scripts end to end at their smoke size (the code of --quick and of the full
   run, on a tiny model); in their own process, as they time it."""
   run_smoke(script, tmp_path, "--smoke")
-  record = load(tmp_path, script.replace(".py", "_smoke"))
+  record = load(tmp_path, os.path.basename(script).replace(".py", "_smoke"))
   assert record["command"] == f"python benchmarks/{script} --smoke"
   assert record["machine"]["cores"] >= 1 and record["rows"]
 
@@ -495,7 +588,7 @@ def test_paired_spread_known_answer_and_usage_errors(tmp_path):
                                 ("random", [4.3, 4.0, 4.2]))
           for seed, value in enumerate(values)]
   rows = {r["row"]: r for r in paired_spread.paired_rows(runs)}
-  assert set(rows) == {"lc", "random"}
+  assert set(rows) == {"lc", "random"} and rows["lc"]["reference"] == "static"
   assert rows["lc"]["mean diff to reference"] == pytest.approx(0.1)
   assert rows["lc"]["sd(d)"] == pytest.approx(0.0, abs=1e-12)
   assert rows["lc"]["corr over seeds"] == pytest.approx(1.0)
@@ -504,17 +597,61 @@ def test_paired_spread_known_answer_and_usage_errors(tmp_path):
   assert rows["random"]["95% CI"] == f"+- {4.303 * np.std(diffs, ddof=1) / math.sqrt(3):.3f}"
   assert rows["random"]["corr over seeds"] == pytest.approx(np.corrcoef([4.3, 4.0, 4.2],
                                                                         [4.0, 4.2, 4.1])[0, 1])
+  # two references: every other row is paired with both, the second with the first only
+  pairs = [(r["row"], r["reference"]) for r in paired_spread.paired_rows(runs, ("static", "lc"))]
+  assert pairs == [("lc", "static"), ("random", "static"), ("random", "lc")]
   path = tmp_path / "x_runs.json"
   path.write_text(json.dumps(runs))
   out = run_main(paired_spread, tmp_path, path, "--name", "ps")
-  assert "| x_runs.json | glow | lc | 3 |" in out
+  assert "| x_runs.json | glow | lc | static | 3 |" in out
   assert load(tmp_path, "ps")["rows"][0]["row"] == "lc"
+  (tmp_path / "no_row_runs.json").write_text(json.dumps([{"architecture": "glow", "seed": 0,
+                                                         "test_bits_per_dim": 4.0}]))
   for bad, message in ((tmp_path / "missing.json", "cannot read run records"),
-                       (tmp_path / "ps.json", "is not a list of run records")):
+                       (tmp_path / "ps.json", "is not a list of run records"),
+                       (tmp_path / "no_row_runs.json", "no_row_runs.json: a run record needs "
+                                                       "architecture, seed, test_bits_per_dim "
+                                                       "and one of split, row")):
     err = io.StringIO()
     with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
       run_main(paired_spread, tmp_path, bad)
     assert exit_info.value.code == 2 and message in err.getvalue()
+
+
+@pytest.mark.parametrize("setting", sorted(split_study.SETTINGS))
+def test_paired_spread_reads_the_committed_split_study_records(tmp_path, monkeypatch,
+                                                              setting):
+  """On each split-study setting's committed run list (rows under `row`), paired with static
+  and the budget-matched control: the mean and 95% interval of every pair the study's table
+  reports are the table's; the committed paired_spread table is this command's output."""
+  monkeypatch.chdir(ROOT)  # the command names the records from the repository's root
+  results_dir = os.path.join(ROOT, "docs", "results")
+  name = f"split_study_{setting}"
+  out = run_main(paired_spread, tmp_path, f"docs/results/{name}_runs.json",
+                 "--references", "static,static@nosplit", "--name", f"paired_spread_{name}")
+  assert f"| {name}_runs.json | glow | lc@nosplit | static@nosplit |" in out
+  rows = {(r["architecture"], r["row"], r["reference"]): r
+          for r in load(tmp_path, f"paired_spread_{name}")["rows"]}
+  with open(os.path.join(results_dir, f"{name}.json")) as f:
+    table = json.load(f)["rows"]
+  compared = 0
+  for row in table:
+    for key, reference in (("paired", "static"), ("paired_control", "static@nosplit")):
+      if key not in row:
+        continue
+      ours = rows[(row["architecture"], row["row"], reference)]
+      paired = row[key]
+      assert ours["seeds"] == paired["n"] == split_study.SETTINGS[setting]["seeds"]
+      assert ours["mean diff to reference"] == pytest.approx(paired["mean"], rel=1e-9)
+      assert ours["95% CI"] == f"+- {(paired['high'] - paired['low']) / 2:.3f}"
+      compared += 1
+  architectures = len(split_study.SETTINGS[setting]["architectures"])
+  assert compared == architectures * (6 + 4)  # 6 rows vs static, 4 *@nosplit rule rows vs control
+  assert len(rows) == architectures * (6 + 5)  # + lc@static vs the control
+  with open(os.path.join(results_dir, f"paired_spread_{name}.json")) as f:
+    committed = json.load(f)
+  assert committed["command"] == load(tmp_path, f"paired_spread_{name}")["command"]
+  assert committed["rows"] == load(tmp_path, f"paired_spread_{name}")["rows"]
 
 
 def test_peer_protocol_recipe_formulas():
@@ -565,7 +702,7 @@ def test_peer_glow_arguments_rows_and_recipes(capsys):
   assert (config.steps, config.levels, config.steps_per_level, config.width, config.batch,
           config.chunk_steps, config.warmup_steps, config.quality_samples) == (
               2000, 2, 8, 128, 64, 100, 20, 10000)
-  assert config.rows == ("best", "identical", "noclip") and config.models == peer_glow.MODELS
+  assert config.rows == ("best", "identical", "noclip") and config.models == peer_records.MODELS
   assert config.partners == ()
   assert peer_glow.result_name(config) == "peer_glow"
   # the identical recipe is the library's default recipe (lcflow_tf.config.TrainConfig)
@@ -591,8 +728,8 @@ def test_peer_glow_arguments_rows_and_recipes(capsys):
   assert other.recipe.grad_clip_norm is None and other.recipes("best")["tfp"] == other.recipe
   assert peer_glow.result_name(other) == (
       "peer_glow_quick_constant_ema0_clipnone_tfpidentical")
-  assert peer_glow.record_key(other, "ours", "best") != peer_glow.record_key(config, "ours",
-                                                                            "best")
+  assert (peer_records.record_key(other, "ours", "best")
+          != peer_records.record_key(config, "ours", "best"))
   for bad in (["--rows", "best,worst"], ["--models", ""], ["--ema_decay", "1"],
               ["--lr_min_ratio", "2"], ["--torch_threads", "-1"], ["--grad_clip_norm", "-3"],
               ["--steps", "10", "--warmup_steps", "10"], ["--temperatures", "0.5,-1"],
@@ -684,7 +821,7 @@ def test_peer_speed_ratios_only_between_models_that_trained_together(tmp_path):
 
   def record(model, rate, alongside, date="2026-12-01", command="peer_glow.py A", **extra):
     result = dict(_fake_result(rate, 4.0), alongside=list(alongside), **extra)
-    return {"config": peer_glow.record_key(config, model, "identical"), "command": command,
+    return {"config": peer_records.record_key(config, model, "identical"), "command": command,
             "machine": {"date": date}, "result": result}
 
   new = record("normflows", 3.0, ["ours", "normflows"],
@@ -695,11 +832,11 @@ def test_peer_speed_ratios_only_between_models_that_trained_together(tmp_path):
   old = record("normflows", 3.0, ["ours", "normflows"])  # no rates_alongside
   assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
   # ours' own record is from another sitting (beside TFP): not comparable
-  slot = peer_glow.record_path(run.records_dir, "ours", "identical")
+  slot = peer_records.record_path(run.records_dir, "ours", "identical")
   lf_write_json(slot, record("ours", 5.0, ["ours", "tfp"], date="2026-11-30"))
   assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
   # ours as the partner of the same sitting, under partners/
-  partner = peer_glow.record_path(run.records_dir, "ours", "identical", ["ours", "normflows"])
+  partner = peer_records.record_path(run.records_dir, "ours", "identical", ["ours", "normflows"])
   assert partner.endswith(os.path.join("partners", "identical_ours_with_normflows.json"))
   lf_write_json(partner, record("ours", 6.0, ["ours", "normflows"], command="other"))
   assert peer_report.speed_ratio(run, "identical", "normflows", old, "ours") is None
@@ -933,3 +1070,51 @@ def test_noise_floor_smoke_and_raw_weights(tmp_path):
   assert filled["result"]["test_bits_per_dim_raw"] == pytest.approx(expected, abs=1e-6)
   with open(path) as f:
     assert json.load(f)["result"]["test_bits_per_dim_raw"] == pytest.approx(expected, abs=1e-6)
+
+
+def png_size(path):
+  """(width, height) in pixels of the PNG file at `path`; fails unless it is a PNG."""
+  with open(path, "rb") as f:
+    head = f.read(24)
+  assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", path
+  return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.parametrize("module, args, figure", [
+    (split_study, (), "split_study_forest.png"),
+    (peer_glow, (), "peers.png"),
+    (training_trace, ("--name", "training_trace_peer_noclip"), "training_curves.png")])
+def test_figures_are_drawn_from_the_committed_records(tmp_path, module, args, figure):
+  """Each script's `--figures` draws its figure of docs/figures/ from the committed records in
+  docs/results/ (read only), training nothing: a PNG of the committed figure's size."""
+  results_dir = os.path.join(ROOT, "docs", "results")
+  before = sorted(os.listdir(results_dir))
+  out = run_main(module, results_dir, "--figures", *args, "--figures_dir", tmp_path)
+  path = tmp_path / figure
+  assert out.strip() == f"wrote {path}" and os.listdir(tmp_path) == [figure]
+  assert sorted(os.listdir(results_dir)) == before
+  width, height = png_size(path)
+  assert width == 1000 and 400 <= height <= 700  # 10 inches at 100 dpi
+  assert 20_000 < os.path.getsize(path) < 200_000
+  assert png_size(os.path.join(ROOT, "docs", "figures", figure)) == (width, height)
+
+
+def test_split_study_forest_shows_the_tables_intervals():
+  """The forest plot's intervals, paired from the committed run lists, are those of the
+  committed split-study tables, row by row."""
+  results_dir = os.path.join(ROOT, "docs", "results")
+  found = split_study.paired_by_setting(results_dir)
+  assert [(s, a) for s, a, _, _ in found] == [
+      ("fashion_l2", "glow"), ("fashion32_l3", "glow"), ("digits_l3", "glow"),
+      ("digits_l3", "realnvp")]
+  for setting, arch, rows, date in found:
+    with open(os.path.join(results_dir, f"split_study_{setting}.json")) as f:
+      table = json.load(f)
+    assert date == table["machine"]["date"]
+    expected = {r["row"]: r for r in table["rows"] if r["architecture"] == arch}
+    assert [r["row"] for r in rows] == [r for r in split_study.ROWS if r != "static"]
+    for row in rows:
+      for key in ("paired", "paired_control"):
+        assert (key in row) == (key in expected[row["row"]]), (setting, arch, row["row"], key)
+        if key in row:
+          assert row[key] == pytest.approx(expected[row["row"]][key], rel=1e-9)

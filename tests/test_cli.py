@@ -152,9 +152,12 @@ BAD_TRAIN_FLAGS = [
     (["--split=lc", "--lc_pilot_steps=2000"],
      r"^error: lc_pilot_steps must be smaller than train_steps"),
     (["--lc_pilot=none"], r"^error: lc_pilot must be one of \['static', 'nosplit'\], got 'none'"),
-    (["--static_pilots", "--split=lc"],
-     r"^error: static_pilots applies to split='static' only .* got static_pilots=True with "
-     r"split='lc'\.$"),
+    (["--budget_matched_control", "--split=lc"],
+     r"^error: budget_matched_control applies to split='static' only .* got "
+     r"budget_matched_control=True with split='lc'\.$"),
+    (["--static_pilots", "--split=lc"],  # the flag's older name, an alias
+     r"^error: budget_matched_control applies to split='static' only .* got "
+     r"budget_matched_control=True with split='lc'\.$"),
     (["--cpu_replicas=2", "--batch_size=15"],
      r"^error: batch_size=15 is not divisible by the 2 replicas of the MirroredStrategy"),
     ("OTHER_CONFIG", r"^error: model_dir .* holds a run with a different configuration "

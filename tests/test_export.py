@@ -223,7 +223,7 @@ CLI_CALLS = [
     ("serving_default", "serving_default", "images={d}/images.npy", ""),
     ("encode", "encode", "images={d}/images.npy", ""),
     ("decode", "decode", "latent={d}/latents.npy", ""),
-    ("sample", "sample", "", "num=4;temperature=0.7;seed=5"),  # the README's line
+    ("sample", "sample", "", "num=4;temperature=0.7;seed=5"),  # the serving guide's line
     ("bad-values", "log_prob", "images={d}/too_large.npy", ""),
     ("bad-shape", "encode", "images={d}/three_channels.npy", ""),
 ]
@@ -410,13 +410,14 @@ def rest_inputs(body):
   return {k: [row[k] for row in rows] for k in rows[0]} if isinstance(rows[0], dict) else rows
 
 
-def test_readme_rest_bodies_fit_the_signatures(flow_and_export):
+def test_serving_guide_rest_bodies_fit_the_signatures(flow_and_export):
   flow, path, _ = flow_and_export
-  with open(os.path.join(REPO, "README.md")) as f:
+  guide = os.path.join(REPO, "docs", "guide", "serving.md")
+  with open(guide) as f:
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", f.read(), re.S)
                 if "sample_body" in b]
   namespace = {}
-  exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  exec(compile(block, guide, "exec"), namespace)  # pylint: disable=exec-used
   names = ("log_prob_body", "log_prob_columnar_body", "sample_body")
   bodies = [json.loads(namespace[n]) for n in names]
   results = session_run(path, [(b["signature_name"], rest_inputs(b)) for b in bodies])

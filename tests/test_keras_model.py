@@ -283,6 +283,26 @@ def test_nosplit_pilots_then_the_final_model(digits):
   assert float(model.flow.lc_statistics.count.numpy()) == 0  # fixed: nothing collected
 
 
+def test_a_pilot_model_keeps_its_open_junctions_through_its_config():
+  config = dataclasses.replace(TINY, levels=3, split="logdet")
+  pilot = lf.FlowModel.pilot(config, 1, BINS)
+  saved = json.loads(json.dumps(pilot.get_config()))
+  assert saved["open_junctions_from"] == 1 and saved["flow"]["split"] == "static"
+
+  def kinds(model):
+    return [type(j).__name__ for j in model.flow.junctions]
+
+  assert kinds(pilot) == kinds(lf.FlowModel.from_config(saved)) == ["FactorOut", "OpenJunction"]
+  older = dict(saved, flow=dict(saved["flow"], pilot_junction=1))  # as older versions saved it
+  del older["open_junctions_from"]
+  assert kinds(lf.FlowModel.from_config(older)) == ["FactorOut", "OpenJunction"]
+  model = lf.FlowModel.from_config(dict(older, flow=dict(older["flow"], pilot_junction=None)))
+  assert kinds(model) == ["FactorOut", "FactorOut"]
+  assert lf.FlowModel(pilot.flow, BINS).flow is pilot.flow
+  with pytest.raises(ValueError, match=r"open_junctions_from=0 differs from the given Flow's"):
+    lf.FlowModel(pilot.flow, BINS, open_junctions_from=0)
+
+
 def test_export_gives_the_serving_signatures_to_both_loaders(trained, digits, tmp_path):
   x = images(digits, 8, start=200)
   path = trained.export(str(tmp_path / "export"), version=1)

@@ -119,7 +119,7 @@ def constructed_statistics():
   x = constructed_images(256)
   static = lf.build_flow((8, 8, 1), architecture="realnvp", split="lc", **SMALL)
   train_collecting(static, x)
-  pilot = lf.build_flow((8, 8, 1), architecture="realnvp", pilot_junction=0, **SMALL)
+  pilot = lf.build_flow((8, 8, 1), architecture="realnvp", open_junctions_from=0, **SMALL)
   train_collecting(pilot, x)
   return static, pilot
 
@@ -197,26 +197,45 @@ def test_a_reverse_rule_keeps_exactly_the_complement_even_with_ties(rule):
 
 
 @pytest.mark.parametrize("architecture", ["glow", "realnvp"])
-@pytest.mark.parametrize("pilot_junction", [0, 1])
+@pytest.mark.parametrize("open_from", [0, 1])
 def test_nosplit_pilot_flow_is_exact_and_factors_nothing_out_from_its_junction(
-    architecture, pilot_junction):
+    architecture, open_from):
   """Pilot flow of junction j (L=3): junctions < j factor out, j and deeper pass every channel
   on (the deeper levels see twice the channels); still one exact bijector."""
   flow = lf.build_flow((8, 8, 1), architecture=architecture, levels=3, steps_per_level=1,
-                       hidden_channels=8, dtype="float64", pilot_junction=pilot_junction)
+                       hidden_channels=8, dtype="float64", open_junctions_from=open_from)
   x = digits(8, np.float64)
   flow.initialize(x)
   perturb(flow)
   kinds = [type(j).__name__ for j in flow.junctions]
-  assert kinds == ["FactorOut"] * pilot_junction + ["OpenJunction"] * (2 - pilot_junction)
+  assert kinds == ["FactorOut"] * open_from + ["OpenJunction"] * (2 - open_from)
+  assert [type(j).__name__ for j in flow.astype("float32").junctions] == kinds  # carried
   assert [j.event_shape for j in flow.junctions] == [
-      [(4, 4, 4), (2, 2, 16)], [(4, 4, 4), (2, 2, 8)]][pilot_junction]
+      [(4, 4, 4), (2, 2, 16)], [(4, 4, 4), (2, 2, 8)]][open_from]
   result = flow.likelihood_contributions(x)
-  assert [tuple(t.shape[1:]) for t in result.factored_terms] == [(4, 4, 2)] * pilot_junction
+  assert [tuple(t.shape[1:]) for t in result.factored_terms] == [(4, 4, 2)] * open_from
   assert [tuple(s.shape[1:]) for s in result.scores] == [j.event_shape for j in flow.junctions]
   reference = flow.distribution.log_prob(x)
   np.testing.assert_allclose(total_of_terms(result), reference, rtol=1e-10)
   np.testing.assert_allclose(flow.decode(flow.encode(x)), x, atol=1e-10)
+
+
+def test_copy_junction_takes_one_junctions_statistics_and_the_count():
+  stats = lc.LCStatistics([(4, 4, 4), (2, 2, 8)])
+  other = lc.LCStatistics([(4, 4, 4), (2, 2, 16)])  # a pilot's: junction 1 open
+  for i, shape in enumerate(other.event_shapes):
+    for variable, value in ((other.mean_lc[i], 1.0), (other.mean_h[i], 2.0),
+                            (other.mean_h2[i], 3.0)):
+      variable.assign(np.full(shape, value + i, np.float32))
+  other.count.assign(48.0)
+  stats.copy_junction(other, 0)
+  for variable, value in ((stats.mean_lc, 1.0), (stats.mean_h, 2.0), (stats.mean_h2, 3.0)):
+    np.testing.assert_array_equal(variable[0].numpy(), np.full((4, 4, 4), value))
+    np.testing.assert_array_equal(variable[1].numpy(), np.zeros((2, 2, 8)))  # untouched
+  assert float(stats.count.numpy()) == 48.0
+  with pytest.raises(ValueError, match=r"junction 1 has shape \[2, 2, 8\], the other "
+                     r"statistics \[2, 2, 16\]"):
+    stats.copy_junction(other, 1)
 
 
 def test_set_split_checks_its_orders():

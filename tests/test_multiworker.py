@@ -17,6 +17,7 @@ import pytest
 
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
+from lcflow_tf import pilots
 from lcflow_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +98,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
   # Meanwhile, the single-worker reference in this process.
   reference = training.Trainer(config_lib.TrainConfig.from_flags(**TINY, strategy="default"),
                                str(tmp_path / "reference"), dataset=data.load_dataset("digits"))
-  ref_result = reference.train()
+  ref_result = pilots.train(reference)
   ref_weights = [v.numpy() for v in reference.flow.trainable_variables]
   ref_averages = [v.numpy() for v in reference.averages.values]
 

@@ -61,8 +61,8 @@ def test_bounds_are_what_keeps_extreme_latents_finite(trained):
 
 @pytest.mark.slow
 def test_robustness_benchmark_counts_bin_centre_round_trips(trained, digits):
-  """benchmarks/robustness.py's round-trip columns on the trained model: nothing lost."""
-  from benchmarks import robustness  # pylint: disable=g-import-not-at-top
+  """benchmarks/numerics/robustness.py's round-trip columns on the trained model: nothing lost."""
+  from benchmarks.numerics import robustness  # pylint: disable=g-import-not-at-top
   trainer, _ = trained
   stats = robustness.round_trip_stats(trainer.flow, digits.test(), digits.num_bins, 1e-3)
   assert stats["round trip images"] == digits.num_test
@@ -74,7 +74,8 @@ def test_robustness_benchmark_counts_bin_centre_round_trips(trained, digits):
 @pytest.mark.slow
 def test_robustness_float64_copy_scores_the_same_images(trained, digits):
   """The float64 re-scoring of outliers: same weights, same noise, same bits/dim here."""
-  from benchmarks import ablation, robustness  # pylint: disable=g-import-not-at-top
+  from benchmarks.numerics import robustness  # pylint: disable=g-import-not-at-top
+  from benchmarks.split import ablation  # pylint: disable=g-import-not-at-top
   trainer, _ = trained
   per_image = evaluation.held_out_bits_per_dim(trainer.flow, digits.test(), digits.num_bins,
                                                dequant_samples=1,
@@ -89,7 +90,7 @@ def test_robustness_float64_copy_scores_the_same_images(trained, digits):
 @pytest.mark.slow
 def test_float64_copy_round_trips_exactly(trained, digits):
   """Flow.astype("float64") of the trained model: round trips exact to float64's precision."""
-  from benchmarks import robustness  # pylint: disable=g-import-not-at-top
+  from benchmarks.numerics import robustness  # pylint: disable=g-import-not-at-top
   trainer, _ = trained
   stats = robustness.round_trip_stats(trainer.flow.astype("float64"), digits.test(),
                                       digits.num_bins, 1e-3)

@@ -182,8 +182,8 @@ def test_evaluate_sampler_counts_nonfinite_and_reaches_the_floor(cache, digits, 
 
 
 def test_benchmark_rows_agree_with_the_cache_and_eval(cache, digits, arrays):
-  """benchmarks/sample_quality.py's distances are the ones eval.py and the cache report."""
-  from benchmarks import sample_quality as benchmark  # pylint: disable=g-import-not-at-top
+  """benchmarks/quality/sample_quality.py's distances are the ones eval.py and the cache report."""
+  from benchmarks.quality import sample_quality as benchmark  # pylint: disable=g-import-not-at-top
   rows, details = benchmark.measure(cache, arrays, num_samples=100, seed=3)
   assert details["num_samples"] == 100 and len(details["floors"]) == benchmark.SUBSETS
   refs = cache.info["reference_distances"]

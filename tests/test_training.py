@@ -1,6 +1,7 @@
-"""Training library (issue 4 and the LC pilot protocol of issue 3), in-process, tiny models."""
+"""The training library and the LC pilot protocols (`lcflow_tf.pilots`), in-process, tiny models."""
 
 import dataclasses
+import json
 import os
 import shutil
 
@@ -14,6 +15,7 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.util import tensor_util
 
+from lcflow_tf import compat
 from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import distribute
@@ -21,6 +23,7 @@ from lcflow_tf import evaluation
 from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
+from lcflow_tf import pilots
 from lcflow_tf import training
 
 TINY = dict(levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
@@ -39,7 +42,7 @@ def straight(digits, tmp_path_factory):
   """The tiny LC run (3 pilot steps + 3), trained in one go on one device."""
   model_dir = tmp_path_factory.mktemp("straight")
   trainer = training.Trainer(tiny(), str(model_dir), dataset=digits)
-  return trainer, trainer.train()
+  return trainer, pilots.train(trainer)
 
 
 def values(variables):
@@ -83,7 +86,7 @@ def test_mirrored_two_replicas_match_one_device(digits, straight, two_cpus, tmp_
 
   two = training.Trainer(tiny(), str(tmp_path / "two"), dataset=digits, strategy=two_cpus)
   assert two.strategy.num_replicas_in_sync == 2
-  (r1, s1, n1, p1, i1), (r2, s2, n2, p2, i2) = state(*straight), state(two, two.train())
+  (r1, s1, n1, p1, i1), (r2, s2, n2, p2, i2) = state(*straight), state(two, pilots.train(two))
   # Weight averages: the two replicas' copies are identical; they follow the single device's
   # as closely as the weights do (measured 2026-11-30: both differ by at most 4.9e-5 after
   # these 6 Adam steps, from the all-reduce's summation order), and within atol 1e-3.
@@ -113,7 +116,7 @@ def test_mirrored_two_replicas_match_one_device(digits, straight, two_cpus, tmp_
 @pytest.mark.slow
 def test_jit_matches_graph_mode(digits, straight, tmp_path):
   """--jit (XLA-compiled forward/backward) follows the same trajectory (rtol 1e-4)."""
-  result = training.Trainer(tiny(jit=True), str(tmp_path / "jit"), dataset=digits).train()
+  result = pilots.train(training.Trainer(tiny(jit=True), str(tmp_path / "jit"), dataset=digits))
   np.testing.assert_allclose([result.losses[k] for k in range(1, 7)],
                              [straight[1].losses[k] for k in range(1, 7)], rtol=1e-4)
 
@@ -168,17 +171,17 @@ def test_resume_continues_exactly(digits, straight, tmp_path):
   """
   straight_trainer, _ = straight
   first = training.Trainer(tiny(), str(tmp_path / "resumed"), dataset=digits)
-  first.train(until_step=3)
-  assert first.step == 3 and first.pilot_pending
+  pilots.train(first, until_step=3)
+  assert first.step == 3 and pilots.pending(first)
   weights, slots = values(first.flow.trainable_variables), values(first.optimizer.variables)
-  first.finish_pilot()  # continuing (lc_reinit=False) keeps weights and optimizer state
-  assert not first.pilot_pending
+  pilots.end_static_pilot(first)  # continuing (lc_reinit=False) keeps weights and optimizer
+  assert not pilots.pending(first)
   assert_all_close(values(first.flow.trainable_variables), weights, rtol=0, atol=0)
   assert_all_close(values(first.optimizer.variables), slots, rtol=0, atol=0)
   # ... and restarts the averages from the pilot weights
   assert_all_close(values(first.averages.values), weights, rtol=0, atol=0)
   assert first.averages.num_updates == 0
-  assert first.train(until_step=4).step == 4  # writes ckpt-4 at the end
+  assert pilots.train(first, until_step=4).step == 4  # writes ckpt-4 at the end
   resumed = training.Trainer(tiny(), str(tmp_path / "resumed"), dataset=digits)
   assert resumed.step == 4
   assert int(resumed.optimizer.iterations.numpy()) == 4
@@ -187,7 +190,7 @@ def test_resume_continues_exactly(digits, straight, tmp_path):
   assert_all_close(values(resumed.averages.values), values(first.averages.values), rtol=0,
                    atol=0)
   assert resumed.averages.num_updates == 1
-  result = resumed.train()
+  result = pilots.train(resumed)
   assert result.resumed_from == 4 and result.step == 6 and sorted(result.losses) == [5, 6]
   assert_all_close(values(resumed.flow.trainable_variables),
                    values(straight_trainer.flow.trainable_variables), rtol=1e-6, atol=1e-7)
@@ -279,11 +282,11 @@ def test_pilot_fixes_split_from_statistics_and_counts_steps(straight):
 def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
   config = tiny(lc_reinit=True)
   trainer = training.Trainer(config, str(tmp_path / "run"), dataset=digits)
-  trainer.train(until_step=3)
+  pilots.train(trainer, until_step=3)
   flow = trainer.flow
   pilot = values(flow.trainable_variables)
   stats_before = values(flow.lc_statistics.mean_lc) + [flow.lc_statistics.count.numpy()]
-  chosen = trainer.finish_pilot()
+  chosen = pilots.end_static_pilot(trainer)
   training.seed_initializers(config.seed)
   fresh = flows.Flow(trainer.flow_config)
   actnorm_ids = {id(v) for a in flow.actnorms for v in (a.loc, a.log_scale)}
@@ -304,7 +307,7 @@ def test_lc_reinit_resets_weights_and_optimizer_keeps_split(digits, tmp_path):
   assert_all_close(values(trainer.averages.values), values(flow.trainable_variables), rtol=0,
                    atol=0)  # the averages restart from the fresh weights
   assert trainer.averages.num_updates == 0
-  result = trainer.train()
+  result = pilots.train(trainer)
   assert result.step == 6 and int(trainer.optimizer.iterations.numpy()) == 3
   assert bool(flow.split_fixed.numpy())
   for order, kept in zip(permutations(flow), chosen):
@@ -317,21 +320,22 @@ def nosplit(digits, tmp_path_factory):
   """The tiny nosplit run (pilots of junctions 0 and 1, 3 steps each, then 3), in one go."""
   model_dir = tmp_path_factory.mktemp("nosplit")
   trainer = training.Trainer(tiny(**NOSPLIT), str(model_dir), dataset=digits)
-  return trainer, trainer.train()
+  return trainer, pilots.train(trainer)
 
 
 def test_nosplit_pilots_fix_one_junction_each_and_count_in_the_budget(nosplit):
   trainer, result = nosplit
   config = trainer.config
-  assert config.pilot_steps_total == 6
+  assert pilots.total_steps(config) == 6
   assert result.step == 9 and sorted(result.losses) == [7, 8, 9]
   assert int(trainer.optimizer.iterations.numpy()) == 3  # the model: 9 - 2 * 3 steps
   assert bool(trainer.flow.split_fixed.numpy())
   orders = []
   for j in range(2):
-    pilot = trainer.pilot_trainer(j, orders)  # restores the finished pilot
+    pilot = pilots.pilot_trainer(trainer, j, orders)  # restores the finished pilot
     assert pilot.step == 3 and int(pilot.optimizer.iterations.numpy()) == 3
-    assert pilot.flow_config.pilot_junction == j and pilot.flow_config.split == "static"
+    assert pilot.config.open_junctions_from == pilot.flow.open_junctions_from == j
+    assert pilot.flow_config.split == "static"
     # Junction j and deeper factor nothing out; the deeper levels see every channel.
     kinds = [type(junction).__name__ for junction in pilot.flow.junctions]
     assert kinds == ["FactorOut"] * j + ["OpenJunction"] * (2 - j)
@@ -364,9 +368,9 @@ def test_nosplit_model_starts_from_fresh_weights(digits, nosplit, tmp_path):
   for j in range(2):  # reuse the finished pilots of the straight run
     shutil.copytree(os.path.join(nosplit[0].model_dir, f"pilot_{j}"),
                     str(tmp_path / "run" / f"pilot_{j}"))
-  assert trainer.nosplit_pending and not trainer.flow.is_initialized()
-  orders = trainer.run_nosplit_pilots()
-  assert trainer.step == 6 and not trainer.nosplit_pending
+  assert pilots.pending(trainer)
+  orders = pilots.run_nosplit_pilots(trainer)
+  assert trainer.step == 6 and not pilots.pending(trainer)
   training.seed_initializers(trainer.config.seed)
   fresh = flows.Flow(trainer.flow_config)
   lc.set_split(fresh.junctions, orders)
@@ -380,17 +384,58 @@ def test_nosplit_model_starts_from_fresh_weights(digits, nosplit, tmp_path):
     np.testing.assert_array_equal(mine, straight)
 
 
+def write_as_older_version(model_dir):
+  """Rewrites `model_dir/config.json` as older versions wrote a `nosplit` pilot's sub-run: the
+  junction in the model (`pilot_junction`), the control named `static_pilots`."""
+  path = os.path.join(model_dir, config_lib.CONFIG_FILE)
+  with open(path) as f:
+    values = json.load(f)["train"]
+  values["static_pilots"] = values.pop("budget_matched_control")
+  values["model"]["pilot_junction"] = values.pop("open_junctions_from")
+  files.write_json_atomic(path, {"train": values})
+
+
+def test_nosplit_pilots_written_by_older_versions_resume(digits, nosplit, tmp_path):
+  """Finished pilot sub-runs whose config.json holds `model.pilot_junction` are restored, not
+  trained again, and give the same orders; their checkpoints load with open junctions."""
+  for j in range(2):
+    shutil.copytree(os.path.join(nosplit[0].model_dir, f"pilot_{j}"),
+                    str(tmp_path / "run" / f"pilot_{j}"))
+    write_as_older_version(str(tmp_path / "run" / f"pilot_{j}"))
+  trainer = training.Trainer(tiny(**NOSPLIT), str(tmp_path / "run"), dataset=digits)
+  saved = config_lib.read_train_config(str(tmp_path / "run" / "pilot_1"))
+  assert saved == pilots.pilot_config(trainer.config, 1) and saved.open_junctions_from == 1
+  orders = pilots.run_nosplit_pilots(trainer)
+  for mine, theirs in zip(orders, permutations(nosplit[0].flow)):
+    np.testing.assert_array_equal(mine, theirs)
+  assert pilots.pilot_trainer(trainer, 1, orders[:1]).step == 3  # restored, not retrained
+  pilot = evaluation.load_run(str(tmp_path / "run" / "pilot_1"), dataset=digits)
+  assert pilot.flow.open_junctions_from == 1
+  assert [type(j).__name__ for j in pilot.flow.junctions] == ["FactorOut", "OpenJunction"]
+
+
+def test_the_trainer_leaves_an_open_split_to_the_pilots(digits, tmp_path):
+  trainer = training.Trainer(tiny(), str(tmp_path / "run"), dataset=digits)
+  with pytest.raises(ValueError, match=r"Trainer.train: the 'lc' split of this run is not fixed "
+                     r"yet; .* lcflow_tf.pilots.train\(trainer\)"):
+    trainer.train()
+  assert trainer.step == 0 and pilots.pending(trainer)
+  with pytest.raises(ValueError, match=r"lc_pilot_steps must be smaller than train_steps"):
+    pilots.run(tiny(lc_pilot_steps=6), str(tmp_path / "bad"), dataset=digits)
+  assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
 @pytest.mark.slow
 def test_nosplit_resumes_inside_a_pilot(digits, nosplit, tmp_path):
   """A run stopped at step 2 of pilot 0 continues there and ends as the run in one go."""
   model_dir = str(tmp_path / "run")
   first = training.Trainer(tiny(**NOSPLIT), model_dir, dataset=digits)
-  assert first.pilot_trainer(0, []).train(until_step=2).step == 2  # "crash" inside pilot 0
+  assert pilots.pilot_trainer(first, 0, []).train(until_step=2).step == 2  # "crash" in pilot 0
   del first
   resumed = training.Trainer(tiny(**NOSPLIT), model_dir, dataset=digits)
-  pilot = resumed.pilot_trainer(0, [])
+  pilot = pilots.pilot_trainer(resumed, 0, [])
   assert pilot.step == 2
-  result = resumed.train()
+  result = pilots.train(resumed)
   straight_trainer, straight_result = nosplit
   assert result.step == 9 and sorted(result.losses) == [7, 8, 9]
   for mine, theirs in zip(permutations(resumed.flow), permutations(straight_trainer.flow)):
@@ -406,7 +451,7 @@ def test_nosplit_mirrored_two_replicas_match_one_device(digits, nosplit, two_cpu
   """2 replicas on 2 logical CPUs: the same orders from the same pilots, the same run."""
   two = training.Trainer(tiny(**NOSPLIT), str(tmp_path / "two"), dataset=digits,
                          strategy=two_cpus)
-  result = two.train()
+  result = pilots.train(two)
   straight_trainer, straight_result = nosplit
   for mine, theirs in zip(permutations(two.flow), permutations(straight_trainer.flow)):
     np.testing.assert_array_equal(mine, theirs)
@@ -421,19 +466,26 @@ def test_nosplit_mirrored_two_replicas_match_one_device(digits, nosplit, two_cpu
 def test_nosplit_config_rules():
   with pytest.raises(ValueError, match=r"lc_pilot_steps must be smaller than train_steps .*"
                      r"\(2 pilots of 3 steps\)"):
-    tiny(**dict(NOSPLIT, train_steps=6))
+    pilots.check(tiny(**dict(NOSPLIT, train_steps=6)))
   with pytest.raises(ValueError, match=r"lc_reinit applies to lc_pilot='static' only"):
-    tiny(**dict(NOSPLIT, lc_reinit=True))
+    pilots.check(tiny(**dict(NOSPLIT, lc_reinit=True)))
   with pytest.raises(ValueError, match=r"lc_pilot must be one of .*'nosplit'.*got 'none'"):
     tiny(lc_pilot="none")
-  assert tiny(**NOSPLIT).pilot_steps_total == 6 and tiny().pilot_steps_total == 3
-  assert tiny(split="static", lc_pilot="nosplit").pilot_steps_total == 0
+  assert pilots.total_steps(tiny(**NOSPLIT)) == 6 and pilots.total_steps(tiny()) == 3
+  assert pilots.total_steps(tiny(split="static", lc_pilot="nosplit")) == 0
   assert config_lib.TrainConfig().lc_pilot == "nosplit"  # the default of new runs
-  pilot = tiny(**NOSPLIT).nosplit_pilot_config(1)
-  assert (pilot.model.pilot_junction, pilot.model.split, pilot.ema_decay) == (1, "static", 0.0)
+  pilot = pilots.pilot_config(tiny(**NOSPLIT), 1)
+  assert (pilot.open_junctions_from, pilot.model.split, pilot.ema_decay) == (1, "static", 0.0)
   assert pilot.train_steps == 9  # the run's schedule; the pilot trains its first 3 steps
-  with pytest.raises(ValueError, match=r"pilot_junction must be an integer in 0..1, got 2"):
-    flows.FlowConfig(levels=3, pilot_junction=2)
+  pilots.check(pilot)  # a sub-run has no pilots of its own
+  with pytest.raises(ValueError, match=r"open_junctions_from is set by the nosplit pilots"):
+    pilots.check(dataclasses.replace(tiny(**NOSPLIT), open_junctions_from=1))
+  with pytest.raises(ValueError, match=r"open_junctions_from must be an integer in 0..1, got 2"):
+    flows.Flow(flows.FlowConfig(image_shape=(8, 8, 1), levels=3), open_junctions_from=2)
+  with pytest.raises(ValueError, match=r"open_junctions_from must be an integer in 0..1, got 2"):
+    tiny(**dict(NOSPLIT, open_junctions_from=2))
+  with pytest.raises(ValueError, match=r"open_junctions_from=0 needs levels >= 2"):
+    tiny(levels=1, split="static", open_junctions_from=0)
 
 
 def test_runs_saved_before_lc_pilot_keep_the_static_pilot(tmp_path):
@@ -447,11 +499,11 @@ def test_runs_saved_before_lc_pilot_keep_the_static_pilot(tmp_path):
   assert config_lib.TrainConfig.from_dict(flat).lc_pilot == "static"
   # train.py resuming such a run without --lc_pilot keeps it
   given = set()
-  assert config_lib.inherit_unset(tiny(lc_pilot="nosplit"), new, given).lc_pilot == "static"
+  assert compat.inherit_unset(tiny(lc_pilot="nosplit"), new, given).lc_pilot == "static"
 
 
-# --- the budget-matched static control (static_pilots) --------------------------------------
-CONTROL = dict(NOSPLIT, split="static", static_pilots=True)
+# --- the budget-matched static control (budget_matched_control) -----------------------------
+CONTROL = dict(NOSPLIT, split="static", budget_matched_control=True)
 
 
 def identity_orders(flow):
@@ -459,39 +511,40 @@ def identity_orders(flow):
 
 
 @pytest.mark.slow
-def test_static_pilots_run_the_nosplit_pilots_and_fix_the_identity(digits, nosplit, tmp_path):
+def test_budget_matched_control_runs_the_nosplit_pilots_and_fixes_the_identity(digits, nosplit,
+                                                                               tmp_path):
   """The control trains the pilots a data-dependent split trains (pilot 0 is the same sub-run
   as the logdet run's), fixes the identity, and trains its model the same 3 steps from step 6
   from fresh weights."""
   trainer = training.Trainer(tiny(**CONTROL), str(tmp_path / "run"), dataset=digits)
-  assert trainer.config.pilot_steps_total == 6 and trainer.nosplit_pending
-  result = trainer.train()
+  assert pilots.total_steps(trainer.config) == 6 and pilots.pending(trainer)
+  result = pilots.train(trainer)
   assert result.step == 9 and sorted(result.losses) == [7, 8, 9]
   assert int(trainer.optimizer.iterations.numpy()) == 3
   assert bool(trainer.flow.split_fixed.numpy()) and not trainer.collects_statistics
   for order, identity in zip(permutations(trainer.flow), identity_orders(trainer.flow)):
     np.testing.assert_array_equal(order, identity)
-  mine, theirs = trainer.pilot_trainer(0, []), nosplit[0].pilot_trainer(0, [])
-  assert mine.config == theirs.config and not mine.config.static_pilots
+  mine, theirs = pilots.pilot_trainer(trainer, 0, []), pilots.pilot_trainer(nosplit[0], 0, [])
+  assert mine.config == theirs.config and not mine.config.budget_matched_control
   assert_all_close(values(mine.flow.lc_statistics.mean_lc),
                    values(theirs.flow.lc_statistics.mean_lc), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(trainer.flow.lc_statistics.mean_lc[0],
                                 mine.flow.lc_statistics.mean_lc[0])
   saved = config_lib.check_resumable(trainer.model_dir, tiny(**CONTROL))
-  assert saved.static_pilots and saved.uses_pilot
+  assert saved.budget_matched_control and saved.uses_pilot
 
 
 @pytest.mark.slow
-def test_static_pilots_under_the_static_pilot_train_as_plain_static(digits, tmp_path):
+def test_budget_matched_control_under_the_static_pilot_trains_as_plain_static(digits, tmp_path):
   """Known answer: with lc_pilot='static' (no re-initialisation) fixing the identity changes no
   weight, so the control's weights are those of plain static training; only the statistics
   stop at the pilot's end and the averages restart there."""
   plain = training.Trainer(tiny(split="static"), str(tmp_path / "plain"), dataset=digits)
   plain.train()
-  control = training.Trainer(tiny(split="static", static_pilots=True), str(tmp_path / "ctl"),
-                             dataset=digits)
-  control.train()
-  assert bool(control.flow.split_fixed.numpy()) and not control.pilot_pending
+  control = training.Trainer(tiny(split="static", budget_matched_control=True),
+                             str(tmp_path / "ctl"), dataset=digits)
+  pilots.train(control)
+  assert bool(control.flow.split_fixed.numpy()) and not pilots.pending(control)
   assert float(control.flow.lc_statistics.count.numpy()) == 3 * 16
   assert float(plain.flow.lc_statistics.count.numpy()) == 6 * 16
   assert control.averages.num_updates == 3 and plain.averages.num_updates == 6
@@ -499,22 +552,26 @@ def test_static_pilots_under_the_static_pilot_train_as_plain_static(digits, tmp_
                    values(plain.flow.trainable_variables), rtol=1e-5, atol=1e-6)
 
 
-def test_static_pilots_config_rules():
-  with pytest.raises(ValueError, match=r"static_pilots applies to split='static' only .*got "
-                     r"static_pilots=True with split='lc'"):
-    tiny(split="lc", static_pilots=True)
+def test_budget_matched_control_config_rules():
+  with pytest.raises(ValueError, match=r"budget_matched_control applies to split='static' only "
+                     r".*got budget_matched_control=True with split='lc'"):
+    pilots.check(tiny(split="lc", budget_matched_control=True))
   with pytest.raises(ValueError, match=r"lc_pilot_steps must be >= 1 for split 'static'"):
-    tiny(**dict(CONTROL, lc_pilot_steps=0))
-  with pytest.raises(ValueError, match=r"static_pilots must be True or False, got 1"):
-    tiny(static_pilots=1)
-  assert tiny(**CONTROL).pilot_steps_total == 6
-  assert not tiny(**CONTROL).nosplit_pilot_config(0).static_pilots
-  assert not config_lib.TrainConfig().static_pilots
+    pilots.check(tiny(**dict(CONTROL, lc_pilot_steps=0)))
+  with pytest.raises(ValueError, match=r"budget_matched_control must be True or False, got 1"):
+    tiny(budget_matched_control=1)
+  assert pilots.total_steps(tiny(**CONTROL)) == 6
+  assert not pilots.pilot_config(tiny(**CONTROL), 0).budget_matched_control
+  assert not config_lib.TrainConfig().budget_matched_control
   nested = tiny(**CONTROL).to_dict()
-  del nested["static_pilots"]  # a config.json written before the field existed
-  assert not config_lib.TrainConfig.from_dict(nested).static_pilots
-  assert lc.uses_pilot("static", static_pilots=True) and not lc.uses_pilot("static")
-  assert lc.uses_pilot("lc") and not lc.uses_pilot("random", static_pilots=True)
+  del nested["budget_matched_control"]  # a config.json written before the field existed
+  assert not config_lib.TrainConfig.from_dict(nested).budget_matched_control
+  nested["static_pilots"] = True  # ... and one that named it so
+  assert config_lib.TrainConfig.from_dict(nested) == tiny(**CONTROL)
+  assert tiny(**dict(NOSPLIT, split="static", static_pilots=True)) == tiny(**CONTROL)  # flat
+  assert tiny(split="static", budget_matched_control=True).uses_pilot
+  assert not tiny(split="static").uses_pilot
+  assert tiny(split="lc").uses_pilot and not tiny(split="random").uses_pilot
 
 
 # --- static split, non-finite steps ---------------------------------------------------------
@@ -617,12 +674,12 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   # train.py with the run's flags only: the new fields come from the saved run ...
   from_flags = tiny(split="static", lc_pilot_steps=0, train_steps=4)
   assert (from_flags.lr_schedule, from_flags.ema_decay) == ("cosine", 0.999)  # defaults
-  assert config_lib.inherit_unset(from_flags, saved, given=set()) == old_style
+  assert compat.inherit_unset(from_flags, saved, given=set()) == old_style
   # ... unless given: --ema_decay may change on resume, --lr_schedule may not.
-  with_ema = config_lib.inherit_unset(from_flags, saved, given={"ema_decay"})
+  with_ema = compat.inherit_unset(from_flags, saved, given={"ema_decay"})
   assert with_ema == dataclasses.replace(old_style, ema_decay=0.999)
   with pytest.raises(ValueError, match=r"lr_schedule='constant' there but 'cosine' now"):
-    training.Trainer(config_lib.inherit_unset(from_flags, saved, given={"lr_schedule"}),
+    training.Trainer(compat.inherit_unset(from_flags, saved, given={"lr_schedule"}),
                      str(model_dir), dataset=digits)
 
   resumed = training.Trainer(with_ema, str(model_dir), dataset=digits)
@@ -689,10 +746,10 @@ def test_model_dir_with_foreign_checkpoints_is_refused(digits, tmp_path):
 
 def test_train_config_validation():
   with pytest.raises(ValueError, match=r"lc_pilot_steps must be smaller than train_steps"):
-    tiny(lc_pilot_steps=6)
+    pilots.check(tiny(lc_pilot_steps=6))
   with pytest.raises(ValueError, match=r"lc_pilot_steps must be >= 1 for split 'lc'"):
-    tiny(lc_pilot_steps=0)
-  tiny(split="static", lc_pilot_steps=0)  # no pilot needed
+    pilots.check(tiny(lc_pilot_steps=0))
+  pilots.check(tiny(split="static", lc_pilot_steps=0))  # no pilot needed
   with pytest.raises(ValueError, match=r"n_bits must be unset \(None\) for dataset 'digits'"):
     tiny(n_bits=4)
   with pytest.raises(ValueError, match=r"learning_rate must be in \(0.0, inf\], got -1"):
@@ -759,7 +816,8 @@ def test_train_config_holds_a_flow_config():
   nested = config.to_dict()
   assert nested["model"]["hidden_channels"] == 8 and "hidden_channels" not in nested
   flat = config.to_flags()
-  assert list(flat) == list(config_lib.FLAG_FIELDS) and flat["hidden_channels"] == 8
+  assert list(flat) == list(config_lib.FLAT_FIELDS) and flat["hidden_channels"] == 8
+  assert set(config_lib.FLAT_FIELDS) - set(config_lib.FLAG_FIELDS) == {"open_junctions_from"}
   assert config_lib.TrainConfig.from_dict(flat) == config  # the flat format reads as the same
   assert config_lib.TrainConfig.from_flags(**flat) == config
   direct = config_lib.TrainConfig(model=dataclasses.replace(
@@ -811,7 +869,7 @@ def test_fashion_mnist_idx_trains(tmp_path):
   assert 3.0 < result.bits_per_dim[1] < 12.0
 
 
-# --- compatibility with runs written before issue 15 -----------------------------------------
+# --- compatibility with runs written by older versions (lcflow_tf.compat) ---------------------
 MAIN_588BC04 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "main_588bc04")
 
 
@@ -833,8 +891,8 @@ def test_checkpoint_written_by_main_588bc04_resumes_and_evaluates_identically(di
   assert (saved.ema_decay, saved.lr_schedule, saved.train_steps) == (0.99, "cosine", 4)
   trainer = training.Trainer(dataclasses.replace(saved, train_steps=6), model_dir,
                              dataset=digits)
-  assert trainer.step == 4 and not trainer.pilot_pending and trainer.averages.num_updates == 2
-  result = trainer.train()
+  assert trainer.step == 4 and not pilots.pending(trainer) and trainer.averages.num_updates == 2
+  result = pilots.train(trainer)
   assert sorted(result.losses) == list(expected["resumed_steps"]) == [5, 6]
   np.testing.assert_allclose([result.losses[s] for s in (5, 6)], expected["resumed_losses"],
                              rtol=1e-6)

@@ -12,7 +12,7 @@ Transform and log-det in one pass, both directions (as distrax's `forward_and_lo
 `_forward_and_log_det(x)`, and TFP's hooks (`_inverse`, `_forward`, and the log-dets that
 need the transform) are derived from them, so no network runs twice inside one call. The
 walkers `inverse_with_log_det_map` and `forward_with_log_det` carry that through whole
-compositions (`tfb.Chain`, `tfb.Invert`, the factor-out junction's inner levels): every
+compositions (`tfb.Chain`, `tfb.Invert`, a junction's inner levels): every
 coupling and prior network runs once per pass.
 
 What TFP's own composite entry points do with these bijectors: `tfb.Chain` computes
@@ -159,8 +159,8 @@ class ImageBijector(tfb.Bijector):
   def _inverse_with_carried_map(self, y, carried, recorder):
     """Inverse of `y` with `carried` (a map in `y`'s coordinates) moved along and own terms added.
 
-    Composite bijectors (the factor-out junction) override this to recurse and to report to
-    `recorder`; elementwise ones need not.
+    Composite bijectors (the junctions: `FactorOut`, `OpenJunction`) override this to recurse
+    and to report to `recorder`; elementwise ones need not.
     """
     del recorder
     x, own = self._inverse_and_log_det_map(y)
@@ -250,8 +250,8 @@ def inverse_with_log_det_map(bijector, y, carried=None, recorder=None):
     y: images [..., H, W, C].
     carried: optional per-element log-det map already accumulated, shaped like `y`
       (default zeros).
-    recorder: optional object with methods `at_split(junction, h, a)` (the tensor reaching a
-      factor-out junction and its carried map) and `leaving(junction, z, a)` (the factored
+    recorder: optional object with methods `at_junction(junction, h, a)` (the tensor reaching
+      a junction and its carried map) and `leaving(junction, z, a)` (the factored
       elements after their prior transform and their map). See `lcflow_tf.lc`.
 
   Returns:

@@ -113,7 +113,7 @@ class FactorOut(base.ImageBijector):
   def _inverse_with_carried_map(self, y, carried, recorder):
     y = base.check_image(y, self.name, expected_shape=self._event_shape)
     if recorder is not None:
-      recorder.at_split(self, y, carried)
+      recorder.at_junction(self, y, carried)
     if self._permutation is not None:
       y = self._permutation.inverse(y)
       with tf.name_scope("carried_map"):

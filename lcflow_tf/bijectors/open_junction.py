@@ -1,4 +1,4 @@
-"""A junction that factors nothing out: the pilot of the `nosplit` LC protocol."""
+"""A junction that factors nothing out: the junctions of a `nosplit` pilot's flow."""
 
 import tensorflow as tf
 
@@ -8,9 +8,10 @@ from lcflow_tf.bijectors import base
 class OpenJunction(base.ImageBijector):
   """Passes every channel of an [H, W, C] tensor on to the deeper levels.
 
-  Stands where a `FactorOut` junction would be, in the pilot flow of the `nosplit` protocol
-  (`lcflow_tf.lc`): the likelihood-contribution statistics of the junction are collected from
-  the tensor reaching it (`recorder.at_split`), but no element leaves there, so no split has
+  Stands where a `FactorOut` would be, in the pilot flow of the `nosplit` protocol
+  (`lcflow_tf.pilots`; `Flow(..., open_junctions_from=j)`): the likelihood-contribution
+  statistics of the junction are collected from the tensor reaching it
+  (`recorder.at_junction`), but no element leaves there, so no split has
   shaped them. `inverse(h) = inner.inverse(h)`, `forward(z) = inner.forward(z)`, and the
   per-element log-det map is `inner`'s (plus the carried map, unchanged here). `inner` sees
   all C channels, twice what it would see behind a `FactorOut`.
@@ -50,7 +51,7 @@ class OpenJunction(base.ImageBijector):
   def _inverse_with_carried_map(self, y, carried, recorder):
     y = base.check_image(y, self.name, expected_shape=self._event_shape)
     if recorder is not None:
-      recorder.at_split(self, y, carried)
+      recorder.at_junction(self, y, carried)
     return base.inverse_with_log_det_map(self._inner, y, carried, recorder)
 
   def _inverse_and_log_det_map(self, y):

@@ -23,7 +23,7 @@ from lcflow_tf import config as config_lib
 from lcflow_tf import evaluation
 from lcflow_tf import sample_quality
 
-_D = config_lib.EvalConfig()
+EVAL_DEFAULTS = config_lib.EvalConfig()
 
 flags.DEFINE_string("model_dir", "runs/digits_glow", "Run directory written by lcflow-train.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
@@ -33,26 +33,27 @@ flags.DEFINE_string("weights", "ema",
                     "weights when the checkpoint has none, with a note); raw: the trained "
                     "weights.")
 flags.DEFINE_string("output_dir", None, "Where the results go (default MODEL_DIR/eval).")
-flags.DEFINE_integer("dequant_samples", _D.dequant_samples,
+flags.DEFINE_integer("dequant_samples", EVAL_DEFAULTS.dequant_samples,
                      "K dequantisation noise samples per test image.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Evaluation batch size.")
-flags.DEFINE_list("temperatures", [f"{t:g}" for t in _D.temperatures],
+flags.DEFINE_integer("batch_size", EVAL_DEFAULTS.batch_size, "Evaluation batch size.")
+flags.DEFINE_list("temperatures", [f"{t:g}" for t in EVAL_DEFAULTS.temperatures],
                   "Sampling temperatures of the sample grids (comma-separated, >= 0).")
-flags.DEFINE_integer("num_samples", _D.num_samples, "Images per sample grid.")
-flags.DEFINE_integer("reconstruction_images", _D.reconstruction_images,
+flags.DEFINE_integer("num_samples", EVAL_DEFAULTS.num_samples, "Images per sample grid.")
+flags.DEFINE_integer("reconstruction_images", EVAL_DEFAULTS.reconstruction_images,
                      "Test images for the encode/decode reconstruction error (0: skip).")
-flags.DEFINE_integer("seed", _D.seed, "Seed of the dequantisation noise and the samples.")
-flags.DEFINE_bool("sample_quality", _D.sample_quality,
+flags.DEFINE_integer("seed", EVAL_DEFAULTS.seed,
+                     "Seed of the dequantisation noise and the samples.")
+flags.DEFINE_bool("sample_quality", EVAL_DEFAULTS.sample_quality,
                   "Also compute the Frechet distance of generated to test images per "
                   "temperature (trains and caches a feature classifier on first use).")
-flags.DEFINE_integer("sample_quality_samples", _D.sample_quality_samples,
+flags.DEFINE_integer("sample_quality_samples", EVAL_DEFAULTS.sample_quality_samples,
                      "Generated images per temperature for --sample_quality (the test side "
                      "uses min(this, test set size) images).")
-flags.DEFINE_string("classifier_dir", _D.classifier_dir,
+flags.DEFINE_string("classifier_dir", EVAL_DEFAULTS.classifier_dir,
                     "Cache directory of the feature classifier (default: "
                     "$LCFLOW_TF_CACHE or ~/.cache/lcflow_tf, then "
                     "classifiers/<dataset>_<bins>bins).")
-flags.DEFINE_integer("classifier_steps", _D.classifier.steps,
+flags.DEFINE_integer("classifier_steps", EVAL_DEFAULTS.classifier.steps,
                      "Training steps of the feature classifier (part of its cache key).")
 
 FLAGS = flags.FLAGS

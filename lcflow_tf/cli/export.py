@@ -22,6 +22,7 @@ from absl import flags
 
 from lcflow_tf import averaging
 from lcflow_tf import cli
+from lcflow_tf import compat
 from lcflow_tf import evaluation
 from lcflow_tf import export
 
@@ -72,7 +73,7 @@ def main(argv):
     cli.fail("--precision belongs to --model_dir; --upgrade re-saves an export as it is.")
   try:
     if FLAGS.upgrade is not None:
-      path = export.upgrade_saved_model(FLAGS.upgrade, FLAGS.export_dir,
+      path = compat.upgrade_saved_model(FLAGS.upgrade, FLAGS.export_dir,
                                         overwrite=FLAGS.overwrite, version=FLAGS.version)
       print(f"upgraded {FLAGS.upgrade} to {path}; signatures: {', '.join(export.SIGNATURES)}")
       return
