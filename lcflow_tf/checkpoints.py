@@ -25,6 +25,8 @@ raises `ValueError` with one line (`describe_restore_error`), never TensorFlow's
 unmatched objects.
 """
 
+import os
+import re
 import shutil
 import tempfile
 
@@ -32,6 +34,16 @@ import tensorflow as tf
 from absl import logging
 
 from lcflow_tf import averaging
+
+
+class WriteError(RuntimeError):
+  """A checkpoint could not be written (e.g. no space left); the message is one line."""
+
+
+def _first_line(text):
+  """TensorFlow's error text without its "{{function_node ...}}" prefix, on one line."""
+  text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(text))
+  return " ".join(text.split())[:300]
 
 
 def describe_restore_error(error):
@@ -197,9 +209,24 @@ class TrainingCheckpoints:
 
     The caller must not save a step that already has the newest checkpoint (`saved_step`):
     rewriting a checkpoint is not atomic.
+
+    Raises:
+      WriteError: one line naming the last intact checkpoint, when the files cannot be
+        written (no space left, no permission); the half-written shards are removed and the
+        checkpoints written before are untouched.
     """
     step = int(self._step.numpy())
-    path = self._manager.save(checkpoint_number=step)
+    try:
+      path = self._manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+      prefix = os.path.join(self.write_dir, f"ckpt-{step}")
+      shutil.rmtree(prefix + "_temp", ignore_errors=True)  # TF's shards of the failed save
+      reason = e.message if isinstance(e, tf.errors.OpError) else str(e)
+      raise WriteError(f"cannot write the checkpoint of step {step} to {self.write_dir} "
+                       f"({type(e).__name__}: {_first_line(reason)}); the last intact "
+                       f"checkpoint is {self.last_path or 'none (nothing was saved yet)'}, and "
+                       "rerunning the same command resumes from it once the problem is "
+                       "fixed.") from None
     self.saved_step = step
     if self.chief:
       self.last_path = path

@@ -36,6 +36,7 @@ from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import lc
 from lcflow_tf import schedules
+from lcflow_tf.sample_quality import classifier as classifier_lib
 
 CONFIG_FILE = "config.json"
 # The model of train.py's defaults (and of a TrainConfig without `model`). The split follows
@@ -252,31 +253,6 @@ def _check_keys(what, values, known):
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierConfig:
-  """Training settings of the feature classifier of `lcflow_tf.sample_quality`.
-
-  Attributes:
-    steps: Adam steps on the training split (cosine decay of the learning rate to 0).
-    batch_size: images per step.
-    learning_rate: initial Adam learning rate.
-    feature_dim: units of the penultimate (feature) layer.
-    seed: seed of the initial weights, the shuffling and the dropout.
-  """
-  steps: int = 2400
-  batch_size: int = 128
-  learning_rate: float = 1e-3
-  feature_dim: int = 128
-  seed: int = 0
-
-  def __post_init__(self):
-    checks.check_int("classifier steps", self.steps, 1)
-    checks.check_int("classifier batch_size", self.batch_size, 1)
-    checks.check_number("classifier learning_rate", self.learning_rate, 0.0)
-    checks.check_int("classifier feature_dim", self.feature_dim, 1)
-    checks.check_int("classifier seed", self.seed, 0)
-
-
-@dataclasses.dataclass(frozen=True)
 class EvalConfig:
   """Settings of an evaluation (see `eval.py --help`).
 
@@ -293,7 +269,8 @@ class EvalConfig:
       uses min(N, test set size) images.
     classifier_dir: cache directory of that classifier (None: see
       `sample_quality.default_classifier_dir`).
-    classifier: training settings of that classifier.
+    classifier: training settings of that classifier (a
+      `sample_quality.classifier.ClassifierConfig`).
   """
   dequant_samples: int = 4
   batch_size: int = 256
@@ -304,7 +281,8 @@ class EvalConfig:
   sample_quality: bool = False
   sample_quality_samples: int = 10000
   classifier_dir: str | None = None
-  classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
+  classifier: classifier_lib.ClassifierConfig = dataclasses.field(
+      default_factory=classifier_lib.ClassifierConfig)
 
   def __post_init__(self):
     checks.check_int("dequant_samples", self.dequant_samples, 1)
@@ -323,7 +301,7 @@ class EvalConfig:
                                             or not self.classifier_dir):
       raise ValueError(f"classifier_dir must be a non-empty path or None, got "
                        f"{self.classifier_dir!r}.")
-    if not isinstance(self.classifier, ClassifierConfig):
+    if not isinstance(self.classifier, classifier_lib.ClassifierConfig):
       raise ValueError(f"classifier must be a ClassifierConfig, got {self.classifier!r}.")
 
 
@@ -333,21 +311,69 @@ def read_train_config(model_dir):
   Raises:
     ValueError: if the file is not a valid saved config.
   """
+  values = _read_config_file(model_dir)
+  if values is None:
+    return None
+  try:
+    return TrainConfig.from_dict(values["train"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{os.path.join(model_dir, CONFIG_FILE)} is not a valid lcflow_tf run "
+                     f"config ({type(e).__name__}: {e}); use another --model_dir.") from None
+
+
+def read_data_record(model_dir):
+  """What `config.json` records of the run's data: `(image_shape, num_bins)`, or None.
+
+  With it, a run's model is rebuilt without reading its dataset (export, sampling, loading on
+  a machine that has no copy of the data). None when `model_dir` has no `config.json` or the
+  file predates the record (the dataset then tells).
+
+  Raises:
+    ValueError: if the file or its record is not valid.
+  """
+  values = _read_config_file(model_dir)
+  record = None if values is None else values.get("data")
+  if record is None:
+    return None
+  try:
+    shape, bins = tuple(int(d) for d in record["image_shape"]), int(record["num_bins"])
+    if len(shape) != 3 or min(shape) < 1 or bins < 2:
+      raise ValueError(f"image_shape {shape}, num_bins {bins}")
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{os.path.join(model_dir, CONFIG_FILE)} has an invalid data record "
+                     f"({type(e).__name__}: {e}); use another --model_dir.") from None
+  return shape, bins
+
+
+def _read_config_file(model_dir):
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return None
   try:
     with open(path) as f:
       values = json.load(f)
-    return TrainConfig.from_dict(values["train"])
-  except (OSError, ValueError, KeyError, TypeError) as e:
+    if not isinstance(values, dict):
+      raise ValueError("not a JSON object")
+    return values
+  except (OSError, ValueError) as e:
     raise ValueError(f"{path} is not a valid lcflow_tf run config ({type(e).__name__}: {e}); "
                      "use another --model_dir.") from None
 
 
-def write_train_config(model_dir, config):
-  """Writes `config` as `model_dir/config.json` (atomically)."""
-  files.write_json_atomic(os.path.join(model_dir, CONFIG_FILE), {"train": config.to_dict()})
+def write_train_config(model_dir, config, image_shape=None, num_bins=None):
+  """Writes `config` as `model_dir/config.json` (atomically).
+
+  Args:
+    model_dir: the run's directory.
+    config: the `TrainConfig`.
+    image_shape, num_bins: the data's image shape and integer levels, recorded under "data"
+      so that the model can be rebuilt without the dataset (`read_data_record`); both or
+      neither.
+  """
+  values = {"train": config.to_dict()}
+  if image_shape is not None:
+    values["data"] = {"image_shape": [int(d) for d in image_shape], "num_bins": int(num_bins)}
+  files.write_json_atomic(os.path.join(model_dir, CONFIG_FILE), values)
 
 
 def check_resumable(model_dir, config):

@@ -161,11 +161,17 @@ def load_dataset(name: str,
 
     Raises:
       ValueError: Unknown `name`, `n_bits` outside 1..8 (or set for `digits`),
-        `pad_to` not None or an integer >= 1 or smaller than the images,
+        `pad_to` not None or an integer >= 1 or smaller than the images, a
+        `data_dir` that does not exist (refused before any download),
         missing or corrupt IDX files, or a TFDS dataset that is not prepared
         and cannot be downloaded.
     """
     check_dataset(name, n_bits, pad_to)
+    if data_dir is not None and name != "digits" and not os.path.isdir(data_dir):
+        raise ValueError(
+            f"data_dir {os.fspath(data_dir)!r} does not exist (or is not a directory); give "
+            f"the directory that holds the {name} data (create it first for a TFDS download), "
+            "or leave --data_dir unset for the default location.")
     dataset = _load(name, data_dir, n_bits)
     return dataset if pad_to is None else pad_dataset(dataset, pad_to)
 

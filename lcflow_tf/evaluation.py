@@ -6,7 +6,9 @@
 holds no averages) and writes into `output_dir`:
   * `results.json`: every number below, the checkpoint, its step and which weights;
   * `samples_t{T}.png`: a grid of samples per temperature;
-  * `lc_level{l}.png`, `lc_overview.png`: LC heatmaps and the split (see `lcflow_tf.viz`).
+  * `lc_level{l}.png`, `lc_overview.png`: LC heatmaps and the split (see `lcflow_tf.viz`);
+  * TensorBoard events with the test scalars at the checkpoint's step
+    (`summaries.write_evaluation`; by default `MODEL_DIR/eval`, beside `MODEL_DIR/train`).
 With `EvalConfig.sample_quality`, `results.json` also holds `sample_quality`: the Frechet
 distance of generated to test images per temperature on the features of a cached classifier
 (see `lcflow_tf.sample_quality.evaluate_flow`).
@@ -19,6 +21,7 @@ standard error over images (of each image's K-pass mean); also the importance-we
 """
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -33,6 +36,7 @@ from lcflow_tf import data
 from lcflow_tf import files
 from lcflow_tf import flows
 from lcflow_tf import sample_quality
+from lcflow_tf import summaries
 from lcflow_tf import viz
 
 RESULTS_FILE = "results.json"
@@ -45,30 +49,49 @@ class LoadedRun:
   Attributes:
     flow: the model, holding the weights named by `weights`.
     train_config: the run's `TrainConfig`.
-    dataset: the `ImageDataset`.
     checkpoint: the restored checkpoint prefix.
     step: its step.
     weights: "ema" (the flow holds the weight averages) or "raw" (the trained weights).
+    image_shape: (H, W, C) of the model's images.
+    num_bins: integer levels of the images.
+    dataset: the `ImageDataset` (the one given to `load_run`, else the run's, read on first
+      use: rebuilding, sampling and exporting the model never need it).
   """
   flow: flows.Flow
   train_config: config_lib.TrainConfig
-  dataset: data.ImageDataset
   checkpoint: str
   step: int
-  weights: str = "raw"
+  weights: str
+  image_shape: tuple
+  num_bins: int
+  given_dataset: data.ImageDataset | None = dataclasses.field(default=None, repr=False)
+
+  @functools.cached_property
+  def dataset(self):
+    if self.given_dataset is not None:
+      return self.given_dataset
+    return _run_dataset(self.train_config)
+
+
+def _run_dataset(train_config):
+  return data.load_dataset(train_config.dataset, train_config.data_dir, train_config.n_bits,
+                           train_config.pad_to)
 
 
 def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_args=True):
   """Rebuilds the flow of `model_dir` and restores `checkpoint` (default: the latest).
 
-  The flow checks its input values (`flows.Flow`'s `validate_args`) unless told otherwise:
-  a loaded model is evaluated, exported and explored, not trained, and the checks cost
-  nothing measurable there.
+  The image shape and the number of levels come from the run's `config.json`
+  (`config.read_data_record`), so the dataset is not read; a run written before that record
+  existed is rebuilt from its dataset's shape instead. The flow checks its input values
+  (`flows.Flow`'s `validate_args`) unless told otherwise: a loaded model is evaluated,
+  exported and explored, not trained, and the checks cost nothing measurable there.
 
   Args:
     model_dir: a directory written by `lcflow_tf.training`.
     checkpoint: a checkpoint prefix (e.g. `model_dir/ckpt-2000`), or None for the latest.
-    dataset: an `ImageDataset` to evaluate on (default: the run's dataset).
+    dataset: an `ImageDataset` to evaluate on (default: the run's dataset, read when
+      `LoadedRun.dataset` is first used).
     weights: "ema": the flow gets the checkpoint's weight averages (see
       `lcflow_tf.averaging`); when the checkpoint has none (trained with `ema_decay=0`), the
       raw weights, with a logged note. "raw": the trained
@@ -78,25 +101,36 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_a
       that measures how a model behaves on such values (e.g. `benchmarks/numerics/robustness.py`).
 
   Raises:
-    ValueError: for a bad `weights`; when `model_dir` has no `config.json`, no checkpoint,
-      the checkpoint files are unreadable (corrupted, truncated), or the checkpoint does not
-      match the model.
+    ValueError: for a bad `weights`; when `model_dir` does not exist, has no `config.json` or
+      no checkpoint, the checkpoint files are unreadable (corrupted, truncated), or the
+      checkpoint does not match the model.
   """
   averaging.check_weights(weights)
+  if not os.path.isdir(model_dir):
+    raise ValueError(f"model_dir {model_dir} does not exist (or is not a directory); give the "
+                     "directory of a training run (lcflow-train --model_dir=...).")
   train_config = config_lib.read_train_config(model_dir)
   if train_config is None:
     raise ValueError(f"model_dir {model_dir} has no {config_lib.CONFIG_FILE}; it is not a "
-                     "training run directory (train.py --model_dir=...).")
+                     "training run directory (lcflow-train --model_dir=...).")
   checkpoint = checkpoints.resolve(model_dir, checkpoint)
-  dataset = dataset or data.load_dataset(train_config.dataset, train_config.data_dir,
-                                         train_config.n_bits, train_config.pad_to)
-  flow = flows.Flow(train_config.flow_config(dataset.image_shape), validate_args=validate_args,
+  record = config_lib.read_data_record(model_dir)
+  if record is None:  # a run written before config.json recorded its data
+    dataset = dataset or _run_dataset(train_config)
+    record = (tuple(dataset.image_shape), int(dataset.num_bins))
+  elif dataset is not None and (tuple(dataset.image_shape), dataset.num_bins) != record:
+    raise ValueError(f"dataset {dataset.name} has images of shape {list(dataset.image_shape)} "
+                     f"with {dataset.num_bins} levels, the run in {model_dir} was trained on "
+                     f"{list(record[0])} with {record[1]}.")
+  image_shape, num_bins = record
+  flow = flows.Flow(train_config.flow_config(image_shape), validate_args=validate_args,
                     open_junctions_from=train_config.open_junctions_from)
   step, weights = checkpoints.restore_flow(
       checkpoint, flow, weights, train_config.ema_decay,
       model=f"the model of {model_dir}/{config_lib.CONFIG_FILE}")
-  return LoadedRun(flow=flow, train_config=train_config, dataset=dataset, checkpoint=checkpoint,
-                   step=step, weights=weights)
+  return LoadedRun(flow=flow, train_config=train_config, checkpoint=checkpoint, step=step,
+                   weights=weights, image_shape=image_shape, num_bins=num_bins,
+                   given_dataset=dataset)
 
 
 def held_out_bits_per_dim(flow, images, num_bins, dequant_samples=4, batch_size=256, seed=0):
@@ -227,4 +261,5 @@ def evaluate_model_dir(model_dir, eval_config=None, output_dir=None, checkpoint=
   results["weights"] = run.weights
   path = os.path.join(output_dir, RESULTS_FILE)
   files.write_json_atomic(path, results)
+  summaries.write_evaluation(output_dir, results, run.step)
   return results, path

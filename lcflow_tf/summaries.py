@@ -8,7 +8,11 @@ itself does not import it):
     `train/bits_per_dim`, `train/learning_rate`, `train/grad_norm`, `train/images_per_sec`,
     `train/nonfinite_steps`, each the mean over the steps since the last line;
   * `write_images`: sample grids at `TEMPERATURES` (`samples/temperature_T`) and the LC
-    heatmaps (`lc/heatmaps`, when the flow has junctions and statistics).
+    heatmaps (`lc/heatmaps`, when the flow has junctions and statistics);
+  * `write_evaluation`: an evaluation's numbers (`lcflow_tf.evaluation`) at the evaluated
+    checkpoint's step, in the evaluation's directory (`MODEL_DIR/eval` by default, a run
+    of its own beside `train` in TensorBoard): `test/bits_per_dim`, `test/bits_per_dim_iw`,
+    `test/reconstruction_max_abs_error` and, with sample quality, `test/frechet_distance_tT`.
 """
 
 import dataclasses
@@ -30,6 +34,12 @@ def _metadata(plugin):
   metadata = summary_pb2.SummaryMetadata()
   metadata.plugin_data.plugin_name = plugin
   return metadata
+
+
+# results.json key -> TensorBoard tag of `write_evaluation`.
+EVALUATION_SCALARS = {"test_bits_per_dim": "test/bits_per_dim",
+                      "test_bits_per_dim_iw": "test/bits_per_dim_iw",
+                      "reconstruction_max_abs_error": "test/reconstruction_max_abs_error"}
 
 
 def scalar(name, value, step):
@@ -118,3 +128,23 @@ class ProgressLog:
                           ("train/nonfinite_steps", nonfinite_total)):
         scalar(name, value, step)
     self._restart(now)
+
+
+def write_evaluation(logdir, results, step):
+  """Writes an evaluation's numbers (`results`, as in results.json) as scalars in `logdir`.
+
+  Args:
+    logdir: the event directory (e.g. `MODEL_DIR/eval`).
+    results: the evaluation's dict (`evaluation.evaluate`).
+    step: the evaluated checkpoint's step.
+  """
+  writer = tf.summary.create_file_writer(logdir)
+  with writer.as_default():
+    for key, tag in EVALUATION_SCALARS.items():
+      if results.get(key) is not None:
+        scalar(tag, results[key], step)
+    quality = results.get("sample_quality") or {}
+    for t, row in quality.get("temperatures", {}).items():
+      if row.get("frechet_distance") is not None:
+        scalar(f"test/frechet_distance_t{t}", row["frechet_distance"], step)
+  writer.close()

@@ -212,19 +212,21 @@ class Trainer:
         self.averages, c.keep_checkpoints, chief=self.is_chief)
 
   def _write_config(self, saved):
-    """Writes `config.json` (when new or changed), logging what a resume changed."""
+    """Writes `config.json` (when new or changed, or without the data record), logging what a
+    resume changed."""
     c = self.config
     os.makedirs(self.model_dir, exist_ok=True)
-    if saved == c:
+    record = (tuple(self.dataset.image_shape), int(self.num_bins))
+    if saved == c and config_lib.read_data_record(self.model_dir) == record:
       return
-    if saved is not None:
-      changed = [f"{name}: {old!r} -> {new!r}"
-                 for name, old, new in saved.differences(c, ignore=())]
+    changed = [f"{name}: {old!r} -> {new!r}"
+               for name, old, new in (saved.differences(c, ignore=()) if saved else [])]
+    if changed:
       logging.info("Run settings changed on resume: %s", "; ".join(changed))
       if saved.train_steps != c.train_steps and c.lr_schedule != "constant":
         logging.info("The %s learning-rate decay now reaches its floor at step %d.",
                      c.lr_schedule, c.train_steps)
-    config_lib.write_train_config(self.model_dir, c)
+    config_lib.write_train_config(self.model_dir, c, *record)
 
   # --- state ---------------------------------------------------------------------------------
   @property

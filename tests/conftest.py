@@ -47,6 +47,19 @@ def digits():
   return data.load_dataset("digits")
 
 
+@pytest.fixture(scope="session")
+def two_cpus():
+  """One MirroredStrategy over the 2 logical CPUs, shared by every test of a process.
+
+  Each MirroredStrategy numbers its collective ops from the same start; TensorFlow keeps the
+  shapes of a collective instance for the whole process, so a second strategy whose model
+  differs would reuse an instance number with another shape (`InvalidArgumentError` in
+  whichever test comes second in the same pytest-xdist worker). Sharing one strategy
+  continues its numbering (as a nosplit run's pilots and model do in train.py).
+  """
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def run_script():
   """run_script(script, *args): `python script args` as a user runs it, to its end; a

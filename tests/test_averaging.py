@@ -93,8 +93,8 @@ def test_state_checkpoints_without_the_averaged_variables(tmp_path):
   np.testing.assert_array_equal(fresh.values[0].numpy(), average.values[0].numpy())
 
 
-def test_mirrored_copies_update_alike():
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_copies_update_alike(two_cpus):
+  strategy = two_cpus
   with strategy.scope():
     v = tf.Variable([1.0, -1.0])
     average = averaging.WeightAverage([v], 0.99)

@@ -168,6 +168,11 @@ CASES = [
         "--dataset=fashion_mnist", "--data_dir={sb}/idx", "--model_dir={sb}/run", *TRAIN_FLAGS,
         setup=lambda sb, runs: fashion_dir(sb, num_train=10)),
          r"^batch_size=16 is larger than the training set of fashion_mnist \(10 images\)\.$"),
+    Case("train-data-dir-missing", TRAIN, cli(
+        "--dataset=fashion_mnist", "--data_dir={sb}/nothing", "--model_dir={sb}/run",
+        *TRAIN_FLAGS),
+         r"^data_dir '.*/nothing' does not exist \(or is not a directory\); give the directory "
+         r"that holds the fashion_mnist data"),
     # train.py: flags
     Case("train-batch-size-zero", TRAIN, cli("--model_dir={sb}/run", "--batch_size=0"),
          r"^batch_size must be an integer >= 1, got 0\.$"),

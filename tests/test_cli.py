@@ -8,15 +8,20 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import training
 from tests import cli_runner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY_FLAGS = ["--levels=2", "--steps_per_level=1", "--hidden_channels=8", "--batch_size=16",
               "--lc_pilot_steps=2", "--warmup_steps=2", "--log_every=2", "--checkpoint_every=2",
@@ -209,7 +214,7 @@ def test_invalid_train_flags(bad_train_results, request, flags, message):
 
 
 BAD_EVAL_FLAGS = [
-    (["--model_dir=MISSING"], r"^error: model_dir MISSING has no config.json"),
+    (["--model_dir=MISSING"], r"^error: model_dir MISSING does not exist"),
     (["--temperatures=a,b"], r"^error: temperatures must be comma-separated numbers"),
 ]
 
@@ -232,3 +237,27 @@ def test_invalid_eval_flags(bad_eval_results, request, flags, message):
   result, missing = bad_eval_results[request.node.callspec.id]
   _one_error_line(result, message.replace("MISSING", re.escape(str(missing))))
   assert not missing.exists()
+
+
+def test_programs_start_quietly_on_a_machine_without_gpu(tmp_path):
+  """As a user runs it (`python train.py`, one process): no error-level line from
+  TensorFlow's CUDA probe where no NVIDIA driver is, no INFO lines from TensorFlow's own
+  modules (checkpoint and SavedModel writing), and the run directory printed before training.
+  """
+  if os.path.exists(cli.NVIDIA_DRIVER):
+    pytest.skip("an NVIDIA driver is loaded here: its CUDA probe's messages are real")
+  run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "train.py"), f"--model_dir={run_dir}",
+       "--train_steps=2", "--levels=2", "--steps_per_level=1", "--hidden_channels=8",
+       "--batch_size=16", "--log_every=1", "--noeval_at_end", f"--export_dir={export_dir}"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=300,
+      env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert not [line for line in proc.stderr.splitlines() if line.startswith("E")], proc.stderr
+  assert "failed call to cuInit" not in proc.stderr
+  assert "INFO:tensorflow" not in proc.stderr and "functional_saver.py" not in proc.stderr
+  assert "step 2/2" in proc.stderr  # the program's own progress lines stay
+  assert proc.stdout.splitlines()[0] == (
+      f"run directory {run_dir}: checkpoints, config.json, TensorBoard events (tensorboard "
+      f"--logdir {run_dir}) and, at the end, eval/")

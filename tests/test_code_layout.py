@@ -120,8 +120,10 @@ LAYERS = [
      "distribute", "steps", "frechet"},
     {"flows"},                                   # the model
     {"export", "viz", "summaries", "checkpoints", "compat"},  # what the model is saved and shown as
+    {"sample_quality"},                          # its feature classifier (whose settings
+                                                 # EvalConfig holds) and the metric of samples
     {"config"},                                  # the frozen settings of a run
-    {"loop", "training", "sample_quality", "evaluation"},   # running and evaluating a run
+    {"loop", "training", "evaluation"},          # running and evaluating a run
     {"pilots"},                                  # the LC pilots, which drive the Trainer
     {"keras_model", "keras_callbacks"},          # the Keras side of the model and the pilots
     {"cli"},                                     # the programs

@@ -175,3 +175,41 @@ def test_sigkill_at_random_moments_always_resumes_from_the_latest_complete_check
   bpd = evaluation.held_out_bits_per_dim(run.flow, run.dataset.test().take(32),
                                          run.dataset.num_bins, dequant_samples=1)
   assert np.all(np.isfinite(bpd["per_image"])) and 1.0 < bpd["bits_per_dim"] < 8.0
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_in_one_line_naming_the_last_intact_one(
+    digits, tmp_path):
+  """No space left (as TensorFlow reports it from SaveV2): the half-written shards are
+  removed, the checkpoints before are untouched, and the error is one line that names the
+  last intact checkpoint (train.py prints it as `error: ...`, exit status 1)."""
+  from lcflow_tf import checkpoints  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import training  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig.from_flags(
+      levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=4,
+      warmup_steps=2, checkpoint_every=2, images_every=10 ** 6, split="static")
+  trainer = training.Trainer(config, str(tmp_path / "run"), dataset=digits)
+  manager = trainer.checkpoints._manager  # pylint: disable=protected-access
+  real_save = manager.save
+
+  def full_disk(checkpoint_number):
+    os.makedirs(tmp_path / "run" / f"ckpt-{checkpoint_number}_temp", exist_ok=True)
+    if checkpoint_number >= 4:
+      raise tf.errors.ResourceExhaustedError(
+          None, None, "{{function_node __wrapped__SaveV2_dtypes_397_device_/job:localhost/"
+          "replica:0/task:0/device:CPU:0}} /x/ckpt-4_temp/part-0; No space left on device "
+          "[Op:SaveV2]")
+    return real_save(checkpoint_number=checkpoint_number)
+
+  manager.save = full_disk
+  with pytest.raises(checkpoints.WriteError) as raised:
+    trainer.train()
+  message = str(raised.value)
+  assert "\n" not in message
+  assert re.fullmatch(
+      r"cannot write the checkpoint of step 4 to .*/run \(ResourceExhaustedError: /x/ckpt-4_temp/"
+      r"part-0; No space left on device \[Op:SaveV2\]\); the last intact checkpoint is "
+      r".*/run/ckpt-2, and rerunning the same command resumes from it once the problem is "
+      r"fixed\.", message), message
+  assert not (tmp_path / "run" / "ckpt-4_temp").exists()
+  assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-2")

@@ -41,11 +41,6 @@ def max_diff(a, b):
   return max(float(np.abs(np.float64(x) - np.float64(y)).max()) for x, y in zip(a, b))
 
 
-@pytest.fixture(scope="module")
-def two_cpus():
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-
 # --- what Keras sees ---------------------------------------------------------------------------
 def test_keras_sees_every_variable_and_fit_moves_every_trainable_one(digits):
   model = make_model()

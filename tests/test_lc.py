@@ -305,7 +305,7 @@ def test_ema_statistics():
   np.testing.assert_allclose(stats.mean_lc[0], 2.0 * np.ones([1, 1, 2]))
 
 
-def test_statistics_mirrored_equal_single_device():
+def test_statistics_mirrored_equal_single_device(two_cpus):
   x = digits(16)
 
   def run(strategy):
@@ -326,7 +326,7 @@ def test_statistics_mirrored_equal_single_device():
     return flow
 
   one = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
-  two = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  two = run(two_cpus)
   assert two.lc_statistics.count.numpy() == one.lc_statistics.count.numpy() == 16
   for a, b in zip(one.lc_statistics.mean_lc + one.lc_statistics.mean_h2,
                   two.lc_statistics.mean_lc + two.lc_statistics.mean_h2):

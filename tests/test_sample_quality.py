@@ -1,4 +1,5 @@
-"""lcflow_tf.sample_quality: the cached feature classifier, its distances, and samples."""
+"""lcflow_tf.sample_quality (classifier, metric, images): the cached feature classifier, its
+distances, and samples."""
 
 import dataclasses
 import json
@@ -8,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from lcflow_tf import config as config_lib
 from lcflow_tf import data
 from lcflow_tf import sample_quality
+from lcflow_tf.sample_quality import classifier as classifier_lib
 
 
-TINY = config_lib.ClassifierConfig(steps=100, batch_size=64, learning_rate=3e-3, feature_dim=32)
+TINY = sample_quality.ClassifierConfig(steps=100, batch_size=64, learning_rate=3e-3,
+                                       feature_dim=32)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_classifier_learns_and_is_cached(cache, digits, arrays, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError("the cached classifier was retrained")
 
-  monkeypatch.setattr(sample_quality, "_train", no_training)
+  monkeypatch.setattr(classifier_lib, "_train", no_training)
   again = sample_quality.load_or_train(digits, cache.directory, TINY)
   assert again.info == info
   np.testing.assert_array_equal(again.features(arrays.test_images[:50]),

@@ -59,18 +59,6 @@ def assert_all_close(a, b, **kwargs):
     np.testing.assert_allclose(x, y, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def two_cpus():
-  """One MirroredStrategy over the 2 logical CPUs, shared by the static and nosplit runs.
-
-  Each MirroredStrategy numbers its collective ops from the same start; TensorFlow keeps the
-  shapes of a collective instance for the whole process, so a second strategy whose model
-  differs would reuse an instance number with another shape. Sharing one strategy continues
-  its numbering (as a nosplit run's pilots and model do in train.py).
-  """
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-
 # --- distribution --------------------------------------------------------------------------
 def test_mirrored_two_replicas_match_one_device(digits, straight, two_cpus, tmp_path):
   """Same global batch: 2 replicas on 2 logical CPUs follow the single-device trajectory.
@@ -121,12 +109,11 @@ def test_jit_matches_graph_mode(digits, straight, tmp_path):
                              [straight[1].losses[k] for k in range(1, 7)], rtol=1e-4)
 
 
-def test_batch_not_divisible_by_replicas_is_rejected_before_writing(digits, tmp_path):
+def test_batch_not_divisible_by_replicas_is_rejected_before_writing(digits, two_cpus,
+                                                                   tmp_path):
   model_dir = tmp_path / "run"
   with pytest.raises(ValueError, match=r"batch_size=15 is not divisible by the 2 replicas"):
-    training.Trainer(tiny(batch_size=15), str(model_dir),
-                     strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
-                     dataset=digits)
+    training.Trainer(tiny(batch_size=15), str(model_dir), strategy=two_cpus, dataset=digits)
   assert not model_dir.exists()
 
 
@@ -846,6 +833,7 @@ def test_make_strategy():
 
 # --- other data sources --------------------------------------------------------------------
 def test_tfds_mnist_mock_trains(tmp_path):
+  (tmp_path / "tfds").mkdir()  # an explicit data_dir must exist
   config = tiny(dataset="mnist", data_dir=str(tmp_path / "tfds"), split="static",
                 train_steps=2, batch_size=8)
   with tfds.testing.mock_data(num_examples=16):

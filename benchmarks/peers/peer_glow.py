@@ -451,7 +451,6 @@ class Run:
 
   def prepare(self, needed):
     """Exports the stream and loads the classifier (only when something is to train)."""
-    from lcflow_tf import config as config_lib  # pylint: disable=g-import-not-at-top
     from lcflow_tf import data  # pylint: disable=g-import-not-at-top
     from lcflow_tf import sample_quality  # pylint: disable=g-import-not-at-top
     config = self.config
@@ -462,7 +461,7 @@ class Run:
                "leave normflows out (--models ours,tfp)")
     dataset = data.load_dataset(config.dataset)
     arrays = sample_quality.load_arrays(dataset)
-    classifier_config = (config_lib.ClassifierConfig(steps=self.args.classifier_steps)
+    classifier_config = (sample_quality.ClassifierConfig(steps=self.args.classifier_steps)
                          if self.args.classifier_steps else None)
     try:
       classifier = sample_quality.load_or_train(dataset, self.args.classifier_dir,

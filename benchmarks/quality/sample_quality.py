@@ -72,7 +72,8 @@ def main():
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--classifier_dir", default=None,
                       help="default: sample_quality.default_classifier_dir(dataset)")
-  parser.add_argument("--classifier_steps", type=int, default=config_lib.ClassifierConfig().steps)
+  parser.add_argument("--classifier_steps", type=int,
+                      default=sample_quality.ClassifierConfig().steps)
   parser.add_argument("--num_samples", type=int, default=config_lib.EvalConfig().
                       sample_quality_samples, help="N of the subset comparisons")
   parser.add_argument("--seed", type=int, default=config_lib.EvalConfig().seed,
@@ -87,7 +88,7 @@ def main():
     directory = args.classifier_dir or sample_quality.default_classifier_dir(dataset)
     cached = os.path.exists(os.path.join(directory, sample_quality.INFO_FILE))
     classifier = sample_quality.load_or_train(
-        dataset, directory, config_lib.ClassifierConfig(steps=args.classifier_steps),
+        dataset, directory, sample_quality.ClassifierConfig(steps=args.classifier_steps),
         retrain=args.retrain, arrays=arrays)
     trained_now = args.retrain or not cached
     rows, details = measure(classifier, arrays, args.num_samples, args.seed)

@@ -7,13 +7,24 @@ run the same `main`. Each program's flags and `main` live in a module of this pa
 (`--model_dir`), so a process imports one of them, never two; this module imports none.
 
 A bad flag value, file or directory ends a program with `error: <one line>` on stderr and exit
-status 1, never with a traceback.
+status 1, never with a traceback. The programs start quietly: TensorFlow's own INFO messages
+are off (the programs' progress lines stay), and on a machine without an NVIDIA driver the
+error-level line of TensorFlow's CUDA probe ("failed call to cuInit"), which is expected there,
+is kept off stderr (`quiet_tensorflow`).
 """
 
+import logging
+import os
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
+
+# Present when an NVIDIA driver is loaded; without it a failed CUDA probe is expected.
+NVIDIA_DRIVER = "/proc/driver/nvidia/version"
+_CUDA_PROBE_FAILURE = "failed call to cuInit"
 
 
 def fail(message):
@@ -48,4 +59,60 @@ def run(main, usage, module_name):
   sys.modules["__main__"].__doc__ = usage
   for flag in flags.FLAGS.get_flags_for_module(module_name):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main)
+  app.run(main, flags_parser=_parse_then_quiet)
+
+
+def _parse_then_quiet(argv):
+  """absl's flag parsing, then `quiet_tensorflow` (not for --help, which exits in parsing)."""
+  args = app.parse_flags_with_usage(argv)
+  quiet_tensorflow()
+  return args
+
+
+class _NoInfoFrom(logging.Filter):
+  """Drops the INFO (and debug) records logged by the modules under `directory`."""
+
+  def __init__(self, directory):
+    super().__init__()
+    self.directory = os.path.join(os.path.realpath(directory), "")
+
+  def filter(self, record):
+    return (record.levelno > logging.INFO
+            or not os.path.realpath(record.pathname).startswith(self.directory))
+
+
+def quiet_tensorflow(driver=NVIDIA_DRIVER):
+  """TensorFlow's INFO logs off; its CUDA probe's error line off where no NVIDIA driver is.
+
+  TensorFlow logs through Python's "tensorflow" logger and, in newer modules, through absl's:
+  the first gets level WARNING, absl's handler a filter for INFO records from TensorFlow's
+  own files (the programs' own INFO lines stay).
+
+  The probe runs when TensorFlow first lists its devices; this lists them once with stderr
+  captured (file descriptor 2, where TensorFlow's C++ logs go) and passes on every captured
+  line except the probe's "failed call to cuInit" when `driver` does not exist. Listing the
+  physical devices does not initialise them, so logical CPU devices and
+  `MultiWorkerMirroredStrategy` can still be set up afterwards.
+
+  Args:
+    driver: the file whose presence means an NVIDIA driver is loaded.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  logging.getLogger("tensorflow").setLevel(logging.WARNING)
+  absl_logging.get_absl_handler().addFilter(_NoInfoFrom(os.path.dirname(tf.__file__)))
+  if os.path.exists(driver):
+    tf.config.list_physical_devices()
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      tf.config.list_physical_devices()
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    captured.seek(0)
+    lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+  sys.stderr.write("".join(line for line in lines if _CUDA_PROBE_FAILURE not in line))
+  sys.stderr.flush()

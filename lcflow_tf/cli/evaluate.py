@@ -12,7 +12,7 @@ MODEL_DIR/eval): results.json (all numbers, and which weights), samples_t{T}.png
 temperature, lc_level{l}.png and lc_overview.png. With --sample_quality, results.json also
 gets the Frechet distance of --sample_quality_samples generated images per temperature to the
 test images, on the features of a classifier trained once on the dataset's labelled training
-split and cached in --classifier_dir (see lcflow_tf/sample_quality.py).
+split and cached in --classifier_dir (see lcflow_tf/sample_quality/).
 """
 
 from absl import flags
@@ -79,7 +79,7 @@ def main(argv):
         sample_quality=FLAGS.sample_quality,
         sample_quality_samples=FLAGS.sample_quality_samples,
         classifier_dir=FLAGS.classifier_dir,
-        classifier=config_lib.ClassifierConfig(steps=FLAGS.classifier_steps))
+        classifier=sample_quality.ClassifierConfig(steps=FLAGS.classifier_steps))
     results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, config, FLAGS.output_dir,
                                                   FLAGS.checkpoint, weights=FLAGS.weights)
   except ValueError as e:

@@ -82,7 +82,7 @@ def main(argv):
     loaded = evaluation.load_run(FLAGS.model_dir, FLAGS.checkpoint, weights=FLAGS.weights)
     flow = loaded.flow if loaded.flow.dtype.name == FLAGS.precision else loaded.flow.astype(
         FLAGS.precision)
-    path = export.export_saved_model(flow, FLAGS.export_dir, num_bins=loaded.dataset.num_bins,
+    path = export.export_saved_model(flow, FLAGS.export_dir, num_bins=loaded.num_bins,
                                      overwrite=FLAGS.overwrite, version=FLAGS.version)
   except ValueError as e:
     cli.fail(e)

@@ -22,6 +22,7 @@ end with a one-line `error: ...` and exit status 1, before anything is written.
 from absl import flags
 from absl import logging
 
+from lcflow_tf import checkpoints
 from lcflow_tf import cli
 from lcflow_tf import compat
 from lcflow_tf import config as config_lib
@@ -218,9 +219,12 @@ def main(argv):
     trainer = training.Trainer(config, FLAGS.model_dir)
   except ValueError as e:
     cli.fail(e)
+  if trainer.is_chief:
+    print(f"run directory {trainer.model_dir}: checkpoints, config.json, TensorBoard events "
+          f"(tensorboard --logdir {trainer.model_dir}) and, at the end, eval/", flush=True)
   try:
-    result = pilots.train(trainer) if config.uses_pilot else trainer.train()
-  except training.TrainingError as e:
+    result = pilots.train(trainer)
+  except (training.TrainingError, checkpoints.WriteError) as e:
     cli.fail(e)
   logging.info("Training finished at step %d (%.0f images/s); checkpoint %s", result.step,
                result.images_per_sec, result.checkpoint)
@@ -236,7 +240,7 @@ def main(argv):
     try:
       final = evaluation.load_run(FLAGS.model_dir, dataset=trainer.dataset)
       path = export.export_saved_model(final.flow, FLAGS.export_dir,
-                                       num_bins=final.dataset.num_bins,
+                                       num_bins=final.num_bins,
                                        overwrite=FLAGS.overwrite_export,
                                        version=FLAGS.export_version)
     except ValueError as e:
