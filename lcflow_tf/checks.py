@@ -48,9 +48,12 @@ def check_number(name, value, low=-math.inf, high=math.inf, low_open=True, high_
   """Checks that `value` is a finite int or float in the interval from `low` to `high`.
 
   Args:
-    name, value: the argument.
-    low, high: the bounds.
-    low_open, high_open: whether the bound itself is excluded.
+    name: the argument's name.
+    value: the argument's value.
+    low: the lower bound.
+    high: the upper bound.
+    low_open: whether the lower bound itself is excluded.
+    high_open: whether the upper bound itself is excluded.
     caller: prefix of the message.
 
   Raises:

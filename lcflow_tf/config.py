@@ -366,9 +366,11 @@ def write_train_config(model_dir, config, image_shape=None, num_bins=None):
   Args:
     model_dir: the run's directory.
     config: the `TrainConfig`.
-    image_shape, num_bins: the data's image shape and integer levels, recorded under "data"
-      so that the model can be rebuilt without the dataset (`read_data_record`); both or
-      neither.
+    image_shape: the data's image shape, recorded under "data" so that the model can be
+      rebuilt without the dataset (`read_data_record`); given together with `num_bins` or not
+      at all.
+    num_bins: the data's integer levels, recorded under "data" beside `image_shape`; given
+      together with `image_shape` or not at all.
   """
   values = {"train": config.to_dict()}
   if image_shape is not None:

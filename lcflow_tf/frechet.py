@@ -30,8 +30,10 @@ def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2):
   """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (see the module docstring).
 
   Args:
-    mu1, mu2: means [F].
-    sigma1, sigma2: covariances [F, F] (symmetric positive semi-definite).
+    mu1: the first mean [F].
+    sigma1: the first covariance [F, F] (symmetric positive semi-definite).
+    mu2: the second mean [F].
+    sigma2: the second covariance [F, F] (symmetric positive semi-definite).
 
   Returns:
     float >= 0.
@@ -73,7 +75,8 @@ def frechet_distance_of_features(features1, features2):
   rounding (the singular values of a matrix and of its transpose).
 
   Args:
-    features1, features2: [N >= 2, F] and [M >= 2, F] real arrays.
+    features1: the first feature set, a real array [N >= 2, F].
+    features2: the second feature set, a real array [M >= 2, F].
 
   Returns:
     float >= 0.

@@ -215,7 +215,8 @@ def likelihood_contributions(recorder, z, a):
 
   Args:
     recorder: the `SplitRecorder` of the pass that encoded x.
-    z, a: the latent and the per-element log-det map of that pass.
+    z: the latent of that pass.
+    a: the per-element log-det map of that pass.
 
   Returns:
     `LikelihoodContributions`.

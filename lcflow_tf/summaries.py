@@ -84,7 +84,8 @@ class ProgressLog:
     every: steps between lines (`log_every`).
     batch_size: images per step.
     train_steps: the run's total (shown as `step s/train_steps`).
-    image_shape, num_bins: of the images, for bits/dim.
+    image_shape: the shape of the images, for bits/dim.
+    num_bins: the integer levels of the images, for bits/dim.
   """
   writer: tf.summary.SummaryWriter
   every: int

@@ -121,7 +121,12 @@ class Trainer:
       checkpoint holds the same ones.
 
   Attributes:
-    flow, optimizer, strategy, dataset, model_dir, config.
+    flow: the `flows.Flow` being trained.
+    optimizer: its Keras optimizer (Adam with the config's learning-rate schedule).
+    strategy: the `tf.distribute.Strategy` (the argument or the config's default).
+    dataset: the `lcflow_tf.data.ImageDataset` (the argument or the config's default).
+    model_dir: `model_dir` as an absolute path.
+    config: the `TrainConfig`.
     flow_config: the `FlowConfig` of `flow` (the config's model with the data's image shape).
     checkpoints: the run's `checkpoints.TrainingCheckpoints`.
     averages: the `averaging.WeightAverage` of `flow.trainable_variables`, or None when

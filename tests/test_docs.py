@@ -97,6 +97,15 @@ def test_guide_has_its_pages():
                          "numerics.md", "serving.md", "training.md"]
 
 
+def test_docstring_warnings_stay_on():
+  """griffe's docstring warnings (a documented parameter the signature lacks, a malformed
+  section) are what make the strict build fail on such a docstring: mkdocs.yml keeps them on."""
+  options = (ROOT / "mkdocs.yml").read_text()
+  assert "docstring_style: google" in options
+  switched_off = re.findall(r"^\s*(warnings|warn_unknown_params):\s*false\s*$", options, re.M)
+  assert not switched_off, f"mkdocs.yml switches off griffe's docstring warnings: {switched_off}"
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None
     or importlib.util.find_spec("mkdocstrings_handlers") is None,

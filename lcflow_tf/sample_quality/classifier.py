@@ -126,7 +126,8 @@ class FeatureClassifier:
   Attributes:
     directory: the cache directory it was loaded from or saved to.
     info: the contents of its `classifier.json`.
-    image_shape, num_bins: the images it accepts.
+    image_shape: the shape of the images it accepts.
+    num_bins: the integer levels of the images it accepts.
     test_accuracy: its accuracy on the dataset's test split.
   """
 
@@ -323,7 +324,8 @@ def reference_distances(train_features, test_features):
   """Distances between real image sets: what sample-size noise alone gives.
 
   Args:
-    train_features, test_features: features of all training and all test images.
+    train_features: features of all training images.
+    test_features: features of all test images.
 
   Returns:
     dict: `train_vs_test` (all training images against all test images) and

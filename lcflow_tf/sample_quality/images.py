@@ -109,8 +109,8 @@ def quantize_samples(x, num_bins):
 
   Returns:
     (uint8 images [N', H, W, C] of the samples whose every value is finite,
-     number of samples excluded as non-finite,
-     number of kept samples with values outside [0, 1), clipped to the outer bins).
+      number of samples excluded as non-finite,
+      number of kept samples with values outside [0, 1), clipped to the outer bins).
 
   Raises:
     ValueError: `x` is not a float array [N, H, W, C], or `num_bins` not in 2..256.

@@ -41,9 +41,10 @@ def evaluate_sampler(sample_fn, dataset, temperatures, num_samples=10000, seed=0
     temperatures: sampling temperatures (numbers >= 0).
     num_samples: N >= 2 generated images per temperature; the test side uses the first
       min(N, test size) test images.
-    seed, batch_size: see `sample_fn`; images per `sample_fn` call.
-    classifier_dir, classifier_config: see `classifier.load_or_train` (ignored when
-      `classifier`).
+    seed: the seed of each temperature's first batch (see `sample_fn`).
+    batch_size: images per `sample_fn` call.
+    classifier_dir: see `classifier.load_or_train` (ignored when `classifier`).
+    classifier_config: see `classifier.load_or_train` (ignored when `classifier`).
     classifier: a `FeatureClassifier` to use instead of loading one.
     arrays: `images.load_arrays(dataset)`, when the caller has it already.
 
