@@ -247,7 +247,7 @@ def test_ablation_tiny(tmp_path):
   err = io.StringIO()
   with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
     run_main(heldout_spread, tmp_path, tmp_path / "no_such_run")  # a usage error, no traceback
-  assert exit_info.value.code == 2 and "no_such_run has no config.json" in err.getvalue()
+  assert exit_info.value.code == 2 and "no_such_run does not exist" in err.getvalue()
 
   # robustness on one of the runs, round trips also in a float64 copy (Flow.astype)
   run_main(robustness, tmp_path, runs / "glow_static_seed0", "--num_samples", 8,
