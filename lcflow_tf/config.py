@@ -176,6 +176,14 @@ class TrainConfig:
     """Seed of the training stream (order and dequantisation noise): `data_seed`, else `seed`."""
     return self.seed if self.data_seed is None else self.data_seed
 
+  def load_dataset(self):
+    """The run's `data.ImageDataset` (`dataset`, `data_dir`, `n_bits`, `pad_to`).
+
+    Raises:
+      ValueError: as `data.load_dataset` (e.g. missing files, a `data_dir` that does not exist).
+    """
+    return data.load_dataset(self.dataset, self.data_dir, self.n_bits, self.pad_to)
+
   def flow_config(self, image_shape):
     """The `FlowConfig` of this run for images of `image_shape` (validates divisibility)."""
     return dataclasses.replace(self.model, image_shape=tuple(int(d) for d in image_shape))

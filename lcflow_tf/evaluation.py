@@ -70,12 +70,7 @@ class LoadedRun:
   def dataset(self):
     if self.given_dataset is not None:
       return self.given_dataset
-    return _run_dataset(self.train_config)
-
-
-def _run_dataset(train_config):
-  return data.load_dataset(train_config.dataset, train_config.data_dir, train_config.n_bits,
-                           train_config.pad_to)
+    return self.train_config.load_dataset()
 
 
 def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_args=True):
@@ -116,7 +111,7 @@ def load_run(model_dir, checkpoint=None, dataset=None, weights="ema", validate_a
   checkpoint = checkpoints.resolve(model_dir, checkpoint)
   record = config_lib.read_data_record(model_dir)
   if record is None:  # a run written before config.json recorded its data
-    dataset = dataset or _run_dataset(train_config)
+    dataset = dataset or train_config.load_dataset()
     record = (tuple(dataset.image_shape), int(dataset.num_bins))
   elif dataset is not None and (tuple(dataset.image_shape), dataset.num_bins) != record:
     raise ValueError(f"dataset {dataset.name} has images of shape {list(dataset.image_shape)} "

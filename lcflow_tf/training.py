@@ -115,7 +115,7 @@ class Trainer:
     config: the `TrainConfig`.
     model_dir: directory of checkpoints, `config.json` and summaries.
     strategy: a `tf.distribute.Strategy` (default: `distribute.make_strategy` of the config).
-    dataset: an `lcflow_tf.data.ImageDataset` (default: `data.load_dataset` of the config).
+    dataset: an `lcflow_tf.data.ImageDataset` (default: `config.load_dataset()`).
     split_orders: channel orders set on the first junctions before the flow is initialised
       (e.g. a `nosplit` pilot of junction j gets the orders of junctions < j); a restored
       checkpoint holds the same ones.
@@ -144,8 +144,7 @@ class Trainer:
     saved = config_lib.check_resumable(self.model_dir, config)
     self.strategy = strategy or distribute.make_strategy(config.strategy, config.cpu_replicas)
     self._check_hardware()
-    self.dataset = dataset or data.load_dataset(config.dataset, config.data_dir, config.n_bits,
-                                                config.pad_to)
+    self.dataset = dataset or config.load_dataset()
     self.flow_config = config.flow_config(self.dataset.image_shape)
     self._check_dataset()
     self.num_bins = self.dataset.num_bins
