@@ -210,8 +210,10 @@ def test_sample_and_log_prob_is_sample_plus_its_density():
 
 
 def _convolutions(fn):
+  """Conv2D ops, and the products of `networks.glow_conditioner` (one per convolution)."""
   graph = tf.function(fn).get_concrete_function().graph
-  return sum(op.type == "Conv2D" for op in graph.get_operations())
+  return sum(op.type == "Conv2D" or (op.type == "MatMul" and "glow_conditioner" in op.name)
+             for op in graph.get_operations())
 
 
 def _convolutions_of_networks(bijector):

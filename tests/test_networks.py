@@ -1,9 +1,12 @@
-"""Conditioner networks: zero-initialised last layers and the two initialisations."""
+"""Conditioner networks: zero-initialised last layers, the two initialisations, and Glow's
+conditioner evaluated as matrix products."""
 
 import math
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from lcflow_tf import networks
 
@@ -37,3 +40,68 @@ def test_unknown_initialisation():
   with pytest.raises(ValueError, match=r"^networks: init must be one of \['uniform', "
                                        r"'he_normal'\], got 'xavier'\.$"):
     networks.glow_network(2, 4, 8, init="xavier")
+
+
+def _randomised_glow_network(in_channels, out_channels, hidden, dtype="float32"):
+  keras.utils.set_random_seed(3)
+  net = networks.glow_network(in_channels, out_channels, hidden, dtype=dtype)
+  for v in net.trainable_variables:  # the zero last layer would hide the third product
+    v.assign(0.3 * tf.random.normal(v.shape, seed=4, dtype=dtype))
+  return net
+
+
+def _layer_by_layer(net, x):
+  for layer in net.layers:
+    x = layer(x)
+  return x
+
+
+@pytest.mark.parametrize("in_channels,out_channels,height,width", [
+    (2, 4, 14, 14), (4, 8, 7, 7), (3, 6, 5, 9), (1, 2, 1, 1)])
+def test_glow_conditioner_is_its_convolutions(in_channels, out_channels, height, width):
+  """The products give the Conv2D layers' outputs and gradients, to float32 rounding."""
+  net = _randomised_glow_network(in_channels, out_channels, 16)
+  assert isinstance(net, networks.GlowConditioner) and isinstance(net, keras.Sequential)
+  x = tf.random.normal([3, height, width, in_channels], seed=5)
+  weights = net.trainable_variables
+  upstream = tf.random.normal([3, height, width, out_channels], seed=6)
+  results = []
+  for fn in (net, lambda t: _layer_by_layer(net, t)):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x)
+      loss = tf.reduce_sum(y * upstream)
+    results.append([y] + tape.gradient(loss, [x] + weights))
+  for got, want in zip(*results):
+    scale = float(tf.reduce_max(tf.abs(want)))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=2e-6 * scale)
+
+
+def test_glow_conditioner_float64_and_xla():
+  net = _randomised_glow_network(2, 4, 8, dtype="float64")
+  x = tf.random.normal([2, 6, 6, 2], seed=5, dtype=tf.float64)
+  np.testing.assert_allclose(net(x).numpy(), _layer_by_layer(net, x).numpy(), rtol=1e-12,
+                             atol=1e-12)
+  net32 = _randomised_glow_network(2, 4, 8)
+  x32 = tf.cast(x, tf.float32)
+  compiled = tf.function(net32, jit_compile=True)
+  np.testing.assert_allclose(compiled(x32).numpy(), net32(x32).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_glow_conditioner_reads_sequential_checkpoints_and_keras_files(tmp_path):
+  """Its weights are a Sequential's: a checkpoint of the plain Sequential restores into it, and
+  a .keras file brings back a GlowConditioner."""
+  net = _randomised_glow_network(2, 4, 8)
+  plain = keras.Sequential([keras.Input((None, None, 2))] + [
+      keras.layers.Conv2D(layer.filters, layer.kernel_size, padding="same",
+                          activation=layer.activation) for layer in net.layers])
+  for a, b in zip(plain.weights, net.weights):
+    a.assign(b + 1.0)
+  path = tf.train.Checkpoint(net=plain).write(str(tmp_path / "ckpt"))
+  tf.train.Checkpoint(net=net).read(path).assert_consumed()
+  x = tf.random.normal([2, 5, 5, 2], seed=6)
+  np.testing.assert_allclose(net(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
+  net.save(tmp_path / "net.keras")
+  loaded = keras.saving.load_model(tmp_path / "net.keras")
+  assert type(loaded) is networks.GlowConditioner
+  np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=0)

@@ -43,6 +43,7 @@ MODES = {
                   matmul_size=256, matmul_seconds=0.1),
 }
 CONV_TYPES = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+CONDITIONER_SCOPE = "glow_conditioner"  # lcflow_tf.networks.glow_conditioner's name scope
 
 
 def _int_list(text):
@@ -112,7 +113,12 @@ def analytic_conv_flops(size, channels, levels, k, width, batch):
 
 
 def counted_flops(graph):
-  """(all FLOPs the profiler counts, its count for convolutions, op types it has no rule for)."""
+  """(all FLOPs the profiler counts, its count for convolutions, op types it has no rule for).
+
+  The convolutions include the matrix products by which `lcflow_tf.networks.GlowConditioner`
+  evaluates its convolutions (ops under its `glow_conditioner` name scope), which cost what
+  the convolutions would.
+  """
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options["output"] = "none"
   total = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
@@ -125,7 +131,7 @@ def counted_flops(graph):
       value = None
     if value is None:
       missing.add(op.type)
-    elif op.type in CONV_TYPES:
+    elif op.type in CONV_TYPES or (op.type == "MatMul" and CONDITIONER_SCOPE in op.name):
       conv += value
   return int(total), int(conv), sorted(missing)
 
