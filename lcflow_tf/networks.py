@@ -12,18 +12,24 @@ The other convolutions are initialised by `init`:
 `benchmarks/numerics/noise_floor.py` compares the two.
 
 Glow's conditioner (`glow_network`, a `GlowConditioner`) holds Keras `Conv2D` layers but
-evaluates them as matrix products (`glow_conditioner`): the first 3x3 convolution on the 3x3
-neighbourhoods of every pixel, the 1x1 convolution as one product, the last 3x3 convolution as
-a product to one output per kernel tap, summed over the taps at their offsets. The result is
-the convolution's to float32 rounding; under XLA (`jit=True` of the training step) the
-neighbourhoods and the sums fuse, which makes the training step about 1.4-1.5x faster than
-with `Conv2D`'s own kernels (`benchmarks/speed/conditioner_speed.py`).
+evaluates them as matrix products where that is faster (`glow_conditioner`). The 1x1
+convolution is always one product. Under XLA (`jit=True` of the training step) the 3x3 ones
+are products too: the first on the 3x3 neighbourhoods of every pixel, the last as a product to
+one output per kernel tap, summed over the taps at their offsets; XLA fuses the
+neighbourhoods and the sums, and the training step runs about 1.3x faster than with XLA's own
+convolutions, or than without XLA (`benchmarks/speed/conditioner_speed.py`). Without XLA the
+3x3 convolutions stay TensorFlow's convolution kernels (oneDNN), which are faster there, and
+SavedModels (traced without XLA) hold ops that any TensorFlow runtime serves. Every way gives
+the convolutions' result to float32 rounding.
 """
 
 import math
 
 import keras
 import tensorflow as tf
+# TensorFlow's own test for "this op is traced for XLA" has no public name.
+from tensorflow.python.framework import ops as tf_ops  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
 
 from lcflow_tf import checks
 
@@ -65,24 +71,40 @@ def _sum_over_taps(y, channels):
   return tf.add_n(taps)
 
 
-def glow_conditioner(x, first, middle, last):
-  """conv3x3 -> ReLU -> conv1x1 -> ReLU -> conv3x3 ('same' padding) as matrix products.
+def compiling_with_xla():
+  """Whether the ops being created now are traced for XLA (inside `jit_compile=True`)."""
+  return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+
+
+def glow_conditioner(x, first, middle, last, products=None):
+  """conv3x3 -> ReLU -> conv1x1 -> ReLU -> conv3x3 ('same' padding), 1x1 as a matrix product.
 
   Args:
     x: [N, H, W, C_in] images.
     first, middle, last: (kernel, bias) pairs of shapes ([3, 3, C_in, F], [F]),
       ([1, 1, F, F], [F]) and ([3, 3, F, C_out], [C_out]).
+    products: evaluate the 3x3 convolutions as matrix products too; None: when
+      `compiling_with_xla()`.
 
   Returns:
     [N, H, W, C_out]: what the three `Conv2D` layers compute, to float32 rounding.
   """
   (k1, b1), (k2, b2), (k3, b3) = first, middle, last
   c_in, hidden, c_out = k1.shape[2], k1.shape[3], k3.shape[3]
+  if products is None:
+    products = compiling_with_xla()
   with tf.name_scope("glow_conditioner"):
     shape = tf.shape(x)
-    h = tf.reshape(_neighbourhoods(x), [-1, 9 * c_in]) @ tf.reshape(k1, [9 * c_in, hidden])
-    h = tf.nn.relu(tf.nn.bias_add(h, b1))
+    if products:
+      h = tf.reshape(_neighbourhoods(x), [-1, 9 * c_in]) @ tf.reshape(k1, [9 * c_in, hidden])
+      h = tf.nn.relu(tf.nn.bias_add(h, b1))
+    else:  # convolution, bias and ReLU, which TensorFlow fuses into one kernel
+      h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k1, 1, "SAME"), b1))
+      h = tf.reshape(h, [-1, hidden])
     h = tf.nn.relu(tf.nn.bias_add(h @ tf.reshape(k2, [hidden, hidden]), b2))
+    if not products:
+      h = tf.reshape(h, tf.concat([shape[:3], [hidden]], axis=0))
+      return tf.nn.bias_add(tf.nn.conv2d(h, k3, 1, "SAME"), b3)
     taps = h @ tf.reshape(tf.transpose(k3, [2, 0, 1, 3]), [hidden, 9 * c_out])
     taps = tf.reshape(taps, tf.concat([shape[:3], [9 * c_out]], axis=0))
     return tf.nn.bias_add(_sum_over_taps(taps, c_out), b3)

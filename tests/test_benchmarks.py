@@ -540,7 +540,7 @@ def test_split_study_cropped_sampler():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["speed/lc_overhead.py", "speed/export_latency.py",
-                                    "speed/backward_cost.py"])
+                                    "speed/backward_cost.py", "speed/conditioner_speed.py"])
 def test_quick_benchmarks_write_results(tmp_path, script):
   """The timing scripts end to end at their smoke size (the code of --quick and of the full
   run, on a tiny model); in their own process, as they time it."""

@@ -56,17 +56,21 @@ def _layer_by_layer(net, x):
   return x
 
 
+@pytest.mark.parametrize("products", [True, False])
 @pytest.mark.parametrize("in_channels,out_channels,height,width", [
     (2, 4, 14, 14), (4, 8, 7, 7), (3, 6, 5, 9), (1, 2, 1, 1)])
-def test_glow_conditioner_is_its_convolutions(in_channels, out_channels, height, width):
-  """The products give the Conv2D layers' outputs and gradients, to float32 rounding."""
+def test_glow_conditioner_is_its_convolutions(in_channels, out_channels, height, width,
+                                              products):
+  """Both evaluations give the Conv2D layers' outputs and gradients, to float32 rounding."""
   net = _randomised_glow_network(in_channels, out_channels, 16)
   assert isinstance(net, networks.GlowConditioner) and isinstance(net, keras.Sequential)
   x = tf.random.normal([3, height, width, in_channels], seed=5)
   weights = net.trainable_variables
   upstream = tf.random.normal([3, height, width, out_channels], seed=6)
+  pairs = [(layer.kernel, layer.bias) for layer in net.layers]
   results = []
-  for fn in (net, lambda t: _layer_by_layer(net, t)):
+  for fn in (lambda t: networks.glow_conditioner(t, *pairs, products=products),
+             lambda t: _layer_by_layer(net, t)):
     with tf.GradientTape() as tape:
       tape.watch(x)
       y = fn(x)
@@ -77,15 +81,37 @@ def test_glow_conditioner_is_its_convolutions(in_channels, out_channels, height,
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=2e-6 * scale)
 
 
-def test_glow_conditioner_float64_and_xla():
+def _op_types(fn, x):
+  return [op.type for op in tf.function(fn).get_concrete_function(x).graph.get_operations()]
+
+
+def test_glow_conditioner_chooses_products_under_xla():
+  """Products for all three convolutions where XLA compiles; TensorFlow's 3x3 convolution
+  kernels otherwise (a SavedModel, traced without XLA, holds plain Conv2D ops)."""
+  net = _randomised_glow_network(2, 4, 8)
+  x = tf.random.normal([2, 6, 6, 2], seed=5)
+  plain = _op_types(net, x)
+  assert plain.count("Conv2D") == 2 and plain.count("MatMul") == 1
+  seen = []
+
+  def compiled(t):
+    seen.append(networks.compiling_with_xla())
+    return net(t)
+
+  assert not networks.compiling_with_xla()
+  assert _op_types(tf.function(compiled, jit_compile=True), x).count("Conv2D") == 0
+  assert seen == [True]
+  np.testing.assert_allclose(tf.function(net, jit_compile=True)(x).numpy(), net(x).numpy(),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_glow_conditioner_float64():
   net = _randomised_glow_network(2, 4, 8, dtype="float64")
   x = tf.random.normal([2, 6, 6, 2], seed=5, dtype=tf.float64)
-  np.testing.assert_allclose(net(x).numpy(), _layer_by_layer(net, x).numpy(), rtol=1e-12,
-                             atol=1e-12)
-  net32 = _randomised_glow_network(2, 4, 8)
-  x32 = tf.cast(x, tf.float32)
-  compiled = tf.function(net32, jit_compile=True)
-  np.testing.assert_allclose(compiled(x32).numpy(), net32(x32).numpy(), rtol=1e-5, atol=1e-5)
+  for products in (True, False):
+    pairs = [(layer.kernel, layer.bias) for layer in net.layers]
+    np.testing.assert_allclose(networks.glow_conditioner(x, *pairs, products=products).numpy(),
+                               _layer_by_layer(net, x).numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_glow_conditioner_reads_sequential_checkpoints_and_keras_files(tmp_path):

@@ -1,10 +1,11 @@
-"""How fast the training step is with Glow's conditioner as convolutions or as matrix products.
+"""How fast the training step is with Glow's conditioner as Conv2D layers or a GlowConditioner.
 
 At the peer size (Glow on Fashion-MNIST, L=2, K=8, width 128, batch 64, the peer benchmark's
 training step `benchmarks.peers.peer_models.Trainer` with its default recipe) four trainers
 run in one process, in alternating turns of `--turn_steps` steps, on the same four batches:
-  * conv:   the conditioners evaluated by their `Conv2D` layers (`keras.Sequential.call`);
-  * matmul: the library's `GlowConditioner` (`lcflow_tf.networks.glow_conditioner`);
+  * Conv2D layers: the conditioners evaluated layer by layer (`keras.Sequential.call`);
+  * GlowConditioner: the library's evaluation (`lcflow_tf.networks.glow_conditioner`: the 1x1
+    convolution as a matrix product, and under XLA the 3x3 ones too);
 each without and with XLA (`jit_compile` on the whole step, as `train.py --jit`). Reported:
 median images/s over the rounds, the first step's seconds (tracing and compiling), the step's
 GFLOP (counted by TensorFlow's profiler on the step's forward + backward graph, conv kernels)
@@ -18,6 +19,8 @@ docs/results/conditioner_speed.{md,json}.
 """
 
 import argparse
+import contextlib
+import functools
 import os
 import statistics
 import sys
@@ -35,15 +38,26 @@ from benchmarks.peers import peer_models
 from benchmarks.peers import peer_protocol
 from lcflow_tf import networks
 
-EVALUATIONS = ("conv", "matmul")
+EVALUATIONS = ("Conv2D layers", "GlowConditioner")
 
 
 def build_trainer(evaluation, jit, image_shape, levels, steps, width, train_steps):
   """A peer-benchmark trainer whose conditioners are evaluated by `evaluation`."""
   model = peer_models.build("ours", image_shape, levels, steps, width, 0)
-  if evaluation == "conv":
+  if evaluation == EVALUATIONS[0]:
     use_conv2d(model.bijector)
   return peer_models.Trainer(model, peer_protocol.Recipe(), train_steps, jit=jit)
+
+
+@contextlib.contextmanager
+def products_everywhere():
+  """While inside, `glow_conditioner` evaluates all three convolutions as products."""
+  original = networks.glow_conditioner
+  networks.glow_conditioner = functools.partial(original, products=True)
+  try:
+    yield
+  finally:
+    networks.glow_conditioner = original
 
 
 def use_conv2d(bijector):
@@ -95,7 +109,7 @@ def batches(dataset, batch, count=4):
 
 def same_bits_per_dim(model, dataset, count):
   """Test bits/dim of the trained `model` (bin centres, first `count` test images) with its
-  conditioners evaluated as matrix products and as convolutions: {max |difference|, ...}."""
+  conditioners evaluated as matrix products (`products=True`) and as Conv2D layers."""
   x = tf.constant((images(dataset, "test", count).astype(np.float32) + 0.5) / dataset.num_bins)
 
   def bits_per_dim():
@@ -103,7 +117,8 @@ def same_bits_per_dim(model, dataset, count):
     return lf.flows.log_prob_to_bits_per_dim(log_prob, dataset.image_shape,
                                              dataset.num_bins).numpy()
 
-  products = bits_per_dim()
+  with products_everywhere():
+    products = bits_per_dim()
   conditioners = use_conv2d(model.bijector)
   convolutions = bits_per_dim()
   for net in conditioners:
@@ -165,9 +180,9 @@ def main():
       trainers[name] = trainer
   gflop = step_gflop(image_shape, levels, steps, width, batch)
   speed, reference = measure(trainers, xs, rounds, turn, batch)
-  same = same_bits_per_dim(trainers["matmul + XLA"].model, dataset, test_images)
-  base = speed["conv"]
-  rows = [{"conditioner": name, "images/s": v, "x conv": v / base,
+  same = same_bits_per_dim(trainers["GlowConditioner + XLA"].model, dataset, test_images)
+  base = speed[EVALUATIONS[0]]
+  rows = [{"conditioner": name, "images/s": v, "x Conv2D layers": v / base,
            "first step s": first_step[name], "GFLOP/s": v / batch * gflop,
            "% of matmul": 100 * v / batch * gflop / reference} for name, v in speed.items()]
   rows.append({"conditioner": "2048 x 2048 float32 matmul", "GFLOP/s": reference,
@@ -175,12 +190,13 @@ def main():
   name = "conditioner_speed" + ("_smoke" if args.smoke else "")
   print(results.write(
       name, results.command_line(), rows,
-      ["conditioner", "images/s", "x conv", "first step s", "GFLOP/s", "% of matmul"],
+      ["conditioner", "images/s", "x Conv2D layers", "first step s", "GFLOP/s",
+       "% of matmul"],
       notes=(f"Training step of {levels} levels x {steps} steps, width {width}, batch {batch}, "
              f"images {image_shape}: {gflop:.2f} GFLOP per step (forward + backward, "
              f"TensorFlow's profiler). Median of {rounds} rounds of {turn}-step turns, the "
              "four trainers and the matmul alternating in one process. The same weights "
-             f"(the matmul + XLA trainer's after its steps) give test bits/dim "
+             f"(the GlowConditioner + XLA trainer's after its steps) give test bits/dim "
              f"{same['mean bits/dim (products)']:.6f} as products and "
              f"{same['mean bits/dim (convolutions)']:.6f} as convolutions on the first "
              f"{test_images} {dataset.name} test images (bin centres); largest difference "
