@@ -81,8 +81,9 @@ def glow_conditioner(x, first, middle, last, products=None):
 
   Args:
     x: [N, H, W, C_in] images.
-    first, middle, last: (kernel, bias) pairs of shapes ([3, 3, C_in, F], [F]),
-      ([1, 1, F, F], [F]) and ([3, 3, F, C_out], [C_out]).
+    first: (kernel, bias) of the first convolution, shapes [3, 3, C_in, F] and [F].
+    middle: (kernel, bias) of the 1x1 convolution, shapes [1, 1, F, F] and [F].
+    last: (kernel, bias) of the last convolution, shapes [3, 3, F, C_out] and [C_out].
     products: evaluate the 3x3 convolutions as matrix products too; None: when
       `compiling_with_xla()`.
 

@@ -889,15 +889,20 @@ def test_round_trip_summary_counts_images_over_the_tolerance():
   test = np.array([1e-6, 2e-3, np.nan, 1e-3], np.float32)
   drawn = np.zeros((3, 2, 2, 1), np.float32)
   drawn[1, 0, 0, 0] = np.inf
+  drawn[2, 0, 0, 0] = 2.5  # outside [-1, 2]: 1 of the 8 pixels of the finite samples
+  drawn[2, 0, 1, 0] = -1.0  # on the edge: inside
   summary = peer_protocol.round_trip_summary(test, drawn, lambda x: np.array([0.5, 1e-4]))
   assert summary["test_over_tolerance"] == 1 and summary["test_nonfinite"] == 1
   assert summary["test_max"] == pytest.approx(2e-3)
   assert summary["samples_over_tolerance"] == 1 and summary["samples_nonfinite"] == 1
+  assert summary["samples_outside_share"] == pytest.approx(1 / 8)
   found = [("best", "ours", {"result": {"reconstruction": summary}})]
-  assert "| best | ours | 0.002 | 1 | 1 of 4 | 0.5 | 1 | 1 of 3 |" in (
+  assert "| best | ours | 0.002 | 1 | 1 of 4 | 0.5 | 1 | 1 of 3 | 12.5% |" in (
       peer_report.reconstruction_table(found))
   del summary["test_over_tolerance"]  # a record written before the counts existed
-  assert "| 0.002 | n/a (not recorded) |" in peer_report.reconstruction_table(found)
+  del summary["samples_outside_share"]
+  table = peer_report.reconstruction_table(found)
+  assert "| 0.002 | n/a (not recorded) |" in table and table.endswith("| n/a (not recorded) |")
 
 
 def test_log_det_cost_counts_network_runs():

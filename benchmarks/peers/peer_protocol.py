@@ -181,6 +181,10 @@ def bits_per_dim(log_prob, dims, num_bins):
 ROUND_TRIP_TOLERANCE = 1e-3
 
 
+# Pixels of a temperature-1 sample outside this range count as "far outside the data" ([0, 1)).
+SAMPLE_RANGE = (-1.0, 2.0)
+
+
 def round_trip_summary(test, drawn, errors_of):
   """Summary of encode -> decode errors: per-image max errors `test` (NaN: not finite) and samples.
 
@@ -204,7 +208,11 @@ def round_trip_summary(test, drawn, errors_of):
           "samples_max": float(np.max(sampled[ok], initial=0.0)),
           "samples_mean": float(np.mean(sampled[ok])) if ok.any() else None,
           "samples_range": ([float(values.min()), float(values.max())] if len(values)
-                            else None)}
+                            else None),
+          # share of the finite samples' pixels outside [-1, 2] (data live in [0, 1))
+          "samples_outside_share": (float(np.mean((values < SAMPLE_RANGE[0]) |
+                                                  (values > SAMPLE_RANGE[1])))
+                                    if len(values) else None)}
 
 
 def checksum(array):

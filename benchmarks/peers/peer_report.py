@@ -96,17 +96,21 @@ def quality_table(config, found):
 def reconstruction_table(found):
   """Markdown: encode -> decode round trips of the test set and of temperature-1 samples."""
   over = f"> {peer_protocol.ROUND_TRIP_TOLERANCE:g}"
+  low, high = peer_protocol.SAMPLE_RANGE
   lines = [f"| row | model | test: max error | test: {over} | test: non-finite | samples: max "
-           f"error | samples: {over} | samples: non-finite |", "|---|---|---|---|---|---|---|---|"]
+           f"error | samples: {over} | samples: non-finite | samples: pixels outside "
+           f"[{low:g}, {high:g}] |", "|---|---|---|---|---|---|---|---|---|"]
   for row, model, record in found:
     r = record["result"]["reconstruction"]
     counted = {key: r.get(key, "n/a (not recorded)")  # older records lack them
                for key in ("test_over_tolerance", "samples_over_tolerance")}
+    outside = r.get("samples_outside_share", "n/a (not recorded)")
+    outside = f"{100 * outside:.3g}%" if isinstance(outside, float) else outside
     lines.append(f"| {row} | {LABELS[model]} | {r['test_max']:.3g} | "
                  f"{counted['test_over_tolerance']} | {r['test_nonfinite']} of {r['n_test']} | "
                  f"{r['samples_max']:.3g} | {counted['samples_over_tolerance']} | "
                  f"{r['samples_nonfinite'] + r['samples_roundtrip_nonfinite']} of "
-                 f"{r['n_samples']} |")
+                 f"{r['n_samples']} | {outside} |")
   return "\n".join(lines)
 
 
