@@ -922,6 +922,22 @@ def test_log_det_cost_counts_network_runs():
 
 
 @pytest.mark.slow
+def test_initial_gap_smoke(tmp_path):
+  """The step-0 losses of ours and normflows' Glow on one batch, paired by seed."""
+  python, why_not = torch_python()
+  if python is None:
+    pytest.skip(why_not)
+  run_smoke("peers/initial_gap.py", tmp_path, "--smoke", "--torch_python", python)
+  record = load(tmp_path, "initial_gap_smoke")
+  seeds = [r for r in record["rows"] if isinstance(r["seed"], int)]
+  assert [r["seed"] for r in seeds] == [0, 1]
+  for r in seeds:
+    assert 0 < r["ours"] < 20 and 0 < r["normflows"] < 20
+    assert r["ours - normflows"] == pytest.approx(r["ours"] - r["normflows"])
+  assert record["details"]["paired"]["n"] == 2
+
+
+@pytest.mark.slow
 def test_peer_glow_smoke_rows_records_and_resume(tmp_path):
   """The three peers (normflows only with its venv) through the identical row, then a rerun
   that reuses those records and trains the best row: records, tables, grids, profile."""
