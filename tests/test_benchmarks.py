@@ -21,6 +21,7 @@ from benchmarks.common import intervals
 from benchmarks.numerics import noise_floor
 from benchmarks.numerics import robustness
 from benchmarks.numerics import round_trip_anatomy
+from benchmarks.numerics import sample_anatomy
 from benchmarks.numerics import training_trace
 from benchmarks.peers import peer_glow
 from benchmarks.peers import peer_models
@@ -288,6 +289,22 @@ def test_ablation_tiny(tmp_path):
     run_main(round_trip_anatomy, tmp_path, runs / "glow_static_seed0", "--images", "297")
   assert exit_info.value.code == 2 and (
       "--images must be test-set indices below 297, got 297.") in err.getvalue()
+
+  # sample_anatomy: the latent, then every layer once, in decode order, and the summary
+  run_main(sample_anatomy, tmp_path, runs / "glow_static_seed0", "--samples", "8", "--name",
+           "sample_anatomy_tiny")
+  record = load(tmp_path, "sample_anatomy_tiny")
+  decoded = [r["layer"] for r in record["rows"]]
+  assert decoded[0] == "(latent z)" and sorted(decoded[1:]) == sorted(layers)
+  assert decoded.index("level1_step0_coupling") < decoded.index("level0_step0_coupling")
+  assert all(r["median max |output|"] <= r["largest max |output|"] for r in record["rows"])
+  assert all(r["median gain"] > 0 for r in record["rows"][1:])
+  summary = record["details"]
+  assert summary["samples"] == 8 and summary["non-finite samples"] == 0
+  assert 0 <= summary["pixels outside [-1, 2]"] <= 1
+  with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
+    run_main(sample_anatomy, tmp_path, tmp_path / "missing")
+  assert exit_info.value.code == 2 and "does not exist" in err.getvalue()
 
   # Every run left a record of its configuration and result. Another configuration is
   # retrained from scratch (its stale run folder removed); a rerun without run folders (a

@@ -109,6 +109,17 @@ def test_jit_matches_graph_mode(digits, straight, tmp_path):
                              [straight[1].losses[k] for k in range(1, 7)], rtol=1e-4)
 
 
+@pytest.mark.slow
+def test_jit_on_two_replicas_matches_one_device(digits, straight, two_cpus, tmp_path):
+  """--jit under MirroredStrategy (each replica's loss and gradients one XLA cluster, the
+  conditioners as matrix products) follows the single-device run in graph mode."""
+  trainer = training.Trainer(tiny(jit=True), str(tmp_path / "jit2"), dataset=digits,
+                             strategy=two_cpus)
+  result = pilots.train(trainer)
+  np.testing.assert_allclose([result.losses[k] for k in range(1, 7)],
+                             [straight[1].losses[k] for k in range(1, 7)], rtol=1e-4)
+
+
 def test_batch_not_divisible_by_replicas_is_rejected_before_writing(digits, two_cpus,
                                                                    tmp_path):
   model_dir = tmp_path / "run"

