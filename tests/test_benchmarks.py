@@ -27,6 +27,7 @@ from benchmarks.peers import peer_glow
 from benchmarks.peers import peer_models
 from benchmarks.peers import peer_protocol
 from benchmarks.peers import peer_report
+from benchmarks.peers import peer_seeds
 from benchmarks.peers import records as peer_records
 from benchmarks.speed import log_det_cost
 from benchmarks.speed import profile_step
@@ -293,13 +294,13 @@ def test_ablation_tiny(tmp_path):
   # sample_anatomy: the latent, then every layer once, in decode order, and the summary
   run_main(sample_anatomy, tmp_path, runs / "glow_static_seed0", "--samples", "8", "--name",
            "sample_anatomy_tiny")
-  record = load(tmp_path, "sample_anatomy_tiny")
-  decoded = [r["layer"] for r in record["rows"]]
+  decoding = load(tmp_path, "sample_anatomy_tiny")
+  decoded = [r["layer"] for r in decoding["rows"]]
   assert decoded[0] == "(latent z)" and sorted(decoded[1:]) == sorted(layers)
   assert decoded.index("level1_step0_coupling") < decoded.index("level0_step0_coupling")
-  assert all(r["median max |output|"] <= r["largest max |output|"] for r in record["rows"])
-  assert all(r["median gain"] > 0 for r in record["rows"][1:])
-  summary = record["details"]
+  assert all(r["median max |output|"] <= r["largest max |output|"] for r in decoding["rows"])
+  assert all(r["median gain"] > 0 for r in decoding["rows"][1:])
+  summary = decoding["details"]
   assert summary["samples"] == 8 and summary["non-finite samples"] == 0
   assert 0 <= summary["pixels outside [-1, 2]"] <= 1
   with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
@@ -900,6 +901,45 @@ def test_peer_targets_line_when_tfp_diverged(tmp_path):
   (line,) = peer_report.references([("best", "ours", {"result": ours}),
                                     ("best", "tfp", {"result": tfp})], path=str(refs))
   assert line.startswith("best: ours 0.100 bits/dim above TFP (target >= 0.1 below: missed)")
+
+
+def _peer_record(seed, bpd, jit=None, outside=None):
+  worker = {"seed": seed} if jit is None else {"seed": seed, "jit": jit}
+  recon = {"samples_nonfinite": 2, "n_samples": 16}
+  if outside is not None:
+    recon["samples_outside_share"] = outside
+  return {"config": {"worker": worker},
+          "result": {"evaluation": {"bpd_all": bpd}, "reconstruction": recon}}
+
+
+def test_peer_seeds_pairs_records_by_seed(tmp_path):
+  """Known answer from hand-made records; unusable runs are usage errors, no traceback."""
+  runs = tmp_path / "peer_runs"
+  for name, seed, ours, theirs in (("a", 0, 3.83, 3.80), ("b", 1, 3.82, 3.84),
+                                   ("c", 2, 3.81, 3.80)):
+    (runs / name).mkdir(parents=True)
+    for model, bpd in (("ours", ours), ("normflows", theirs)):
+      record = _peer_record(seed, bpd, jit=True if model == "ours" else None,
+                            outside=0.25 if name == "c" else None)
+      (runs / name / f"identical_{model}.json").write_text(json.dumps(record))
+  run_main(peer_seeds, tmp_path, "--names", "a,b,c")
+  record = load(tmp_path, "peer_seeds")
+  diffs = [0.03, -0.02, 0.01]
+  assert [r["ours - normflows"] for r in record["rows"][:3]] == pytest.approx(diffs)
+  paired = record["details"]["paired"]
+  assert paired["n"] == 3 and paired["lower"] == 1 and paired["mean"] == pytest.approx(
+      np.mean(diffs))
+  half = 4.303 * np.std(diffs, ddof=1) / math.sqrt(3)
+  assert (paired["low"], paired["high"]) == pytest.approx((np.mean(diffs) - half,
+                                                           np.mean(diffs) + half), abs=1e-3)
+  assert record["rows"][2]["ours pixels outside [-1, 2]"] == "25%"
+  assert record["rows"][0]["ours pixels outside [-1, 2]"] == "not recorded"
+  err = io.StringIO()
+  for names, message in (("a,missing", "run 'missing' has no record"),
+                         ("a,a", "each run must have its own seed, got seeds [0, 0]")):
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(err):
+      run_main(peer_seeds, tmp_path, "--names", names)
+    assert exit_info.value.code == 2 and message in err.getvalue()
 
 
 def test_round_trip_summary_counts_images_over_the_tolerance():
