@@ -131,3 +131,65 @@ def test_glow_conditioner_reads_sequential_checkpoints_and_keras_files(tmp_path)
   loaded = keras.saving.load_model(tmp_path / "net.keras")
   assert type(loaded) is networks.GlowConditioner
   np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=0)
+
+
+def _randomised_prior(in_channels, out_channels, dtype="float32"):
+  keras.utils.set_random_seed(3)
+  net = networks.prior_network(in_channels, out_channels, dtype=dtype)
+  for v in net.trainable_variables:  # zero-initialised: randomise to see the product
+    v.assign(0.3 * tf.random.normal(v.shape, seed=4, dtype=dtype))
+  return net
+
+
+@pytest.mark.parametrize("products", [True, False])
+@pytest.mark.parametrize("in_channels,out_channels,height,width", [
+    (2, 4, 14, 14), (4, 8, 7, 7), (1, 2, 1, 1)])
+def test_split_prior_is_its_convolution(in_channels, out_channels, height, width, products):
+  """Both evaluations give the Conv2D layer's output and gradients, to float32 rounding."""
+  net = _randomised_prior(in_channels, out_channels)
+  assert isinstance(net, networks.SplitPrior) and isinstance(net, keras.Sequential)
+  x = tf.random.normal([3, height, width, in_channels], seed=5)
+  upstream = tf.random.normal([3, height, width, out_channels], seed=6)
+  layer = net.layers[0]
+  results = []
+  for fn in (lambda t: networks.split_prior_conv(t, layer.kernel, layer.bias,
+                                                 products=products),
+             layer):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(fn(x) * upstream)
+    results.append([fn(x)] + tape.gradient(loss, [x] + net.trainable_variables))
+  for got, want in zip(*results):
+    scale = float(tf.reduce_max(tf.abs(want)))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=2e-6 * scale)
+
+
+def test_split_prior_chooses_products_under_xla():
+  net = _randomised_prior(2, 4)
+  x = tf.random.normal([2, 6, 6, 2], seed=5)
+  assert _op_types(net, x).count("Conv2D") == 1
+  assert _op_types(tf.function(net, jit_compile=True), x).count("Conv2D") == 0
+  np.testing.assert_allclose(tf.function(net, jit_compile=True)(x).numpy(), net(x).numpy(),
+                             rtol=1e-5, atol=1e-5)
+  x64 = tf.cast(x, tf.float64)
+  net64 = _randomised_prior(2, 4, dtype="float64")
+  layer = net64.layers[0]
+  np.testing.assert_allclose(
+      networks.split_prior_conv(x64, layer.kernel, layer.bias, products=True).numpy(),
+      layer(x64).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_split_prior_reads_sequential_checkpoints_and_keras_files(tmp_path):
+  net = _randomised_prior(2, 4)
+  plain = keras.Sequential([keras.Input((None, None, 2)),
+                            keras.layers.Conv2D(4, 3, padding="same")])
+  for a, b in zip(plain.weights, net.weights):
+    a.assign(b + 1.0)
+  path = tf.train.Checkpoint(net=plain).write(str(tmp_path / "ckpt"))
+  tf.train.Checkpoint(net=net).read(path).assert_consumed()
+  x = tf.random.normal([2, 5, 5, 2], seed=6)
+  np.testing.assert_allclose(net(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
+  net.save(tmp_path / "prior.keras")
+  loaded = keras.saving.load_model(tmp_path / "prior.keras")
+  assert type(loaded) is networks.SplitPrior
+  np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=0)

@@ -65,6 +65,11 @@ RECIPES = {
     # A tighter coupling bound (registered 2026-12-05): each Glow coupling's decode gain at
     # most e^2 = 7.4 instead of e^3 = 20.1, for float32 round trips at the peer size.
     "max_log_scale_2": dict(max_log_scale=2.0),
+    # A coupling that can expand as well as contract (registered 2026-12-07): RealNVP's
+    # log scale 2 tanh(h) in (-2, 2) instead of Glow's log sigmoid(h + 2) in (-3, 0]; the
+    # sigmoid makes every coupling contract on the way to the latent and the ActNorms
+    # re-expand, and decoding multiplies rounding errors by the couplings' gains (up to 20).
+    "scale_tanh_2": dict(scale_fn="tanh", max_log_scale=2.0),
 }
 # A recipe's size fields (train_steps, warmup_steps, ...) give way to --smoke's sizes.
 def recipe_config(recipe, dataset, seed, perturbed, smoke=False):
