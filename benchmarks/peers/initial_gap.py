@@ -17,7 +17,6 @@ docs/results/initial_gap.{md,json}.
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -27,7 +26,6 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from benchmarks.common import intervals  # pylint: disable=g-import-not-at-top
-from benchmarks.common import procs
 from benchmarks.common import results
 from benchmarks.peers import peer_glow
 from benchmarks.peers import peer_protocol
@@ -43,12 +41,7 @@ def step0_loss(model, seed, stream, size, recipe, python):
               "log_prob_batch": 16, "sample_count": 4, "eval_batch": 256}
   if model == "normflows":
     settings["threads"] = 0
-    worker = procs.Worker(peer_glow.TORCH_WORKER, ["--stream", stream, "--config",
-                                                   json.dumps(settings)], model,
-                          python=python, env=peer_glow.torch_env())
-  else:
-    worker = procs.Worker(peer_glow.TF_WORKER, ["--stream", stream, "--config",
-                                                json.dumps(settings)], model)
+  worker = peer_glow.start_worker(model, stream, settings, python, model)
   try:
     loss = worker.request("train", n=1)["losses"][0]
     worker.close()

@@ -330,6 +330,15 @@ def torch_python(args):
   return args.torch_python or os.environ.get(TORCH_PYTHON_ENV) or DEFAULT_TORCH_PYTHON
 
 
+def start_worker(model, stream, settings, python, label):
+  """A `procs.Worker` for `model` on `stream` with worker `settings` (a dict): normflows'
+  PyTorch worker in the `python` venv, else the TensorFlow worker; `label` names it in logs."""
+  if model == "normflows":
+    return procs.Worker(TORCH_WORKER, ["--stream", stream, "--config", json.dumps(settings)],
+                        label, python=python, env=torch_env())
+  return procs.Worker(TF_WORKER, ["--stream", stream, "--config", json.dumps(settings)], label)
+
+
 def torch_env():
   """Environment of the PyTorch worker: OpenMP threads that sleep instead of spinning.
 
@@ -360,16 +369,8 @@ class Run:
     self.profiled = False
 
   def start_workers(self, row, models):
-    workers = {}
-    for model in models:
-      settings = json.dumps(self.config.worker_config(model, row))
-      if model == "normflows":
-        workers[model] = procs.Worker(TORCH_WORKER, ["--stream", self.stream, "--config",
-                                                     settings], f"{row}/{model}",
-                                      python=self.python, env=torch_env())
-      else:
-        workers[model] = procs.Worker(TF_WORKER, ["--stream", self.stream, "--config",
-                                                  settings], f"{row}/{model}")
+    workers = {model: start_worker(model, self.stream, self.config.worker_config(model, row),
+                                   self.python, f"{row}/{model}") for model in models}
     for model, worker in workers.items():
       print(f"[{row}/{model}] ready: {worker.ready}", flush=True)
     return workers
