@@ -40,8 +40,10 @@ def unbounded_values(architecture="glow", scale_fn=None):
 
 def model_values(architecture="glow", scale_fn=None):
   """The `FlowConfig` fields of `ADDED_FIELDS` for a model of `architecture` saved without them:
-  unbounded couplings and split prior (`unbounded_values`), He-normal conditioners."""
-  return dict(unbounded_values(architecture, scale_fn), network_init="he_normal")
+  unbounded couplings and split prior (`unbounded_values`), He-normal conditioners, and the
+  architecture's original scale function (`scale_fn=None`: Glow's sigmoid, RealNVP's tanh)."""
+  return dict(unbounded_values(architecture, scale_fn), network_init="he_normal",
+              scale_fn=scale_fn)
 
 
 # Fields (flat names) that runs were saved without, with the values that reproduce how such a

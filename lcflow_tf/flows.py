@@ -38,9 +38,11 @@ BOUND_FIELDS = ("max_log_scale", "max_shift", "max_log_sigma")
 class FlowConfig:
   """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model.
 
-  The defaults are the papers' (Glow: L=3, K=32, width 512). `image_shape` may be left None
-  in a configuration that does not know its data yet (`lcflow_tf.config.TrainConfig.model`);
-  `Flow` needs it.
+  The sizes are the papers' (Glow: L=3, K=32, width 512). The couplings' scale is RealNVP's
+  bounded `tanh` for both architectures: it measured lower bits/dim than Glow's `sigmoid`
+  scale and keeps float32 round trips exact (docs/questions/robustness.md); `scale_fn=
+  "sigmoid"` gives Glow's own. `image_shape` may be left None in a configuration that does
+  not know its data yet (`lcflow_tf.config.TrainConfig.model`); `Flow` needs it.
   """
   image_shape: tuple | None = None
   architecture: str = "glow"
@@ -51,7 +53,10 @@ class FlowConfig:
   split: str = "static"
   conv1x1: str = "lu"
   split_prior: str | None = None   # None: "conditional" for glow, "standard" for realnvp
-  scale_fn: str | None = None      # None: "sigmoid" for glow, "tanh" for realnvp
+  # "tanh": log scale B tanh(h), expands or contracts; "sigmoid": Glow's log sigmoid(h + 2),
+  # contracts only (see AffineCoupling); None: the architecture's original (sigmoid for glow,
+  # tanh for realnvp), which is what files of older versions mean.
+  scale_fn: str | None = "tanh"
   resnet_blocks: int = 2
   seed: int = 0
   dtype: str = "float32"

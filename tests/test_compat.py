@@ -64,3 +64,21 @@ def test_a_flow_model_config_with_a_pilot_junction_gives_open_junctions_from():
   assert compat.flow_model_config({"flow": {"pilot_junction": None}}) == {"flow": {}}
   today = {"flow": {"levels": 3}, "open_junctions_from": None}
   assert compat.flow_model_config(today) is today
+
+
+def test_files_of_older_versions_keep_the_scale_they_were_trained_with():
+  """Older versions saved `scale_fn=None` (or nothing) for the architecture's own scale: a
+  Glow of those files keeps Glow's sigmoid, while today's default (saved explicitly) is tanh."""
+  today = config_lib.TrainConfig.from_dict(config_lib.TrainConfig().to_dict())
+  assert today.model.scale_fn == "tanh" and today.flow_config((8, 8, 1)).resolved_scale_fn == (
+      "tanh")
+  older = config_lib.TrainConfig().to_dict()
+  older["model"]["scale_fn"] = None
+  for values in (older, {"architecture": "glow", "levels": 2}):  # nested with None; flat
+    run = config_lib.TrainConfig.from_dict(values)
+    assert run.flow_config((8, 8, 1)).resolved_scale_fn == "sigmoid"
+  realnvp = config_lib.TrainConfig.from_dict({"architecture": "realnvp", "levels": 2})
+  assert realnvp.flow_config((8, 8, 1)).resolved_scale_fn == "tanh"
+  saved = config_lib.TrainConfig.from_dict(older)
+  resumed = compat.inherit_unset(config_lib.TrainConfig(), saved, set())
+  assert resumed.model.scale_fn is None  # train.py resumes it as the sigmoid Glow it was

@@ -705,11 +705,14 @@ def test_config_without_bounds_rebuilds_the_unbounded_model():
     assert (flow_config.resolved_max_log_scale, flow_config.resolved_max_shift,
             flow_config.resolved_max_log_sigma) == expected
     assert flow_config.network_init == "he_normal"
-  new = tiny().flow_config((8, 8, 1))  # a new run gets the default bounds and initialisation
+  new = tiny().flow_config((8, 8, 1))  # a new run gets the default scale, bounds, initialisation
+  assert new.resolved_scale_fn == "tanh"
   assert (new.resolved_max_log_scale, new.resolved_max_shift, new.resolved_max_log_sigma) == (
-      flows.DEFAULT_BOUNDS["max_log_scale"]["sigmoid"], flows.DEFAULT_BOUNDS["max_shift"],
+      flows.DEFAULT_BOUNDS["max_log_scale"]["tanh"], flows.DEFAULT_BOUNDS["max_shift"],
       flows.DEFAULT_BOUNDS["max_log_sigma"])
   assert new.network_init == "uniform"
+  old = config_lib.TrainConfig.from_dict({"architecture": "glow", "levels": 1})
+  assert old.flow_config((8, 8, 1)).resolved_scale_fn == "sigmoid"  # saved without: sigmoid
 
 
 def test_evaluation_uses_the_averages_unless_raw_is_asked_for(digits, straight, tmp_path):

@@ -13,8 +13,11 @@ Recipes (`RECIPES`): `main` is the library before issue 13 (constant learning ra
 warm-up, no weight averaging, unbounded couplings and split prior, He-normal conditioner
 initialisation, gradients clipped at 1000); `default` is the library now (whatever
 `TrainConfig` defaults to); `clip_1000` is the default with the clipping of before
-2026-11-30 (the first recipe of issue 13); the others vary one part of the default; `dataK`
-keeps the data of seed K (`TrainConfig.data_seed`) while the seed moves the weights.
+2026-11-30 (the first recipe of issue 13); `sigmoid` is the default before the tanh scale
+(2026-12-07: Glow's sigmoid scale bounded by 3; tables made before then call it `default`);
+the others vary one part of the default; `dataK` keeps the data of seed K
+(`TrainConfig.data_seed`) while the seed moves the weights. Records saved without a scale
+function were trained with Glow's sigmoid, and are reused as such.
 
 Every finished run leaves a record under docs/results/noise_floor_runs/ (committed), reused by
 later invocations, so the study can be extended one recipe or seed at a time.
@@ -38,17 +41,20 @@ from benchmarks.common import intervals  # pylint: disable=g-import-not-at-top
 from benchmarks.split import ablation  # pylint: disable=g-import-not-at-top
 
 UNBOUNDED = dict(max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0)
+# Glow's sigmoid scale with the soft bound of 3: the library's default before the tanh scale.
+SIGMOID = dict(scale_fn="sigmoid", max_log_scale=3.0)
 RECIPES = {
     "main": dict(lr_schedule="constant", ema_decay=0.0, network_init="he_normal",
-                 grad_clip_norm=1000.0, **UNBOUNDED),
+                 grad_clip_norm=1000.0, scale_fn="sigmoid", **UNBOUNDED),
     "default": {},
+    "sigmoid": dict(SIGMOID),
     "clip_1000": dict(grad_clip_norm=1000.0),
     "constant": dict(lr_schedule="constant"),
     "linear": dict(lr_schedule="linear"),
     "no_ema": dict(ema_decay=0.0),
     "ema_0.99": dict(ema_decay=0.99),
     "ema_0.995": dict(ema_decay=0.995),
-    "unbounded": dict(UNBOUNDED),
+    "unbounded": dict(UNBOUNDED, scale_fn="sigmoid"),
     "he_normal": dict(network_init="he_normal"),
     # The default with the data order and dequantisation noise of seed k whatever `--seeds`
     # says: `--recipes data1 --seeds 3` is seed 3's initial weights on seed 1's data. Over
@@ -64,7 +70,7 @@ RECIPES = {
     "lr_5e-4": dict(learning_rate=5e-4),
     # A tighter coupling bound (registered 2026-12-05): each Glow coupling's decode gain at
     # most e^2 = 7.4 instead of e^3 = 20.1, for float32 round trips at the peer size.
-    "max_log_scale_2": dict(max_log_scale=2.0),
+    "max_log_scale_2": dict(scale_fn="sigmoid", max_log_scale=2.0),
     # A coupling that can expand as well as contract (registered 2026-12-07): RealNVP's
     # log scale 2 tanh(h) in (-2, 2) instead of Glow's log sigmoid(h + 2) in (-3, 0]; the
     # sigmoid makes every coupling contract on the way to the latent and the ActNorms

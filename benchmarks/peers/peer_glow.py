@@ -168,7 +168,14 @@ class Config:
       settings["threads"] = self.torch_threads
     elif model == "ours":
       settings["jit"] = self.jit
+      settings["scale_fn"] = default_scale_fn()  # records of another scale are not reused
     return settings
+
+
+def default_scale_fn():
+  """The scale function of the library's Glow (`lcflow_tf.flows.FlowConfig`)."""
+  from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
+  return flows.FlowConfig().resolved_scale_fn
 
 
 def library_recipe():

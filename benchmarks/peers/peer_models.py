@@ -2,12 +2,12 @@
 
 Two Glows at matched architecture (L levels of K steps: ActNorm, LU-parametrised 1x1
 convolution, affine coupling with a conv3x3-ReLU-conv1x1-ReLU-zero-conv3x3 conditioner of the
-same width and a `sigmoid(h + 2)` scale; a learned prior conditioned on the kept half at each
-split):
+same width; a learned prior conditioned on the kept half at each split):
   * `build_ours`: `lcflow_tf.build_flow(architecture="glow", split="static")` with the
-    library's defaults otherwise (soft bounds included);
+    library's defaults otherwise (its coupling scale, `2 tanh(h)`, and soft bounds; the
+    worker's `scale_fn` setting can ask for Glow's `sigmoid(h + 2)`);
   * `build_tfp`: TFP's own `tfb.Glow` with `GlowDefaultNetwork` / `GlowDefaultExitNetwork`
-    over `Sample(Normal(0, 1), D)`.
+    over `Sample(Normal(0, 1), D)` (a sigmoid scale).
 Both see images x = (k + u) / bins in [0, 1) (TFP's Glow needs no other range: its ActNorm
 initialises itself from the data).
 
@@ -56,18 +56,21 @@ class Model:
   description: str
 
 
-def build_ours(image_shape, levels, steps_per_level, width, seed):
-  """Our Glow: `build_flow(architecture="glow", split="static")`, library defaults otherwise."""
+def build_ours(image_shape, levels, steps_per_level, width, seed, scale_fn=None):
+  """Our Glow: `build_flow(architecture="glow", split="static")`, library defaults otherwise
+  (`scale_fn`: the couplings' scale function; None: the library's default)."""
+  kwargs = {} if scale_fn is None else {"scale_fn": scale_fn}
   flow = lf.build_flow(image_shape, architecture="glow", levels=levels,
                        steps_per_level=steps_per_level, hidden_channels=width,
-                       split="static", seed=seed)
+                       split="static", seed=seed, **kwargs)
   return Model(
       log_prob=flow.log_prob,
       sample=lambda n, temperature, seed: flow.sample(n, temperature=temperature, seed=seed),
       sample_and_log_prob=lambda n, seed: flow.sample_and_log_prob(n, seed=seed),
       variables=flow.trainable_variables, initialize=flow.initialize, encode=flow.encode,
       decode=flow.decode, bijector=flow.bijector,
-      description="lcflow_tf.build_flow(architecture='glow', split='static')")
+      description=(f"lcflow_tf.build_flow(architecture='glow', split='static') "
+                   f"(scale_fn={flow.config.resolved_scale_fn!r})"))
 
 
 def build_tfp(image_shape, levels, steps_per_level, width, seed):
@@ -100,8 +103,9 @@ def build_tfp(image_shape, levels, steps_per_level, width, seed):
                    "Sample(Normal(0, 1), D)"))
 
 
-def build(kind, image_shape, levels, steps_per_level, width, seed):
-  """`build_ours` or `build_tfp` (`kind` in `KINDS`), after seeding Keras' initialisers.
+def build(kind, image_shape, levels, steps_per_level, width, seed, scale_fn=None):
+  """`build_ours` (with `scale_fn`) or `build_tfp` (`kind` in `KINDS`), after seeding Keras'
+  initialisers.
 
   Raises:
     ValueError: for an unknown kind.
@@ -109,8 +113,9 @@ def build(kind, image_shape, levels, steps_per_level, width, seed):
   if kind not in KINDS:
     raise ValueError(f"build: kind must be one of {KINDS}, got {kind!r}.")
   keras.utils.set_random_seed(seed)
-  builder = build_ours if kind == "ours" else build_tfp
-  return builder(tuple(image_shape), levels, steps_per_level, width, seed)
+  if kind == "ours":
+    return build_ours(tuple(image_shape), levels, steps_per_level, width, seed, scale_fn)
+  return build_tfp(tuple(image_shape), levels, steps_per_level, width, seed)
 
 
 def num_parameters(variables):

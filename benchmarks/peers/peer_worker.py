@@ -46,7 +46,8 @@ class Worker:
     self.reader = peer_protocol.StreamReader(stream_dir)
     self.test = peer_protocol.load_test(stream_dir)
     self.model = peer_models.build(config["kind"], self.image_shape, config["levels"],
-                                   config["steps_per_level"], config["width"], config["seed"])
+                                   config["steps_per_level"], config["width"], config["seed"],
+                                   scale_fn=config.get("scale_fn"))
     self.jit = bool(config.get("jit")) and config["kind"] == "ours"
     self.trainer = peer_models.Trainer(self.model, peer_protocol.Recipe(**config["recipe"]),
                                        config["steps"], jit=self.jit)

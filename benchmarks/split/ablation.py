@@ -74,7 +74,21 @@ def default_recipe(architecture):
   model = flows.FlowConfig(image_shape=(8, 8, 1), architecture=architecture, levels=1)
   bounds = {name: float(getattr(model, f"resolved_{name}") or 0.0)
             for name in flows.BOUND_FIELDS}
-  return dict({name: defaults[name] for name in RECIPE_FIELDS}, **bounds)
+  return dict({name: defaults[name] for name in RECIPE_FIELDS}, **bounds,
+              scale_fn=model.resolved_scale_fn)
+
+
+def original_scale(architecture):
+  """The scale function a record or run saved without one (or with None) was trained with:
+  the architecture's original (Glow's sigmoid, RealNVP's tanh)."""
+  return "sigmoid" if architecture == "glow" else "tanh"
+
+
+def with_explicit_scale(cfg):
+  """`cfg` (a run's explicit fields) with its scale function named (`original_scale`)."""
+  if cfg.get("scale_fn") is not None:
+    return cfg
+  return dict(cfg, scale_fn=original_scale(cfg.get("architecture", "glow")))
 # Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
 # lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1
@@ -173,6 +187,9 @@ def check_defaults(result, cfg, where):
   except ValueError as e:  # e.g. a field this version of the library no longer has
     raise SystemExit(f"{where} was trained with a configuration this library cannot read "
                      f"({e}); delete it to retrain.") from None
+  if then.model.scale_fn is None:  # saved before the scale was always named
+    then = config_lib.TrainConfig.from_flags(**dict(
+        then.to_flags(), scale_fn=original_scale(then.model.architecture)))
   changed = resolved_config(cfg).differences(then, ignore=())
   if changed:
     fields = ", ".join(f"{name}={old!r} then but {new!r} now" for name, new, old in changed)
@@ -191,7 +208,9 @@ def stored(path, config_path, cfg):
     return None
   from lcflow_tf import compat  # pylint: disable=g-import-not-at-top
   # A record written under a field's former name (`compat.RENAMED_FIELDS`) is the same run.
-  return value if compat.renamed(config) == compat.renamed(cfg) else None
+  # A record saved without a scale function trained with its architecture's original.
+  same = with_explicit_scale(compat.renamed(config)) == with_explicit_scale(compat.renamed(cfg))
+  return value if same else None
 
 
 def train_run(cfg, model_dir, figures=None, script=None, extra=None):

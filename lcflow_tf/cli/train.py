@@ -88,14 +88,16 @@ flags.DEFINE_string("split_prior", MODEL_DEFAULTS.split_prior,
                     "conditional for glow, standard for realnvp).")
 flags.DEFINE_string("scale_fn", MODEL_DEFAULTS.scale_fn,
                     f"Scale function of affine couplings, {_one_of(affine_coupling.SCALE_FNS)} "
-                    "(default: sigmoid for glow, tanh for realnvp).")
+                    "(tanh: RealNVP's B tanh(h) with B = --max_log_scale, expands or contracts; "
+                    "sigmoid: Glow's log sigmoid(h + 2), contracts only).")
 flags.DEFINE_integer("resnet_blocks", MODEL_DEFAULTS.resnet_blocks,
                      "Residual blocks of the realnvp coupling networks.")
 flags.DEFINE_float("max_log_scale", MODEL_DEFAULTS.max_log_scale,
                    "Soft bound of the couplings' |log scale| (default: "
                    f"{flows.DEFAULT_BOUNDS['max_log_scale']['sigmoid']:g} for the sigmoid "
                    f"scale, {flows.DEFAULT_BOUNDS['max_log_scale']['tanh']:g} for tanh); 0: "
-                   "unbounded (Glow's original sigmoid scale).")
+                   "unbounded (sigmoid only: --scale_fn=sigmoid --max_log_scale=0 is Glow's "
+                   "original scale).")
 flags.DEFINE_string("network_init", MODEL_DEFAULTS.network_init,
                     "Initialisation of the conditioner networks' hidden layers, "
                     f"{_one_of(networks.INITS)}: uniform (U(+-1/sqrt(fan_in)) weights and "
