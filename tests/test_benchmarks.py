@@ -524,7 +524,25 @@ def test_split_study_recipe_is_pinned_to_its_records():
       recorded = json.load(f)["config"]
     spec = split_study.SETTINGS[setting]
     cfg = split_study.run_config(spec["sizes"], spec["dataset"], arch, "static", "nosplit", 0)
-    assert cfg == recorded, path
+    assert cfg["scale_fn"] == ("sigmoid" if arch == "glow" else "tanh")  # the scale of then
+    # Records saved without a scale function trained with their architecture's original.
+    assert ablation.with_explicit_scale(cfg) == ablation.with_explicit_scale(recorded), path
+    assert "scale_fn" not in recorded
+
+
+def test_records_without_a_scale_function_are_their_architectures_original(tmp_path):
+  """A run record saved before the scale function was named is reused for that scale only."""
+  cfg = {"architecture": "glow", "seed": 0}
+  path, config_path = tmp_path / "result.json", tmp_path / "record.json"
+  path.write_text(json.dumps({"test_bits_per_dim": 4.0}))
+  config_path.write_text(json.dumps({"config": cfg}))
+  assert ablation.stored(str(path), str(config_path), dict(cfg, scale_fn="sigmoid")) == {
+      "test_bits_per_dim": 4.0}
+  assert ablation.stored(str(path), str(config_path), dict(cfg, scale_fn="tanh")) is None
+  config_path.write_text(json.dumps({"config": dict(cfg, architecture="realnvp")}))
+  assert ablation.stored(str(path), str(config_path),
+                         dict(cfg, architecture="realnvp", scale_fn="tanh")) is not None
+  assert ablation.default_recipe("glow")["scale_fn"] == "tanh"
 
 
 def test_intervals_paired_summary():
