@@ -114,13 +114,21 @@ def test_glow_conditioner_float64():
                                _layer_by_layer(net, x).numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_glow_conditioner_reads_sequential_checkpoints_and_keras_files(tmp_path):
-  """Its weights are a Sequential's: a checkpoint of the plain Sequential restores into it, and
-  a .keras file brings back a GlowConditioner."""
-  net = _randomised_glow_network(2, 4, 8)
-  plain = keras.Sequential([keras.Input((None, None, 2))] + [
+def _plain_sequential(net):
+  """A plain `keras.Sequential` of `Conv2D` layers shaped like `net`'s."""
+  return keras.Sequential([keras.Input((None, None, 2))] + [
       keras.layers.Conv2D(layer.filters, layer.kernel_size, padding="same",
                           activation=layer.activation) for layer in net.layers])
+
+
+@pytest.mark.parametrize("make,kind", [
+    (lambda: _randomised_glow_network(2, 4, 8), networks.GlowConditioner),
+    (lambda: _randomised_prior(2, 4), networks.SplitPrior)])
+def test_networks_read_sequential_checkpoints_and_keras_files(make, kind, tmp_path):
+  """Their weights are a Sequential's: a checkpoint of the plain Sequential restores into them,
+  and a .keras file brings back their own class."""
+  net = make()
+  plain = _plain_sequential(net)
   for a, b in zip(plain.weights, net.weights):
     a.assign(b + 1.0)
   path = tf.train.Checkpoint(net=plain).write(str(tmp_path / "ckpt"))
@@ -129,7 +137,7 @@ def test_glow_conditioner_reads_sequential_checkpoints_and_keras_files(tmp_path)
   np.testing.assert_allclose(net(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
   net.save(tmp_path / "net.keras")
   loaded = keras.saving.load_model(tmp_path / "net.keras")
-  assert type(loaded) is networks.GlowConditioner
+  assert type(loaded) is kind
   np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=0)
 
 
@@ -178,18 +186,3 @@ def test_split_prior_chooses_products_under_xla():
       networks.split_prior_conv(x64, layer.kernel, layer.bias, products=True).numpy(),
       layer(x64).numpy(), rtol=1e-12, atol=1e-12)
 
-
-def test_split_prior_reads_sequential_checkpoints_and_keras_files(tmp_path):
-  net = _randomised_prior(2, 4)
-  plain = keras.Sequential([keras.Input((None, None, 2)),
-                            keras.layers.Conv2D(4, 3, padding="same")])
-  for a, b in zip(plain.weights, net.weights):
-    a.assign(b + 1.0)
-  path = tf.train.Checkpoint(net=plain).write(str(tmp_path / "ckpt"))
-  tf.train.Checkpoint(net=net).read(path).assert_consumed()
-  x = tf.random.normal([2, 5, 5, 2], seed=6)
-  np.testing.assert_allclose(net(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
-  net.save(tmp_path / "prior.keras")
-  loaded = keras.saving.load_model(tmp_path / "prior.keras")
-  assert type(loaded) is networks.SplitPrior
-  np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=0)
