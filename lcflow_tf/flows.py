@@ -40,9 +40,10 @@ class FlowConfig:
 
   The sizes are the papers' (Glow: L=3, K=32, width 512). The couplings' scale is RealNVP's
   bounded `tanh` for both architectures: it measured lower bits/dim than Glow's `sigmoid`
-  scale and keeps float32 round trips exact (docs/questions/robustness.md); `scale_fn=
-  "sigmoid"` gives Glow's own. `image_shape` may be left None in a configuration that does
-  not know its data yet (`lcflow_tf.config.TrainConfig.model`); `Flow` needs it.
+  scale and keeps float32 round trips within 1e-5 at the peer size
+  (docs/questions/robustness.md); `scale_fn="sigmoid"` gives Glow's own. `image_shape` may be
+  left None in a configuration that does not know its data yet
+  (`lcflow_tf.config.TrainConfig.model`); `Flow` needs it.
   """
   image_shape: tuple | None = None
   architecture: str = "glow"
