@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from lcflow_tf import export
 from lcflow_tf import files
+from lcflow_tf import flows
 from lcflow_tf import schedules
 
 
@@ -33,7 +34,7 @@ def unbounded_values(architecture="glow", scale_fn=None):
   Glow's sigmoid scale, the shift and the split prior were unbounded; the tanh scale was
   bounded by 2.
   """
-  scale_fn = scale_fn or ("sigmoid" if architecture == "glow" else "tanh")
+  scale_fn = scale_fn or flows.original_scale_fn(architecture)
   return {"max_log_scale": 0.0 if scale_fn == "sigmoid" else 2.0, "max_shift": 0.0,
           "max_log_sigma": 0.0}
 

@@ -34,6 +34,12 @@ DEFAULT_BOUNDS = {"max_log_scale": {"sigmoid": 3.0, "tanh": 2.0}, "max_shift": 5
 BOUND_FIELDS = ("max_log_scale", "max_shift", "max_log_sigma")
 
 
+def original_scale_fn(architecture):
+  """The coupling scale of `architecture`'s paper: Glow's `"sigmoid"`, RealNVP's `"tanh"`
+  (what `FlowConfig(scale_fn=None)` and configurations saved without a scale mean)."""
+  return "sigmoid" if architecture == "glow" else "tanh"
+
+
 @dataclasses.dataclass(frozen=True)
 class FlowConfig:
   """Everything `build_flow` needs; saved next to checkpoints to rebuild the same model.
@@ -80,7 +86,7 @@ class FlowConfig:
   def resolved_scale_fn(self):
     if self.scale_fn is not None:
       return self.scale_fn
-    return "sigmoid" if self.architecture == "glow" else "tanh"
+    return original_scale_fn(self.architecture)
 
   @property
   def resolved_max_log_scale(self):

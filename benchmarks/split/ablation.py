@@ -78,17 +78,14 @@ def default_recipe(architecture):
               scale_fn=model.resolved_scale_fn)
 
 
-def original_scale(architecture):
-  """The scale function a record or run saved without one (or with None) was trained with:
-  the architecture's original (Glow's sigmoid, RealNVP's tanh)."""
-  return "sigmoid" if architecture == "glow" else "tanh"
-
-
 def with_explicit_scale(cfg):
-  """`cfg` (a run's explicit fields) with its scale function named (`original_scale`)."""
+  """`cfg` (a run's explicit fields) with its scale function named: a record or run saved
+  without one (or with None) trained with its architecture's original
+  (`lcflow_tf.flows.original_scale_fn`)."""
   if cfg.get("scale_fn") is not None:
     return cfg
-  return dict(cfg, scale_fn=original_scale(cfg.get("architecture", "glow")))
+  from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
+  return dict(cfg, scale_fn=flows.original_scale_fn(cfg.get("architecture", "glow")))
 # Held-out evaluation: one dequantisation pass with this noise seed (heldout_spread.py and
 # lc_anatomy.py reuse it).
 EVAL_DEQUANT_SAMPLES = 1
@@ -188,8 +185,7 @@ def check_defaults(result, cfg, where):
     raise SystemExit(f"{where} was trained with a configuration this library cannot read "
                      f"({e}); delete it to retrain.") from None
   if then.model.scale_fn is None:  # saved before the scale was always named
-    then = config_lib.TrainConfig.from_flags(**dict(
-        then.to_flags(), scale_fn=original_scale(then.model.architecture)))
+    then = config_lib.TrainConfig.from_flags(**with_explicit_scale(then.to_flags()))
   changed = resolved_config(cfg).differences(then, ignore=())
   if changed:
     fields = ", ".join(f"{name}={old!r} then but {new!r} now" for name, new, old in changed)

@@ -77,8 +77,6 @@ SETTINGS = {
 RECIPE = dict(lr_schedule="cosine", lr_min_ratio=0.01, ema_decay=0.999, network_init="uniform",
               grad_clip_norm=1e5, max_shift=5.0, max_log_sigma=3.0)
 MAX_LOG_SCALE = {"glow": 3.0, "realnvp": 2.0}
-# The coupling scale of those runs: each architecture's original (records name none).
-SCALE_FN = {"glow": "sigmoid", "realnvp": "tanh"}
 QUICK = dict(steps_per_level=2, hidden_channels=32, train_steps=600, lc_pilot_steps=100,
              warmup_steps=100)
 # --smoke (the tests): --quick's setting with a tiny model and budget; results named *_smoke.
@@ -92,8 +90,10 @@ SAMPLE_QUALITY_SAMPLES = 10000
 def run_config(sizes, dataset, architecture, split, lc_pilot, seed, control=False):
   """The TrainConfig fields of one run (explicit recipe; the static split has no pilot unless
   it is the budget-matched control, `budget_matched_control`)."""
+  from lcflow_tf import flows  # pylint: disable=g-import-not-at-top
+  # The coupling scale of those runs: each architecture's original (their records name none).
   cfg = dict(sizes, **RECIPE, max_log_scale=MAX_LOG_SCALE[architecture],
-             scale_fn=SCALE_FN[architecture], dataset=dataset,
+             scale_fn=flows.original_scale_fn(architecture), dataset=dataset,
              architecture=architecture, split=split, lc_pilot=lc_pilot, seed=seed,
              log_every=max(1, sizes["train_steps"] // 4),
              checkpoint_every=sizes["train_steps"], images_every=10 ** 9)
