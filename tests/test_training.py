@@ -643,7 +643,7 @@ def test_model_dir_with_another_config_is_refused_untouched(digits, tmp_path):
 
 @pytest.mark.slow
 def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digits, tmp_path):
-  """A config.json without lr_schedule / lr_min_ratio / ema_decay / the soft bounds (written by
+  """A config.json without lr_schedule / lr_min_ratio / ema_decay / scale / bounds (written by
   the code before they existed) and a checkpoint without averages.
 
   It reads as a constant learning rate without averages, unbounded couplings and split prior
@@ -652,8 +652,8 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   weights and the weights follow exactly the trajectory of the uninterrupted old-style run.
   """
   old_style = tiny(split="static", lc_pilot_steps=0, train_steps=4, lr_schedule="constant",
-                   ema_decay=0.0, max_log_scale=0.0, max_shift=0.0, max_log_sigma=0.0,
-                   network_init="he_normal")
+                   ema_decay=0.0, scale_fn=None, max_log_scale=0.0, max_shift=0.0,
+                   max_log_sigma=0.0, network_init="he_normal")
   reference = training.Trainer(old_style, str(tmp_path / "reference"), dataset=digits)
   assert reference.averages is None
   reference.train(until_step=2)
@@ -662,7 +662,8 @@ def test_run_saved_before_averaging_and_schedules_resumes_as_it_was_trained(digi
   names = {n for n, _ in tf.train.list_variables(str(model_dir / "ckpt-2"))}
   assert not any(n.startswith("averages/") for n in names)  # the old checkpoint layout
   fields = old_style.to_flags()  # the flat format of config.json before 2026-12
-  for name in ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init") + flows.BOUND_FIELDS:
+  for name in ("lr_schedule", "lr_min_ratio", "ema_decay", "network_init",
+               "scale_fn") + flows.BOUND_FIELDS:
     del fields[name]
   files.write_json_atomic(str(model_dir / "config.json"), {"train": fields})
 
