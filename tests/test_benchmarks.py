@@ -381,6 +381,16 @@ def test_split_study_tiny_and_its_anatomy(tmp_path):
   assert [len(json.loads(r["mean A per channel"])) for r in anatomy] == [4, 8, 4, 8]
   assert anatomy[2]["trained split"] == anatomy[0]["trained split"]
   assert "kept by rule on held-out" in anatomy[2]
+  # --rankings: what lc and logdet keep from each row's own values; logdet's from a pilot is
+  # what the run's (logdet) rule kept.
+  run_main(lc_anatomy, tmp_path, run, "--max_images", "40", "--rankings", "lc,logdet")
+  ranked = load(tmp_path, "lc_anatomy")["rows"]
+  for row in ranked:
+    assert {"lc keeps on held-out", "lc keeps as static", "logdet keeps on held-out",
+            "logdet keeps as static"} <= set(row)
+  assert ranked[2]["logdet keeps on held-out"] == ranked[2]["kept by rule on held-out"]
+  with pytest.raises(SystemExit):
+    run_main(lc_anatomy, tmp_path, run, "--rankings", "lc,best")
   control = run.parent / "glow_static_at_nosplit_seed0"
   run_main(lc_anatomy, tmp_path, control, "--max_images", "40")
   anatomy = load(tmp_path, "lc_anatomy")["rows"]

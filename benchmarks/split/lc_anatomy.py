@@ -8,6 +8,8 @@ over images and locations of each channel's prior term log N(h_l) and carried lo
   * `pilot j` (runs of the `nosplit` protocol, `lcflow_tf.lc`): the pilot flow of junction j
     (`model_dir/pilot_j`), in which junction j and the deeper ones factor nothing out: the
     statistics the rule read, shaped by no split at junction j.
+With `--rankings lc,logdet`, every row also says what the LC and log-det rankings keep from
+its own held-out values (for a `model` row: at convergence, against what its pilots kept).
 For each row: the channels the run's split keeps at that junction (the most common order over
 the locations, and the number of distinct kept sets over the locations: 1 = the same channels
 everywhere), the share of kept elements that the static split keeps too (first C/2 channels:
@@ -95,8 +97,22 @@ def _row(name, rule, source, junction, prior, log_det, order, **extra):
       "kept as static": round(kept_as_static(order), 3)}, **extra)
 
 
-def anatomy(model_dir, max_images):
-  """Rows of the table for one run (model, and its nosplit pilots if any)."""
+SCORES = {"lc": lambda prior, log_det: prior + log_det, "logdet": lambda prior, log_det: log_det}
+
+
+def rankings(prior, log_det, rules):
+  """{column: value} of what each rule of `rules` keeps on these held-out values."""
+  columns = {}
+  for rule in rules:
+    order = lc.split_permutation(SCORES[rule](prior, log_det), rule)
+    columns[f"{rule} keeps on held-out"] = order_summary(order)
+    columns[f"{rule} keeps as static"] = round(kept_as_static(order), 3)
+  return columns
+
+
+def anatomy(model_dir, max_images, rules=()):
+  """Rows of the table for one run (model, and its nosplit pilots if any); with `rules`,
+  every row also says what those rules keep on its held-out values (`rankings`)."""
   run = evaluation.load_run(model_dir)
   config = run.train_config
   rule = config.model.split
@@ -105,7 +121,8 @@ def anatomy(model_dir, max_images):
   label = f"{rule}@{protocol}" if config.uses_pilot else rule
   orders = [j.permutation.indices.numpy() for j in run.flow.junctions]
   parts, count = held_out_parts(run.flow, run.dataset, max_images)
-  rows = [_row(name, label, "model", j + 1, prior, log_det, orders[j])
+  rows = [_row(name, label, "model", j + 1, prior, log_det, orders[j],
+               **rankings(prior, log_det, rules))
           for j, (prior, log_det) in enumerate(parts)]
   for j in range(len(orders)):
     pilot_dir = os.path.join(model_dir, f"pilot_{j}")
@@ -120,6 +137,7 @@ def anatomy(model_dir, max_images):
     extra = {}
     if score is not None:
       extra["kept by rule on held-out"] = order_summary(lc.split_permutation(score, rule))
+    extra.update(rankings(prior, log_det, rules))
     rows.append(_row(name, label, f"pilot {j}", j + 1, prior, log_det, orders[j], **extra))
   return rows, count
 
@@ -130,11 +148,17 @@ def main():
   parser.add_argument("--max_images", type=int, default=10000, help="held-out images used")
   parser.add_argument("--name", default="lc_anatomy", help="result file name")
   parser.add_argument("--results_dir", default=None, help="default docs/results")
+  parser.add_argument("--rankings", default="", help="comma-separated rules among "
+                      f"{', '.join(SCORES)}: per row, what each keeps on the held-out values")
   args = parser.parse_args()
+  rules = [r for r in args.rankings.split(",") if r]
+  for rule in rules:
+    if rule not in SCORES:
+      parser.error(f"--rankings: unknown rule {rule!r}; choose from {', '.join(SCORES)}.")
   rows, counts = [], []
   for model_dir in args.model_dirs:
     try:
-      run_rows, count = anatomy(model_dir, args.max_images)
+      run_rows, count = anatomy(model_dir, args.max_images, rules)
     except ValueError as e:
       parser.error(str(e))
     rows += run_rows
@@ -148,11 +172,16 @@ def main():
            "(channels 0..C/2-1 kept = static); `kept sets`: distinct kept channel sets over the "
            "locations; `kept as static`: share of the kept elements in static's kept half "
            "(1 = static, 0 = its complement). `kept by rule on held-out`: what the run's rule "
-           "ranks highest from the pilot's held-out values.")
+           "ranks highest from the pilot's held-out values." + (
+               f" `RULE keeps on held-out` ({', '.join(rules)}): what the rule keeps from this "
+               "row's held-out values (the model's own at a `model` row), and its share in "
+               "static's kept half." if rules else ""))
   print(results.write(args.name, results.command_line(), rows,
                       ["run", "rule", "source", "junction", "mean log N(h) per channel",
                        "mean A per channel", "trained split", "kept sets", "kept as static",
-                       "kept by rule on held-out"], notes=notes,
+                       "kept by rule on held-out"]
+                      + [f"{r} keeps {w}" for r in rules for w in ("on held-out", "as static")],
+                      notes=notes,
                       results_dir=args.results_dir))
 
 
