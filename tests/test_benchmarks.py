@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from benchmarks.peers import peer_protocol
 from benchmarks.peers import peer_report
 from benchmarks.peers import peer_seeds
 from benchmarks.peers import records as peer_records
+from benchmarks.quality import training_curve
 from benchmarks.speed import log_det_cost
 from benchmarks.speed import profile_step
 from benchmarks.speed import scaling
@@ -41,6 +43,7 @@ from lcflow_tf import config as config_lib
 from lcflow_tf import data as lf_data
 from lcflow_tf import flows as lf_flows
 from lcflow_tf import schedules
+from lcflow_tf import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1225,3 +1228,28 @@ def test_split_study_forest_shows_the_tables_intervals():
         assert (key in row) == (key in expected[row["row"]]), (setting, arch, row["row"], key)
         if key in row:
           assert row[key] == pytest.approx(expected[row["row"]][key], rel=1e-9)
+
+
+def test_training_curve_reads_the_log_and_evaluates_every_kept_checkpoint(digits, tmp_path):
+  """training_curve.py on a 4-step digits run in two sittings; a step that a later event file
+  logs again (a resumed run's repeat) takes the later value."""
+  model_dir = str(tmp_path / "run")
+  config = config_lib.TrainConfig.from_flags(
+      levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=4,
+      warmup_steps=2, log_every=1, checkpoint_every=2, images_every=100, split="static")
+  training.Trainer(config, model_dir, dataset=digits).train(until_step=3)
+  training.Trainer(config, model_dir, dataset=digits).train()
+  assert sorted(training_curve.logged_train_curve(model_dir)) == [1, 2, 3, 4]
+  time.sleep(1.1)  # event files are ordered by their start time in seconds
+  with tf.summary.create_file_writer(os.path.join(model_dir, "train")).as_default():
+    tf.summary.scalar(training_curve.TAG, 99.0, step=4)
+  out = run_main(training_curve, tmp_path, model_dir, "--test_images", "30", "--name", "tc",
+                 "--figures_dir", tmp_path / "figures")
+  rows = load(tmp_path, "tc")["rows"]
+  assert [r["step"] for r in rows] == [2, 3, 4]
+  assert rows[2]["train bits/dim (last logged)"] == 99.0
+  assert all(np.isfinite(r["test bits/dim (ema)"]) and np.isfinite(r["test bits/dim (raw)"])
+             for r in rows)
+  assert os.path.isfile(tmp_path / "figures" / "tc.png") and "tc.png" in out
+  with pytest.raises(SystemExit):
+    run_main(training_curve, tmp_path, str(tmp_path / "nothing"))
