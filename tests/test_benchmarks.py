@@ -35,6 +35,7 @@ from benchmarks.speed import log_det_cost
 from benchmarks.speed import profile_step
 from benchmarks.speed import scaling
 from benchmarks.split import ablation
+from benchmarks.split import converged_ranking
 from benchmarks.split import heldout_spread
 from benchmarks.split import lc_anatomy
 from benchmarks.split import paired_spread
@@ -1253,3 +1254,28 @@ def test_training_curve_reads_the_log_and_evaluates_every_kept_checkpoint(digits
   assert os.path.isfile(tmp_path / "figures" / "tc.png") and "tc.png" in out
   with pytest.raises(SystemExit):
     run_main(training_curve, tmp_path, str(tmp_path / "nothing"))
+
+
+def test_converged_ranking_reads_a_trained_model_and_the_pilots_of_its_lc_run(digits, tmp_path):
+  """A 6-step static digits run against the 2-step nosplit pilot of an lc run like it; the
+  pilot is trained once and reused."""
+  model_dir = str(tmp_path / "run")
+  config = config_lib.TrainConfig.from_flags(
+      levels=2, steps_per_level=1, hidden_channels=8, batch_size=16, train_steps=6,
+      warmup_steps=2, log_every=3, checkpoint_every=3, images_every=100, split="static")
+  training.Trainer(config, model_dir, dataset=digits).train()
+  args = ("--model_dir", model_dir, "--pilot_steps", "2", "--workdir", tmp_path / "work",
+          "--max_images", "40", "--name", "cr")
+  run_main(converged_ranking, tmp_path, *args)
+  rows = load(tmp_path, "cr")["rows"]
+  assert [(r["rule"], r["source"], r["junction"]) for r in rows] == [
+      ("static", "model", 1), ("lc@nosplit", "pilot 0", 1)]
+  for row in rows:
+    assert row["lc keeps on held-out"].startswith("keeps [")
+    assert 0 <= row["logdet keeps as static"] <= 1
+  pilot = tmp_path / "work" / "pilots" / "pilot_0" / "ckpt-2.index"
+  before = pilot.stat().st_mtime_ns
+  run_main(converged_ranking, tmp_path, *args)
+  assert pilot.stat().st_mtime_ns == before and load(tmp_path, "cr")["rows"] == rows
+  with pytest.raises(SystemExit):
+    run_main(converged_ranking, tmp_path, "--pretrained", "mnist")
