@@ -79,8 +79,9 @@ def main():
            f"run with the same data, recipe, seed and budget ({args.pilot_steps} steps each; "
            "its `pilot j` rows: what the rankings read where the `lc` rule decides; `trained "
            "split` there: what the `lc` rule chose from the pilot's training statistics). "
-           "Columns as in lc_anatomy.py: `RULE keeps on held-out` = the channel order the rule gives, "
-           "its most common form over the locations; `RULE keeps as static` = the share of "
+           "Columns as in lc_anatomy.py: `RULE keeps on held-out` = the channel order the "
+           "rule gives, its most common form over the locations; `RULE keeps as static` = the "
+           "share of "
            "the kept elements in static's kept half (1 = static, 0 = its complement).")
   columns = ["run", "rule", "source", "junction", "mean log N(h) per channel",
              "mean A per channel", "trained split"] + [
