@@ -1231,7 +1231,8 @@ def test_split_study_forest_shows_the_tables_intervals():
           assert row[key] == pytest.approx(expected[row["row"]][key], rel=1e-9)
 
 
-def test_training_curve_reads_the_log_and_evaluates_every_kept_checkpoint(digits, tmp_path):
+def test_training_curve_reads_the_log_and_evaluates_every_kept_checkpoint(digits, tmp_path,
+                                                                          monkeypatch):
   """training_curve.py on a 4-step digits run in two sittings; a step that a later event file
   logs again (a resumed run's repeat) takes the later value."""
   model_dir = str(tmp_path / "run")
@@ -1252,6 +1253,13 @@ def test_training_curve_reads_the_log_and_evaluates_every_kept_checkpoint(digits
   assert all(np.isfinite(r["test bits/dim (ema)"]) and np.isfinite(r["test bits/dim (raw)"])
              for r in rows)
   assert os.path.isfile(tmp_path / "figures" / "tc.png") and "tc.png" in out
+  # Again: the record's checkpoints are not evaluated again.
+  def not_again(*args, **kwargs):
+    raise AssertionError(f"evaluated again: {args}")
+  monkeypatch.setattr(training_curve.evaluation, "load_run", not_again)
+  run_main(training_curve, tmp_path, model_dir, "--test_images", "30", "--name", "tc",
+           "--figures_dir", tmp_path / "figures")
+  assert load(tmp_path, "tc")["rows"] == rows
   with pytest.raises(SystemExit):
     run_main(training_curve, tmp_path, str(tmp_path / "nothing"))
 

@@ -7,13 +7,15 @@ For the run in MODEL_DIR (written by train.py with --keep_checkpoints large enou
 them), reads the train bits/dim that the trainer logged (`train/bits_per_dim` in
 MODEL_DIR/train: the mean over each logging interval; when a resumed run logged a step twice,
 its last value) and evaluates every kept checkpoint's averaged weights (and raw weights) on
-the first --test_images test images with one dequantisation sample (seed 0). Writes
+the first --test_images test images with one dequantisation sample (seed 0); checkpoints that
+an earlier NAME.json of the same run and --test_images holds are not evaluated again. Writes
 docs/results/NAME.{json,md} and the plot docs/figures/NAME.png (both curves against steps,
 the bits/dim axis clipped so that loss spikes do not flatten the rest).
 """
 
 import argparse
 import glob
+import json
 import os
 import re
 import sys
@@ -53,10 +55,14 @@ def checkpoint_steps(model_dir):
   return sorted(steps)
 
 
-def test_curve(model_dir, test_images):
-  """Rows {step, test bits/dim (ema), test bits/dim (raw)} of every kept checkpoint."""
+def test_curve(model_dir, test_images, done=None):
+  """Rows {step, test bits/dim (ema), test bits/dim (raw)} of every kept checkpoint (the rows
+  of `done`, {step: row}, are taken as they are)."""
   rows, dataset = [], None
   for step in checkpoint_steps(model_dir):
+    if done and step in done:
+      rows.append(done[step])
+      continue
     row = {"step": step}
     for weights in ("ema", "raw"):
       run = evaluation.load_run(model_dir, os.path.join(model_dir, f"ckpt-{step}"),
@@ -68,6 +74,22 @@ def test_curve(model_dir, test_images):
     print(row, flush=True)
     rows.append(row)
   return rows
+
+
+def previous_rows(results_dir, name, model_dir, test_images):
+  """{step: test row} of an earlier record NAME.json of the same run and --test_images (a
+  long run's curve is extended as it trains; the evaluations are deterministic)."""
+  path = os.path.join(results_dir or results.RESULTS_DIR, f"{name}.json")
+  if not os.path.isfile(path):
+    return {}
+  with open(path) as f:
+    record = json.load(f)
+  details = record.get("details", {})
+  if (details.get("model_dir"), details.get("test_images")) != (
+      os.path.abspath(model_dir), test_images):
+    return {}
+  keys = ("step", "test bits/dim (raw)", "test bits/dim (ema)")
+  return {r["step"]: {k: r[k] for k in keys} for r in record["rows"]}
 
 
 def plot(path, train, rows, command, machine):
@@ -104,8 +126,9 @@ def main():
   args = parser.parse_args()
   if args.test_images < 1:
     parser.error(f"--test_images must be >= 1, got {args.test_images}.")
+  done = previous_rows(args.results_dir, args.name, args.model_dir, args.test_images)
   try:
-    rows = test_curve(args.model_dir, args.test_images)
+    rows = test_curve(args.model_dir, args.test_images, done)
   except ValueError as e:
     parser.error(str(e))
   if not rows:
@@ -124,7 +147,9 @@ def main():
   print(results.write(args.name, command, rows,
                       ["step", "train bits/dim (last logged)", "test bits/dim (raw)",
                        "test bits/dim (ema)"], notes=notes, results_dir=args.results_dir,
-                      details={"train_curve": {str(s): train[s] for s in sorted(train)}}))
+                      details={"model_dir": os.path.abspath(args.model_dir),
+                               "test_images": args.test_images,
+                               "train_curve": {str(s): train[s] for s in sorted(train)}}))
   print(plot(os.path.join(args.figures_dir, f"{args.name}.png"), train, rows, command,
              results.machine()))
 
