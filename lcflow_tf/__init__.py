@@ -3,6 +3,7 @@
 from lcflow_tf import bijectors
 from lcflow_tf import lc
 from lcflow_tf import networks
+from lcflow_tf import pretrained
 from lcflow_tf.flows import ARCHITECTURES
 from lcflow_tf.flows import Flow
 from lcflow_tf.flows import FlowConfig
@@ -13,4 +14,4 @@ from lcflow_tf.keras_callbacks import SplitPilot
 __version__ = "0.1.0"
 
 __all__ = ["ARCHITECTURES", "Flow", "FlowConfig", "FlowModel", "SplitPilot", "bijectors",
-           "build_flow", "lc", "networks"]
+           "build_flow", "lc", "networks", "pretrained"]

@@ -63,10 +63,11 @@ def two_cpus():
 @pytest.fixture
 def run_script():
   """run_script(script, *args): `python script args` as a user runs it, to its end; a
-  `subprocess.CompletedProcess`. Each run is a fork of one process that imported what the
+  `subprocess.CompletedProcess` (keywords `timeout`, `cwd`, `env` as `cli_runner.Launcher.run`
+  takes them). Each run is a fork of one process that imported what the
   scripts import (`tests/cli_runner.Launcher()`): one TensorFlow start-up per test, not one
   per run."""
   from tests import cli_runner  # pylint: disable=g-import-not-at-top
   launcher = cli_runner.Launcher()
-  yield lambda script, *args, timeout=300: launcher.run(*args, script=script, timeout=timeout)
+  yield lambda script, *args, **kwargs: launcher.run(*args, script=script, **kwargs)
   launcher.close()

@@ -126,6 +126,7 @@ LAYERS = [
     {"loop", "training", "evaluation"},          # running and evaluating a run
     {"pilots"},                                  # the LC pilots, which drive the Trainer
     {"keras_model", "keras_callbacks"},          # the Keras side of the model and the pilots
+    {"pretrained"},                              # the shipped models (a run, an export, .keras)
     {"cli"},                                     # the programs
 ]
 

@@ -94,7 +94,7 @@ def test_guide_python_blocks_run(page, tmp_path, monkeypatch):
 
 def test_guide_has_its_pages():
   assert GUIDE_PAGES == ["bijectors.md", "distributed.md", "keras.md", "lc-split.md",
-                         "numerics.md", "serving.md", "training.md"]
+                         "numerics.md", "pretrained.md", "serving.md", "training.md"]
 
 
 def test_docstring_warnings_stay_on():

@@ -91,6 +91,9 @@ def test_wheel_holds_the_package_and_its_console_scripts(tmp_path):
   assert not outside, f"the wheel holds more than lcflow_tf: {outside}"
   for module in ["lcflow_tf/__init__.py", "lcflow_tf/bijectors/squeeze.py", *PROGRAMS.values()]:
     assert module in names
+  shipped = [f"lcflow_tf/pretrained/{name}/{f}" for name in lcflow_tf.pretrained.NAMES
+             for f in [*lcflow_tf.pretrained.manifest(name)["files"], "manifest.json"]]
+  assert not set(shipped) - set(names), "pretrained model files missing from the wheel"
   for script, module in PROGRAMS.items():
     name = module[:-len(".py")].replace("/", ".")
     assert f"{script} = {name}:run" in entry_points.splitlines()
@@ -106,6 +109,12 @@ def test_wheel_holds_the_package_and_its_console_scripts(tmp_path):
   result = json.loads(ran.stdout.strip().splitlines()[-1])
   assert result["file"] == os.path.join(site_packages, "lcflow_tf", "__init__.py")
   assert result["bpd"] == [64] and result["samples"] == [16, 8, 8, 1] and result["finite"]
+  verified = run(tmp_path / "venv" / "bin" / "python", "-c",
+                 "import lcflow_tf; print(lcflow_tf.pretrained.path('fashion_mnist_glow', "
+                 "'saved_model'))", cwd=elsewhere)
+  assert verified.returncode == 0, verified.stderr[-3000:]
+  assert verified.stdout.strip().splitlines()[-1] == os.path.join(
+      site_packages, "lcflow_tf", "pretrained", "fashion_mnist_glow", "saved_model")
 
   for script, module in PROGRAMS.items():
     helped = run(tmp_path / "venv" / "bin" / script, "--help", cwd=elsewhere)

@@ -39,6 +39,42 @@ def reject_positional_arguments(argv):
     fail(f"unexpected arguments {argv[1:]}; all settings are --flags (see --helpshort).")
 
 
+def model_dir_or_pretrained(flag_values, program):
+  """The run directory that `--model_dir` or `--pretrained` names, and the output directory.
+
+  `--pretrained=NAME` stands for the verified directory of a model of `lcflow_tf.pretrained`;
+  it excludes a given `--model_dir` and `--checkpoint` (the model has one checkpoint). The
+  output directory is `--output_dir` when the program has it and it is given, else None for a
+  run (the program's default inside the run) and `pretrained_eval/NAME` for a pretrained model
+  (never inside the installed package).
+
+  Args:
+    flag_values: the parsed flags (`--model_dir`, `--pretrained`, `--checkpoint`, and
+      optionally `--output_dir`).
+    program: how the messages name the action, e.g. "eval" or "export".
+
+  Returns:
+    (model_dir, output_dir).
+  """
+  from lcflow_tf import pretrained  # pylint: disable=g-import-not-at-top
+  output_dir = getattr(flag_values, "output_dir", None) if "output_dir" in flag_values else None
+  name = flag_values.pretrained
+  if name is None:
+    if flag_values.model_dir is None:
+      fail(f"give --model_dir (a training run) or --pretrained (one of "
+           f"{', '.join(pretrained.NAMES)}) to {program}.")
+    return flag_values.model_dir, output_dir
+  if flag_values["model_dir"].present:
+    fail("give one of --model_dir (a training run) and --pretrained (a shipped model).")
+  if flag_values.checkpoint is not None:
+    fail("--checkpoint belongs to --model_dir; a pretrained model has one checkpoint.")
+  try:
+    model_dir = pretrained.path(name)
+  except ValueError as e:
+    fail(e)
+  return model_dir, output_dir or os.path.join("pretrained_eval", name)
+
+
 def run(main, usage, module_name):
   """Runs `main` with `absl.app.run` as the program's entry point.
 

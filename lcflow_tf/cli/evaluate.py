@@ -3,9 +3,12 @@
   lcflow-eval --model_dir=runs/digits_glow
   lcflow-eval --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --dequant_samples=16
   lcflow-eval --model_dir=runs/fmnist --sample_quality   # + Frechet distance per temperature
+  lcflow-eval --pretrained=fashion_mnist_glow     # a model shipped with the package
 
 In a checkout, `python eval.py` runs the same program. Paths are relative to the working
-directory. Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), evaluates
+directory. --pretrained=NAME evaluates a model of `lcflow_tf.pretrained` instead of a run
+(its files checked against their checksums first; output in pretrained_eval/NAME unless
+--output_dir). Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), evaluates
 its averaged weights (--weights=ema, the default; the raw ones with --weights=raw or when the
 run kept no averages) on the whole held-out split and writes OUTPUT_DIR (default
 MODEL_DIR/eval): results.json (all numbers, and which weights), samples_t{T}.png per
@@ -21,11 +24,14 @@ from lcflow_tf import averaging
 from lcflow_tf import cli
 from lcflow_tf import config as config_lib
 from lcflow_tf import evaluation
+from lcflow_tf import pretrained
 from lcflow_tf import sample_quality
 
 EVAL_DEFAULTS = config_lib.EvalConfig()
 
 flags.DEFINE_string("model_dir", "runs/digits_glow", "Run directory written by lcflow-train.")
+flags.DEFINE_string("pretrained", None, "Instead of --model_dir: a pretrained model of the "
+                    f"package ({', '.join(pretrained.NAMES)}).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
                     "default: the latest in --model_dir.")
 flags.DEFINE_string("weights", "ema",
@@ -66,6 +72,7 @@ def main(argv):
     argv: what absl left of the command line after the flags (the program name only).
   """
   cli.reject_positional_arguments(argv)
+  model_dir, output_dir = cli.model_dir_or_pretrained(FLAGS, "eval")
   try:
     temperatures = tuple(float(t) for t in FLAGS.temperatures)
   except ValueError:
@@ -80,7 +87,7 @@ def main(argv):
         sample_quality_samples=FLAGS.sample_quality_samples,
         classifier_dir=FLAGS.classifier_dir,
         classifier=sample_quality.ClassifierConfig(steps=FLAGS.classifier_steps))
-    results, path = evaluation.evaluate_model_dir(FLAGS.model_dir, config, FLAGS.output_dir,
+    results, path = evaluation.evaluate_model_dir(model_dir, config, output_dir,
                                                   FLAGS.checkpoint, weights=FLAGS.weights)
   except ValueError as e:
     cli.fail(e)

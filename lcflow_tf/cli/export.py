@@ -3,12 +3,15 @@
   lcflow-export --model_dir=runs/digits_glow --export_dir=exports/digits
   lcflow-export --model_dir=runs/x --checkpoint=runs/x/ckpt-1000 --export_dir=OUT --overwrite
   lcflow-export --model_dir=runs/x --export_dir=models/lcflow --version=1   # TF Serving
+  lcflow-export --pretrained=fashion_mnist_glow --export_dir=exports/fmnist  # a shipped model
   lcflow-export --upgrade=OLD_EXPORT --export_dir=NEW    # re-save an older lcflow_tf's export
   lcflow-export --model_dir=runs/x --export_dir=OUT --precision=float64  # float64 inside
 
 In a checkout, `python export.py` runs the same program. Paths are relative to the working
-directory. Reads MODEL_DIR/config.json and the latest checkpoint (or --checkpoint), takes its
-averaged weights (--weights=ema, the default; --weights=raw for the trained ones) and writes,
+directory. --pretrained=NAME exports a model of `lcflow_tf.pretrained` instead of a run (its
+files checked against their checksums first). Reads MODEL_DIR/config.json and the latest
+checkpoint (or --checkpoint), takes its averaged weights (--weights=ema, the default;
+--weights=raw for the trained ones) and writes,
 atomically, a SavedModel whose signatures (`log_prob`/`serving_default`, `sample`, `encode`,
 `decode`) load with `tf.saved_model.load`, `saved_model_cli run` and TensorFlow Serving. With
 --version=N the SavedModel goes to EXPORT_DIR/N (TensorFlow Serving's model base path layout;
@@ -25,8 +28,11 @@ from lcflow_tf import cli
 from lcflow_tf import compat
 from lcflow_tf import evaluation
 from lcflow_tf import export
+from lcflow_tf import pretrained
 
 flags.DEFINE_string("model_dir", None, "Run directory written by lcflow-train.")
+flags.DEFINE_string("pretrained", None, "Instead of --model_dir: a pretrained model of the "
+                    f"package ({', '.join(pretrained.NAMES)}).")
 flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (a new directory); with "
                     "--version, the model base path that holds the version folders.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
@@ -61,7 +67,12 @@ def main(argv):
     argv: what absl left of the command line after the flags (the program name only).
   """
   cli.reject_positional_arguments(argv)
-  if (FLAGS.model_dir is None) == (FLAGS.upgrade is None):
+  if FLAGS.upgrade is not None and FLAGS.pretrained is not None:
+    cli.fail("give one of --pretrained (export a shipped model) and --upgrade (re-save an "
+             "older export).")
+  if FLAGS.upgrade is None:
+    model_dir, _ = cli.model_dir_or_pretrained(FLAGS, "export")
+  elif FLAGS.model_dir is not None:
     cli.fail("give exactly one of --model_dir (export a training run) and --upgrade "
              "(re-save an older export).")
   if FLAGS.upgrade is not None and FLAGS.checkpoint is not None:
@@ -78,8 +89,8 @@ def main(argv):
       print(f"upgraded {FLAGS.upgrade} to {path}; signatures: {', '.join(export.SIGNATURES)}")
       return
     export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite,  # before loading anything
-                            protect=[FLAGS.model_dir], version=FLAGS.version)
-    loaded = evaluation.load_run(FLAGS.model_dir, FLAGS.checkpoint, weights=FLAGS.weights)
+                            protect=[model_dir], version=FLAGS.version)
+    loaded = evaluation.load_run(model_dir, FLAGS.checkpoint, weights=FLAGS.weights)
     flow = loaded.flow if loaded.flow.dtype.name == FLAGS.precision else loaded.flow.astype(
         FLAGS.precision)
     path = export.export_saved_model(flow, FLAGS.export_dir, num_bins=loaded.num_bins,

@@ -1,0 +1,173 @@
+"""Trained models shipped with the package, loaded by name and checked against their checksums.
+
+  import lcflow_tf
+  model = lcflow_tf.pretrained.load("fashion_mnist_glow")   # a FlowModel, averaged weights
+  model.sample(16, temperature=0.7)
+
+Each model is a directory of this package (`directory(name)`) holding three forms of one set
+of weights and a `manifest.json`:
+  * the training run (`config.json` and a checkpoint with the trained weights, their averages
+    and the step, without the optimizer): `path(name)` is a `model_dir` that `lcflow-eval
+    --model_dir` and `lcflow-export --model_dir` read (both also take `--pretrained=NAME`) and
+    from which `load` builds the `FlowModel`;
+  * `saved_model/`: the SavedModel of `lcflow-export` (averaged weights), for plain TensorFlow
+    and TensorFlow Serving: `path(name, "saved_model")`;
+  * `NAME.keras`: the `FlowModel` for `keras.models.load_model` (averaged weights):
+    `path(name, "keras")`.
+The manifest records every file's SHA-256, how the model was trained, and its test bits/dim
+(on all test images, and on the first few hundred with the dequantisation seed that
+reproduces them). Every function here verifies the files it hands out against the manifest
+first: a missing, truncated or altered file raises `ValueError` naming the file, never an
+error from inside TensorFlow. `lcflow_tf.pretrained.packaging` writes such directories.
+"""
+
+import hashlib
+import json
+import os
+
+MANIFEST = "manifest.json"
+NAMES = ("fashion_mnist_glow",)
+PARTS = ("run", "saved_model", "keras")
+SAVED_MODEL_DIR = "saved_model"
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _check_name(name, root):
+  """Raises `ValueError` unless `name` is a model of `root` (the package's: one of NAMES)."""
+  names = NAMES if root == ROOT else tuple(sorted(
+      d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, MANIFEST))))
+  if name not in names:
+    raise ValueError(f"unknown pretrained model {name!r}; available: {', '.join(names)}.")
+
+
+def directory(name, root=None):
+  """The directory of the pretrained model `name` (not verified; see `path`).
+
+  Args:
+    name: one of `NAMES`.
+    root: where the models are (default: this package's directory).
+
+  Raises:
+    ValueError: for an unknown `name` (the message lists the available ones).
+  """
+  root = ROOT if root is None else os.path.abspath(root)
+  _check_name(name, root)
+  return os.path.join(root, name)
+
+
+def manifest(name, root=None):
+  """The manifest of the pretrained model `name`: its files' checksums, training and results.
+
+  Raises:
+    ValueError: for an unknown `name`, or a missing or unreadable manifest.
+  """
+  path = os.path.join(directory(name, root), MANIFEST)
+  try:
+    with open(path, encoding="utf-8") as f:
+      values = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f"pretrained model {name!r} is incomplete: {path} is missing; reinstall "
+                     "lcflow-tf (or restore the file from the repository).") from None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(f"pretrained model {name!r}: cannot read {path} ({e}); reinstall "
+                     "lcflow-tf (or restore the file from the repository).") from None
+  if not isinstance(values, dict) or not isinstance(values.get("files"), dict):
+    raise ValueError(f"pretrained model {name!r}: {path} lists no files; reinstall lcflow-tf.")
+  return values
+
+
+def part_of(relative_path):
+  """Which form a manifest entry belongs to: "saved_model", "keras" or "run"."""
+  if relative_path.split("/")[0] == SAVED_MODEL_DIR:
+    return "saved_model"
+  return "keras" if relative_path.endswith(".keras") else "run"
+
+
+def sha256(path):
+  """The SHA-256 of the file at `path`, as 64 hex digits."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify(name, parts=PARTS, root=None):
+  """Checks the files of `parts` of the pretrained model `name` against its manifest.
+
+  Args:
+    name: one of `NAMES`.
+    parts: which forms to check (a subset of `PARTS`).
+    root: where the models are (default: this package's directory).
+
+  Raises:
+    ValueError: naming the first missing file, or the first whose SHA-256 differs from the
+      manifest's (a truncated or altered file).
+  """
+  for part in parts:
+    if part not in PARTS:
+      raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}.")
+  base = directory(name, root)
+  listed = manifest(name, root)["files"]
+  for relative, expected in sorted(listed.items()):
+    if part_of(relative) not in parts:
+      continue
+    path = os.path.join(base, *relative.split("/"))
+    if not os.path.isfile(path):
+      raise ValueError(f"pretrained model {name!r} is incomplete: {path} is missing; reinstall "
+                       "lcflow-tf (or restore the file from the repository).")
+    actual = sha256(path)
+    if actual != expected:
+      raise ValueError(f"pretrained model {name!r}: {path} is corrupted (SHA-256 {actual[:16]}... "
+                       f"where the manifest records {expected[:16]}...); reinstall lcflow-tf "
+                       "(or restore the file from the repository).")
+
+
+def path(name, part="run", root=None):
+  """The verified path of one form of the pretrained model `name`.
+
+  Args:
+    name: one of `NAMES`.
+    part: "run": the training-run directory (`config.json` and checkpoint), a `model_dir` for
+      `lcflow_tf.evaluation.load_run`, `lcflow-eval` and `lcflow-export`; "saved_model": the
+      SavedModel directory (`tf.saved_model.load`, TensorFlow Serving); "keras": the `.keras`
+      file (`keras.models.load_model`).
+    root: where the models are (default: this package's directory).
+
+  Returns:
+    The absolute path, after its files matched the manifest's checksums.
+
+  Raises:
+    ValueError: for an unknown `name` or `part`, or a missing or corrupted file.
+  """
+  verify(name, (part,), root)
+  base = directory(name, root)
+  if part == "run":
+    return base
+  if part == "saved_model":
+    return os.path.join(base, SAVED_MODEL_DIR)
+  return os.path.join(base, name + ".keras")
+
+
+def load(name="fashion_mnist_glow", weights="ema", root=None):
+  """The pretrained model `name` as a `lcflow_tf.FlowModel`, ready to sample and evaluate.
+
+  Built from the shipped training run (as Keras applications build their architecture and load
+  weights), after its files matched their checksums. Compile it to train further.
+
+  Args:
+    name: one of `NAMES`.
+    weights: "ema" (the averaged weights, which the recorded results are of) or "raw" (the
+      trained weights of the last step).
+    root: where the models are (default: this package's directory).
+
+  Returns:
+    A `FlowModel` (its `flow` holds the weights; `num_bins` the images' levels).
+
+  Raises:
+    ValueError: for an unknown `name` or `weights`, or a missing or corrupted file.
+  """
+  from lcflow_tf import evaluation  # pylint: disable=g-import-not-at-top
+  from lcflow_tf import keras_model  # pylint: disable=g-import-not-at-top
+  run = evaluation.load_run(path(name, "run", root), weights=weights)
+  return keras_model.FlowModel(run.flow, run.num_bins, name=name)
