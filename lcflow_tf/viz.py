@@ -207,8 +207,22 @@ def _magnify(rgb, scale):
   return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
+def robust_range(values, percentiles=(1.0, 99.0)):
+  """The `percentiles` of the finite `values` ((0, 0) when none is finite): a colour range
+  that a few extreme elements do not stretch until the rest of a map is one colour."""
+  finite = np.asarray(values, np.float64)[np.isfinite(values)]
+  if not finite.size:
+    return 0.0, 0.0
+  lo, hi = np.percentile(finite, percentiles)
+  return float(lo), float(hi)
+
+
 def lc_heatmap(flow, level, scale=None):
-  """uint8 RGB panels (mean LC | kept) of junction `level` in image coordinates."""
+  """uint8 RGB panels (mean LC | kept) of junction `level` in image coordinates.
+
+  The colours span the 1st to the 99th percentile of the map's values (`robust_range`, given
+  in the panel's title); values beyond are drawn in the end colours.
+  """
   if not 0 <= level < len(flow.junctions):
     raise ValueError(f"lc_heatmap: level must be in 0..{len(flow.junctions) - 1} (the flow "
                      f"has {len(flow.junctions)} junctions), got {level!r}.")
@@ -219,11 +233,11 @@ def lc_heatmap(flow, level, scale=None):
   rows = []
   for c in range(flow.image_shape[-1]):
     values = maps["mean_lc"][..., c]
-    finite = values[np.isfinite(values)]
-    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    lo, hi = robust_range(values)
     suffix = f" ch{c}" if flow.image_shape[-1] > 1 else ""
     rows.append(_hstack([
-        _titled(_magnify(colorize(values), scale), f"L{level} LC {lo:.2f}..{hi:.2f}{suffix}"),
+        _titled(_magnify(colorize(values, lo, hi), scale),
+                f"L{level} LC {lo:.2f}..{hi:.2f}{suffix}"),
         _titled(_magnify(_grey(maps["keep"][..., c]), scale), f"L{level} kept{suffix}"),
     ]))
   return _vstack(rows)

@@ -133,3 +133,13 @@ def test_sample_grids(tmp_path):
   with Image.open(paths[1.0]) as image:
     hot = np.asarray(image)
   assert not np.array_equal(hot, grid)
+
+
+def test_robust_range_leaves_out_a_few_extreme_elements():
+  values = np.linspace(0.0, 1.0, 400).reshape(20, 20)
+  values[3, 4], values[5, 6] = -60.0, np.nan
+  lo, hi = viz.robust_range(values)
+  assert 0.0 <= lo < 0.02 and 0.98 < hi <= 1.0
+  rgb = viz.colorize(values, lo, hi)
+  assert len({tuple(p) for p in rgb.reshape(-1, 3)}) > 100  # not one colour
+  assert viz.robust_range(np.full((2, 2), np.nan)) == (0.0, 0.0)
