@@ -208,8 +208,15 @@ def _magnify(rgb, scale):
 
 
 def robust_range(values, percentiles=(1.0, 99.0)):
-  """The `percentiles` of the finite `values` ((0, 0) when none is finite): a colour range
-  that a few extreme elements do not stretch until the rest of a map is one colour."""
+  """A colour range that a few extreme elements do not stretch until the rest is one colour.
+
+  Args:
+    values: a float array (NaN and infinities are left out).
+    percentiles: the (low, high) percentiles of the range.
+
+  Returns:
+    (low, high) as floats; (0.0, 0.0) when no value is finite.
+  """
   finite = np.asarray(values, np.float64)[np.isfinite(values)]
   if not finite.size:
     return 0.0, 0.0

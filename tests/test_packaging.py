@@ -94,6 +94,7 @@ def test_wheel_holds_the_package_and_its_console_scripts(tmp_path):
   shipped = [f"lcflow_tf/pretrained/{name}/{f}" for name in lcflow_tf.pretrained.NAMES
              for f in [*lcflow_tf.pretrained.manifest(name)["files"], "manifest.json"]]
   assert not set(shipped) - set(names), "pretrained model files missing from the wheel"
+  assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")], "bytecode shipped"
   for script, module in PROGRAMS.items():
     name = module[:-len(".py")].replace("/", ".")
     assert f"{script} = {name}:run" in entry_points.splitlines()

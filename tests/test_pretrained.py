@@ -1,5 +1,6 @@
 """lcflow_tf.pretrained: the shipped model reproduces its record; packaging, checksums, errors."""
 
+import json
 import os
 import shutil
 
@@ -113,13 +114,25 @@ def test_package_refuses_to_replace_and_leaves_nothing_behind_on_failure(tiny_ro
   run = os.path.join(tiny_root, "tiny")
   with pytest.raises(ValueError, match="exists; pass overwrite=True"):
     packaging.package(run, "tiny", tiny_root)
-  with pytest.raises(ValueError, match=r"name must be letters, digits and '_', got 'a/b'"):
+  with pytest.raises(ValueError, match=r"name must be ASCII letters, digits and '_', got 'a/b'"):
     packaging.package(run, "a/b", str(tmp_path))
   with pytest.raises(ValueError, match=r"check_images must be an int >= 1, got 0"):
     packaging.package(run, "x", str(tmp_path), check_images=0)
+  with pytest.raises(ValueError, match=r"test_images must be an int >= 1, got 0"):
+    packaging.package(run, "x", str(tmp_path), test_images=0)
   with pytest.raises(ValueError, match="has no config.json"):
     packaging.package(str(tmp_path), "x", str(tmp_path / "out"))
   assert not os.path.exists(tmp_path / "out" / "x")
+
+
+def test_package_failing_midway_leaves_no_directory(tiny_root, tmp_path, monkeypatch):
+  def full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(packaging.keras_model.FlowModel, "save", full_disk)
+  with pytest.raises(OSError, match="No space left"):
+    packaging.package(os.path.join(tiny_root, "tiny"), "x", str(tmp_path / "out"),
+                      check_images=4, test_images=4)
+  assert os.listdir(tmp_path / "out") == []  # neither x nor a staging directory
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -154,6 +167,16 @@ def test_unknown_names_parts_and_a_broken_manifest_are_clear_errors(tiny_root, t
   root = str(tmp_path / "root")
   shutil.copytree(tiny_root, root)
   manifest = os.path.join(root, "tiny", "manifest.json")
+  values = pretrained.manifest("tiny", root)
+  del values["files"]["tiny.keras"]
+  with open(manifest, "w") as f:
+    json.dump(values, f)
+  with pytest.raises(ValueError, match=r"its manifest lists no tiny.keras \(the keras form\)"):
+    pretrained.path("tiny", "keras", root)
+  pretrained.verify("tiny", "run", root)  # a single part, by name
+  with pytest.raises(ValueError, match=r"pretrained models root .*nowhere is not a readable "
+                                       r"directory"):
+    pretrained.load("tiny", root=str(tmp_path / "nowhere"))
   with open(manifest, "w") as f:
     f.write("{not json")
   with pytest.raises(ValueError, match=r"pretrained model 'tiny': cannot read .*manifest.json "
@@ -200,8 +223,11 @@ def test_eval_and_export_name_what_is_wrong_with_pretrained(tmp_path, run_script
       ("eval.py", [f"--pretrained={SHIPPED}", "--checkpoint=x/ckpt-1"],
        "error: --checkpoint belongs to --model_dir; a pretrained model has one checkpoint."),
       ("export.py", [f"--export_dir={tmp_path / 'x'}"],
-       "error: give --model_dir (a training run) or --pretrained (one of fashion_mnist_glow) "
-       "to export."),
+       "error: give --model_dir (export a training run), --pretrained (a shipped model) or "
+       "--upgrade (re-save an older export)."),
+      ("export.py", [f"--pretrained={SHIPPED}", "--checkpoint=x/ckpt-1",
+                     f"--export_dir={tmp_path / 'x'}"],
+       "error: --checkpoint belongs to --model_dir; a pretrained model has one checkpoint."),
       ("export.py", [f"--pretrained={SHIPPED}", "--upgrade=old", f"--export_dir={tmp_path}"],
        "error: give one of --pretrained (export a shipped model) and --upgrade (re-save an "
        "older export).")]:

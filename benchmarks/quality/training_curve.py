@@ -33,16 +33,19 @@ TAG = "train/bits_per_dim"
 
 
 def logged_train_curve(model_dir):
-  """{step: train bits/dim} from the run's event files (a step logged twice: the last)."""
-  curve = {}
-  paths = sorted(glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")),
-                 key=lambda p: int(p.split("tfevents.")[1].split(".")[0]))  # by start time
-  for path in paths:
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == TAG:
-          curve[int(event.step)] = float(tf.make_ndarray(value.tensor))
-  return curve
+  """{step: train bits/dim} from the run's event files (a step logged twice: the value written
+  last; the last file may be cut short by a run still writing it)."""
+  latest = {}
+  for path in glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")):
+    try:
+      for event in tf.compat.v1.train.summary_iterator(path):
+        for value in event.summary.value:
+          step = int(event.step)
+          if value.tag == TAG and event.wall_time >= latest.get(step, (-1.0, 0.0))[0]:
+            latest[step] = (event.wall_time, float(tf.make_ndarray(value.tensor)))
+    except tf.errors.DataLossError:
+      pass  # a truncated last record
+  return {step: value for step, (_, value) in latest.items()}
 
 
 def checkpoint_steps(model_dir):
@@ -103,9 +106,11 @@ def plot(path, train, rows, command, machine):
     ax.plot([r["step"] for r in rows], [r[f"test bits/dim ({weights})"] for r in rows],
             color=figures.COLORS[i + 1], marker="o", ms=3,
             label=f"test ({weights} weights, {'averaged' if weights == 'ema' else 'trained'})")
-  finite = [v for v in [train[s] for s in steps] if np.isfinite(v)]
-  low = min(finite + [r["test bits/dim (ema)"] for r in rows])
-  ax.set_ylim(low - 0.05, min(max(finite), low + 1.5))  # spikes go off the top
+  values = [v for v in [train[s] for s in steps] + [
+      r[f"test bits/dim ({w})"] for r in rows for w in ("raw", "ema")] if np.isfinite(v)]
+  if values:
+    low = min(values)
+    ax.set_ylim(low - 0.05, min(max(values), low + 1.5))  # spikes go off the top
   ax.set_xlabel("training step")
   ax.set_ylabel("bits/dim")
   ax.legend(loc="upper right")

@@ -55,6 +55,9 @@ def model_dir_or_pretrained(flag_values, program):
 
   Returns:
     (model_dir, output_dir).
+
+  Raises:
+    SystemExit: through `fail` (status 1, one line) for a bad combination or model.
   """
   from lcflow_tf import pretrained  # pylint: disable=g-import-not-at-top
   output_dir = getattr(flag_values, "output_dir", None) if "output_dir" in flag_values else None

@@ -38,7 +38,8 @@ flags.DEFINE_string("weights", "ema",
                     f"{' or '.join(averaging.WEIGHTS)}. ema: the weight averages (the raw "
                     "weights when the checkpoint has none, with a note); raw: the trained "
                     "weights.")
-flags.DEFINE_string("output_dir", None, "Where the results go (default MODEL_DIR/eval).")
+flags.DEFINE_string("output_dir", None, "Where the results go (default MODEL_DIR/eval; "
+                    "pretrained_eval/NAME with --pretrained).")
 flags.DEFINE_integer("dequant_samples", EVAL_DEFAULTS.dequant_samples,
                      "K dequantisation noise samples per test image.")
 flags.DEFINE_integer("batch_size", EVAL_DEFAULTS.batch_size, "Evaluation batch size.")

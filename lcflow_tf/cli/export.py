@@ -70,6 +70,9 @@ def main(argv):
   if FLAGS.upgrade is not None and FLAGS.pretrained is not None:
     cli.fail("give one of --pretrained (export a shipped model) and --upgrade (re-save an "
              "older export).")
+  if FLAGS.upgrade is None and FLAGS.model_dir is None and FLAGS.pretrained is None:
+    cli.fail("give --model_dir (export a training run), --pretrained (a shipped model) or "
+             "--upgrade (re-save an older export).")
   if FLAGS.upgrade is None:
     model_dir, _ = cli.model_dir_or_pretrained(FLAGS, "export")
   elif FLAGS.model_dir is not None:

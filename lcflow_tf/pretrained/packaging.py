@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 
@@ -107,11 +108,13 @@ def package(model_dir, name, root=None, checkpoint=None, check_images=500, dequa
   Raises:
     ValueError: for a bad name or count, an existing directory without `overwrite`, or a run
       that cannot be loaded.
+    OSError: when the directory cannot be written (nothing is left behind).
   """
-  if not name or not name.replace("_", "").isalnum():
-    raise ValueError(f"name must be letters, digits and '_', got {name!r}.")
-  for what, value in (("check_images", check_images), ("dequant_samples", dequant_samples)):
-    if not isinstance(value, int) or value < 1:
+  if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+    raise ValueError(f"name must be ASCII letters, digits and '_', got {name!r}.")
+  for what, value in (("check_images", check_images), ("dequant_samples", dequant_samples),
+                      ("test_images", 1 if test_images is None else test_images)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ValueError(f"{what} must be an int >= 1, got {value!r}.")
   root = pretrained.ROOT if root is None else os.path.abspath(root)
   target = os.path.join(root, name)
@@ -158,10 +161,11 @@ def main(argv=None):
     target = package(args.model_dir, args.name, args.root, args.checkpoint, args.check_images,
                      args.dequant_samples, args.seed, args.test_images, args.command,
                      args.overwrite)
-  except ValueError as e:
+  except (ValueError, OSError) as e:  # OSError: e.g. a read-only site-packages
     print("error: " + " ".join(str(e).split()), file=sys.stderr)
     sys.exit(1)
-  values = pretrained.manifest(args.name, os.path.dirname(target))
+  with open(os.path.join(target, pretrained.MANIFEST), encoding="utf-8") as f:
+    values = json.load(f)
   print(f"wrote {target}: step {values['step']}, test bits/dim "
         f"{values['test']['bits_per_dim']:.4f} ({values['test']['num_images']} images), "
         f"first {args.check_images}: "
