@@ -70,7 +70,6 @@ def main():
       # The pilots' run: its pilot rows only (its model has not trained yet).
       rows += [r for r in run_rows if r["source"].startswith(source)]
       counts.append(count)
-
   except ValueError as e:
     parser.error(str(e))
   notes = (f"Held-out images per run: {counts}. First run: the converged model "
@@ -81,8 +80,7 @@ def main():
            "split` there: what the `lc` rule chose from the pilot's training statistics). "
            "Columns as in lc_anatomy.py: `RULE keeps on held-out` = the channel order the "
            "rule gives, its most common form over the locations; `RULE keeps as static` = the "
-           "share of "
-           "the kept elements in static's kept half (1 = static, 0 = its complement).")
+           "share of the kept elements in static's kept half (1 = static, 0 = its complement).")
   columns = ["run", "rule", "source", "junction", "mean log N(h) per channel",
              "mean A per channel", "trained split"] + [
                  f"{r} keeps {w}" for r in RULES for w in ("on held-out", "as static")]

@@ -97,7 +97,9 @@ def _row(name, rule, source, junction, prior, log_det, order, **extra):
       "kept as static": round(kept_as_static(order), 3)}, **extra)
 
 
+# The score each data-dependent rule ranks by (a reverse rule reads its forward rule's score).
 SCORES = {"lc": lambda prior, log_det: prior + log_det, "logdet": lambda prior, log_det: log_det}
+SCORES.update({f"{rule}_reverse": score for rule, score in list(SCORES.items())})
 
 
 def rankings(prior, log_det, rules):
@@ -132,11 +134,10 @@ def anatomy(model_dir, max_images, rules=()):
     pilot_parts, _ = held_out_parts(pilot.flow, run.dataset, max_images)
     prior, log_det = pilot_parts[j]
     # The budget-matched control (`static` with `budget_matched_control`) reads no score.
-    score = {"lc": prior + log_det, "lc_reverse": prior + log_det, "logdet": log_det,
-             "logdet_reverse": log_det}.get(rule)
     extra = {}
-    if score is not None:
-      extra["kept by rule on held-out"] = order_summary(lc.split_permutation(score, rule))
+    if rule in SCORES:
+      extra["kept by rule on held-out"] = order_summary(
+          lc.split_permutation(SCORES[rule](prior, log_det), rule))
     extra.update(rankings(prior, log_det, rules))
     rows.append(_row(name, label, f"pilot {j}", j + 1, prior, log_det, orders[j], **extra))
   return rows, count

@@ -39,7 +39,7 @@ def reject_positional_arguments(argv):
     fail(f"unexpected arguments {argv[1:]}; all settings are --flags (see --helpshort).")
 
 
-def model_dir_or_pretrained(flag_values, program):
+def model_dir_or_pretrained(flag_values):
   """The run directory that `--model_dir` or `--pretrained` names, and the output directory.
 
   `--pretrained=NAME` stands for the verified directory of a model of `lcflow_tf.pretrained`;
@@ -50,8 +50,7 @@ def model_dir_or_pretrained(flag_values, program):
 
   Args:
     flag_values: the parsed flags (`--model_dir`, `--pretrained`, `--checkpoint`, and
-      optionally `--output_dir`).
-    program: how the messages name the action, e.g. "eval" or "export".
+      optionally `--output_dir`); without `--pretrained`, `--model_dir` is set.
 
   Returns:
     (model_dir, output_dir).
@@ -60,12 +59,9 @@ def model_dir_or_pretrained(flag_values, program):
     SystemExit: through `fail` (status 1, one line) for a bad combination or model.
   """
   from lcflow_tf import pretrained  # pylint: disable=g-import-not-at-top
-  output_dir = getattr(flag_values, "output_dir", None) if "output_dir" in flag_values else None
+  output_dir = flag_values.output_dir if "output_dir" in flag_values else None
   name = flag_values.pretrained
   if name is None:
-    if flag_values.model_dir is None:
-      fail(f"give --model_dir (a training run) or --pretrained (one of "
-           f"{', '.join(pretrained.NAMES)}) to {program}.")
     return flag_values.model_dir, output_dir
   if flag_values["model_dir"].present:
     fail("give one of --model_dir (a training run) and --pretrained (a shipped model).")

@@ -73,7 +73,7 @@ def main(argv):
     argv: what absl left of the command line after the flags (the program name only).
   """
   cli.reject_positional_arguments(argv)
-  model_dir, output_dir = cli.model_dir_or_pretrained(FLAGS, "eval")
+  model_dir, output_dir = cli.model_dir_or_pretrained(FLAGS)
   try:
     temperatures = tuple(float(t) for t in FLAGS.temperatures)
   except ValueError:

@@ -74,7 +74,7 @@ def main(argv):
     cli.fail("give --model_dir (export a training run), --pretrained (a shipped model) or "
              "--upgrade (re-save an older export).")
   if FLAGS.upgrade is None:
-    model_dir, _ = cli.model_dir_or_pretrained(FLAGS, "export")
+    model_dir, _ = cli.model_dir_or_pretrained(FLAGS)
   elif FLAGS.model_dir is not None:
     cli.fail("give exactly one of --model_dir (export a training run) and --upgrade "
              "(re-save an older export).")

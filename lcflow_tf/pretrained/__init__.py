@@ -32,6 +32,7 @@ NAMES = ("fashion_mnist_glow",)  # shipped: their manifest missing is an incompl
 PARTS = ("run", "saved_model", "keras")
 SAVED_MODEL_DIR = "saved_model"
 ROOT = os.path.dirname(os.path.abspath(__file__))
+_REINSTALL = "reinstall lcflow-tf (or restore the file from the repository)."
 # What a manifest must list for each form (patterns; NAME: the model's name).
 REQUIRED = {"run": ("config.json", "checkpoint", "ckpt-*.index", "ckpt-*.data-*"),
             "saved_model": (SAVED_MODEL_DIR + "/saved_model.pb",
@@ -95,13 +96,13 @@ def manifest(name, root=None):
     with open(path, encoding="utf-8") as f:
       values = json.load(f)
   except FileNotFoundError:
-    raise ValueError(f"pretrained model {name!r} is incomplete: {path} is missing; reinstall "
-                     "lcflow-tf (or restore the file from the repository).") from None
+    raise ValueError(f"pretrained model {name!r} is incomplete: {path} is missing; "
+                     f"{_REINSTALL}") from None
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f"pretrained model {name!r}: cannot read {path} ({e}); reinstall "
-                     "lcflow-tf (or restore the file from the repository).") from None
+    raise ValueError(f"pretrained model {name!r}: cannot read {path} ({e}); "
+                     f"{_REINSTALL}") from None
   if not isinstance(values, dict) or not isinstance(values.get("files"), dict):
-    raise ValueError(f"pretrained model {name!r}: {path} lists no files; reinstall lcflow-tf.")
+    raise ValueError(f"pretrained model {name!r}: {path} lists no files; {_REINSTALL}")
   return values
 
 
@@ -146,23 +147,23 @@ def verify(name, parts=PARTS, root=None):
       pattern = pattern.replace("NAME", name)
       if not fnmatch.filter(listed, pattern):
         raise ValueError(f"pretrained model {name!r}: its manifest lists no {pattern} (the "
-                         f"{part} form); reinstall lcflow-tf (or restore the file from the "
-                         "repository).")
+                         f"{part} form); {_REINSTALL}")
   for relative, expected in sorted(listed.items()):
     if part_of(relative) not in parts:
       continue
-    path = os.path.join(base, *relative.split("/"))
-    if not os.path.isfile(path):
-      raise ValueError(f"pretrained model {name!r} is incomplete: {path} is missing; reinstall "
-                       "lcflow-tf (or restore the file from the repository).")
+    file_path = os.path.join(base, *relative.split("/"))
+    if not os.path.isfile(file_path):
+      raise ValueError(f"pretrained model {name!r} is incomplete: {file_path} is missing; "
+                       f"{_REINSTALL}")
     try:
-      actual = sha256(path)
+      actual = sha256(file_path)
     except OSError as e:
-      raise ValueError(f"pretrained model {name!r}: cannot read {path} ({e.strerror}).") from None
+      raise ValueError(f"pretrained model {name!r}: cannot read {file_path} "
+                       f"({e.strerror}).") from None
     if actual != expected:
-      raise ValueError(f"pretrained model {name!r}: {path} is corrupted (SHA-256 {actual[:16]}... "
-                       f"where the manifest records {expected[:16]}...); reinstall lcflow-tf "
-                       "(or restore the file from the repository).")
+      raise ValueError(f"pretrained model {name!r}: {file_path} is corrupted (SHA-256 "
+                       f"{actual[:16]}... where the manifest records {expected[:16]}...); "
+                       f"{_REINSTALL}")
 
 
 def path(name, part="run", root=None):

@@ -12,7 +12,6 @@ configuration, and the averaged weights' test bits/dim on all test images and on
 with `--overwrite`.
 """
 
-import datetime
 import json
 import os
 import platform
@@ -64,8 +63,8 @@ def _record(run, name, command, staging):
       "weights": run.weights,
       "command": command,
       "train_config": _read_json(os.path.join(staging, config_lib.CONFIG_FILE)),
-      "written": {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
-                  "tensorflow": tf.__version__, "python": platform.python_version()},
+      "written": {"machine": platform.machine(), "tensorflow": tf.__version__,
+                  "python": platform.python_version()},
   }
 
 
